@@ -1,0 +1,1 @@
+#include "wechat_core.h"
