@@ -7,10 +7,15 @@
 int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, ...)
 {
     va_list ap;
+    /* Level 2: the builder is called by the public Lua function, so the position that helps is its caller's. */
+    luaL_where(L, 2);
+    lua_pushfstring(L, "bad argument #%d to '%s' (", argn, fname);
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);
     va_end(ap);
-    return luaL_error(L, "bad argument #%d to '%s' (%s)", argn, fname, lua_tostring(L, -1));
+    lua_pushliteral(L, ")");
+    lua_concat(L, 4);
+    return lua_error(L);
 }
 
 int luaopen_wechat_core(lua_State *L)

@@ -12,7 +12,7 @@ void wechat_open_curl(lua_State *L);
 void wechat_open_digest(lua_State *L);
 void wechat_open_crypto(lua_State *L);
 
-/* Raises "bad argument #argn to 'fname' (message)", like luaL_argerror, but with the public name of the
+/* Raises "POSITION: bad argument #argn to 'fname' (message)", like luaL_argerror, but with the public name of the
  * operation whatever the call site looked like (a table lookup, a tail call, LuaJIT or 5.4). */
 int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, ...);
 

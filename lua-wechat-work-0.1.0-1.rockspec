@@ -1,0 +1,49 @@
+-- luarocks --lua-version 5.4 make                                         (Lua 5.4)
+-- luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1      (LuaJIT / OpenResty)
+-- Add `--tree DIR` to install somewhere else than the system tree. lua-cjson (Debian: lua-cjson) is needed at
+-- run time but not listed below, so that the commands work offline against Debian's packages; see README.
+rockspec_format = "3.0"
+package = "lua-wechat-work"
+version = "0.1.0-1"
+source = {
+  url = "git+https://example.invalid/lua-wechat-work.git",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "WeCom (企业微信) customer service (微信客服, KF) client for Lua 5.4 and OpenResty",
+  detailed = [[
+Every operation of WeCom's KF message API (send_msg of every type, send_msg_on_event, sync_msg) with bodies
+written and checked in C, a cached access token, a libcurl transport for Lua 5.4 and a cosocket transport
+for OpenResty.]],
+  license = "MIT",
+  labels = { "wechat", "wecom", "openresty" },
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h" },
+  OPENSSL = { header = "openssl/evp.h" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["wechat.core"] = {
+      sources = {
+        "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/curl_transport.c",
+        "src/digest.c", "src/callback_crypto.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+    },
+    ["wechat.work"] = "lua/wechat/work.lua",
+    ["wechat.work.errors"] = "lua/wechat/work/errors.lua",
+    ["wechat.work.store.memory"] = "lua/wechat/work/store/memory.lua",
+    ["wechat.work.transport.curl"] = "lua/wechat/work/transport/curl.lua",
+    ["wechat.work.kf.message"] = "lua/wechat/work/kf/message.lua",
+    ["wechat.work.kf.menu"] = "lua/wechat/work/kf/menu.lua",
+    ["wechat.work.kf.link"] = "lua/wechat/work/kf/link.lua",
+  },
+}
