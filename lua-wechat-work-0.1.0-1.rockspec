@@ -45,5 +45,6 @@ build = {
     ["wechat.work.kf.message"] = "lua/wechat/work/kf/message.lua",
     ["wechat.work.kf.menu"] = "lua/wechat/work/kf/menu.lua",
     ["wechat.work.kf.link"] = "lua/wechat/work/kf/link.lua",
+    ["wechat.work.callback"] = "lua/wechat/work/callback.lua",
   },
 }
