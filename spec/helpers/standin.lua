@@ -1,0 +1,225 @@
+-- Drives the local WeCom stand-in (tools/wecom-standin) from specs, under Lua 5.4 and LuaJIT alike.
+--
+--   local standin = require "helpers.standin"
+--   setup(standin.start)          -- starts it unless it runs already, learns its URLs
+--   teardown(standin.stop)        -- stops it only if setup started it
+--   before_each(standin.reset)    -- each spec starts from nothing
+--   standin.script("/cgi-bin/kf/send_msg", { errcode = 45009, errmsg = "api freq out of limit" })
+--
+-- Control calls that fail raise: a spec cannot go on without its stand-in.
+-- The stand-in honours WECOM_STANDIN_PREFIX, WECOM_STANDIN_HTTP_PORT and WECOM_STANDIN_HTTPS_PORT, so specs of
+-- two checkouts can each use their own.
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local cjson = require "cjson"
+
+local M = {}
+
+local concat = table.concat
+local error, tostring, tonumber, pairs, ipairs, pcall = error, tostring, tonumber, pairs, ipairs, pcall
+
+local CORPID = "wwCORP"
+
+M.CORPID = CORPID
+M.KF_SECRET = "KF_SECRET"
+M.OTHER_SECRET = "OTHER_SECRET"
+
+local started -- { url =, https_url =, cafile = } once start() has run
+
+-- The repository root: from this file's own path (spec/helpers/standin.lua), else the working directory.
+local function repo_root()
+  local source = debug.getinfo(1, "S").source
+  if source:sub(1, 1) == "@" then
+    local dir = source:sub(2):match("^(.*)[/\\]spec[/\\]helpers[/\\]standin%.lua$")
+    if dir then
+      return dir
+    end
+    if source:sub(2):match("^spec[/\\]helpers[/\\]standin%.lua$") then
+      return "."
+    end
+  end
+  return "."
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a command; returns its exit code and its output (stdout and stderr). io.popen():close() cannot give the
+-- exit code under LuaJIT, so the shell prints it.
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local text, code = out:match("^(.*)rc=(%d+)%s*$")
+  return tonumber(code), text
+end
+
+local function script_path()
+  return repo_root() .. "/tools/wecom-standin/standin"
+end
+
+-- Starts the stand-in unless it runs already (the script is idempotent) and remembers its URLs.
+function M.start()
+  if started then
+    return started
+  end
+  -- through bash, so a checkout that lost the executable bit still works
+  local cmd = "bash " .. shell_quote(script_path())
+  local code, out = run(cmd .. " start")
+  if code ~= 0 then
+    error("standin: '" .. script_path() .. " start' failed:\n" .. out, 2)
+  end
+  local env = {}
+  local _, env_out = run(cmd .. " env")
+  for name, value in env_out:gmatch("([%w_]+)=([^\n]*)") do
+    env[name] = value
+  end
+  if not (env.WECOM_STANDIN_URL and env.WECOM_STANDIN_HTTPS_URL and env.WECOM_STANDIN_CAFILE) then
+    error("standin: unexpected output of 'standin env': " .. env_out, 2)
+  end
+  started = {
+    url = env.WECOM_STANDIN_URL,
+    https_url = env.WECOM_STANDIN_HTTPS_URL,
+    cafile = env.WECOM_STANDIN_CAFILE,
+    -- only a stand-in this process started is stopped by stop()
+    owned = out:find("standin: started", 1, true) ~= nil,
+  }
+  return started
+end
+
+-- Stops the stand-in if start() in this process started it (one found running is left alone).
+function M.stop()
+  if not started then
+    return
+  end
+  local owned = started.owned
+  started = nil
+  if owned then
+    local code, out = run("bash " .. shell_quote(script_path()) .. " stop")
+    if code ~= 0 then
+      error("standin: stop failed:\n" .. out, 2)
+    end
+  end
+end
+
+local function need_start()
+  return started or M.start()
+end
+
+function M.url()
+  return need_start().url
+end
+
+function M.https_url()
+  return need_start().https_url
+end
+
+function M.cafile()
+  return need_start().cafile
+end
+
+-- One plain HTTP exchange with the stand-in: status, body, headers; nil, err when no answer came.
+function M.request(method, path, body, headers)
+  local chunks = {}
+  local hdrs = { ["content-type"] = "application/json" }
+  for k, v in pairs(headers or {}) do
+    hdrs[k] = v
+  end
+  if body then
+    hdrs["content-length"] = tostring(#body)
+  end
+  local ok, status, resp_headers = http.request({
+    url = M.url() .. path,
+    method = method,
+    headers = hdrs,
+    source = body and ltn12.source.string(body) or nil,
+    sink = ltn12.sink.table(chunks),
+  })
+  if not ok then
+    return nil, status
+  end
+  return status, concat(chunks), resp_headers
+end
+
+local function control(method, path, value)
+  local body = value ~= nil and cjson.encode(value) or nil
+  local status, resp = M.request(method, path, body)
+  if status ~= 200 then
+    error("standin: " .. method .. " " .. path .. " failed: " .. tostring(status) .. " " .. tostring(resp), 3)
+  end
+  return cjson.decode(resp)
+end
+
+local function urlencode(s)
+  return (s:gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+-- Forgets requests, counts, scripts, tokens, queued messages, deliveries and config.
+function M.reset()
+  control("POST", "/_standin/reset")
+end
+
+-- The requests seen (to path only, when given), in order: { method =, path =, args = {}, body = "raw" }.
+function M.requests(path)
+  local q = path and ("?path=" .. urlencode(path)) or ""
+  return control("GET", "/_standin/requests" .. q)
+end
+
+-- The bodies of the requests to path, decoded from JSON (a body that is not JSON stays a string).
+function M.bodies(path)
+  local out = {}
+  for i, r in ipairs(M.requests(path)) do
+    local ok, value = pcall(cjson.decode, r.body)
+    if ok then
+      out[i] = value
+    else
+      out[i] = r.body
+    end
+  end
+  return out
+end
+
+-- { ["/cgi-bin/gettoken"] = N, ... }
+function M.counts()
+  return control("GET", "/_standin/counts")
+end
+
+-- Decoded bodies of the messages a customer would see, after msgid dedup.
+function M.delivered()
+  return control("GET", "/_standin/delivered")
+end
+
+function M.expire_tokens()
+  control("POST", "/_standin/expire_tokens")
+end
+
+-- The next count requests to path (default 1, -1 for all) get action instead of the normal answer.
+function M.script(path, action, count)
+  return control("POST", "/_standin/script", { path = path, action = action, count = count or 1 })
+end
+
+-- { messages = {...}, page_size = N, empty_pages = K }; returns how many messages are queued in all.
+function M.sync(spec)
+  return control("POST", "/_standin/sync", spec).queued
+end
+
+-- Changes settings ({ expires_in = N, kf_secret_only = bool, record = bool }); returns them all.
+function M.config(tbl)
+  return control("POST", "/_standin/config", tbl)
+end
+
+-- A fresh or cached access token of secret (default KF_SECRET), straight from the stand-in.
+function M.token(secret)
+  local status, body = M.request("GET", "/cgi-bin/gettoken?corpid=" .. CORPID
+    .. "&corpsecret=" .. urlencode(secret or M.KF_SECRET))
+  local reply = status == 200 and cjson.decode(body)
+  if not (reply and reply.errcode == 0) then
+    error("standin: gettoken failed: " .. tostring(status) .. " " .. tostring(body), 2)
+  end
+  return reply.access_token
+end
+
+return M

@@ -1,0 +1,566 @@
+-- The local WeCom stand-in itself: what it answers, what it records, how scripts and sync paging behave.
+local cjson = require "cjson"
+local standin = require "helpers.standin"
+
+local rep, format = string.rep, string.format
+
+local SEND = "/cgi-bin/kf/send_msg"
+local EVENT = "/cgi-bin/kf/send_msg_on_event"
+local SYNC = "/cgi-bin/kf/sync_msg"
+local GETTOKEN = "/cgi-bin/gettoken"
+
+-- status and body only, so that { req(...) } can be compared whole
+local function req(method, path, body)
+  local status, resp = standin.request(method, path, body)
+  return status, resp
+end
+
+local function gettoken(query)
+  return req("GET", GETTOKEN .. "?" .. query)
+end
+
+local function post(path, token, body)
+  return req("POST", path .. "?access_token=" .. token, body)
+end
+
+local function err(code, msg)
+  return format('{"errcode":%d,"errmsg":"%s"}', code, msg)
+end
+
+local function ok_msgid(msgid)
+  return format('{"errcode":0,"errmsg":"ok","msgid":"%s"}', msgid)
+end
+
+-- Runs a shell command; returns its exit code and output (stdout and stderr).
+local function shell(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.*)rc=(%d+)\n$")
+  return tonumber(code), body
+end
+
+describe("wecom stand-in", function()
+  setup(function()
+    standin.start()
+  end)
+
+  teardown(function()
+    standin.stop()
+  end)
+
+  before_each(function()
+    standin.reset()
+  end)
+
+  describe("gettoken", function()
+    it("hands out a token and the same one again while it lives", function()
+      local status, body = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
+      assert.are.equal(200, status)
+      local first = cjson.decode(body)
+      assert.are.equal(0, first.errcode)
+      assert.are.equal("ok", first.errmsg)
+      assert.are.equal(7200, first.expires_in)
+      assert.are.equal(50, #first.access_token)
+      assert.truthy(first.access_token:match("^ST%x+$"))
+      assert.are.equal(format('{"errcode":0,"errmsg":"ok","access_token":"%s","expires_in":7200}',
+        first.access_token), body)
+
+      local _, again = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
+      assert.are.equal(first.access_token, cjson.decode(again).access_token)
+      assert.are.same({ [GETTOKEN] = 2 }, standin.counts())
+    end)
+
+    it("keeps one token per secret", function()
+      local kf, other = standin.token("KF_SECRET"), standin.token("OTHER_SECRET")
+      assert.are_not.equal(kf, other)
+      assert.are.equal(kf, standin.token("KF_SECRET"))
+      assert.are.equal(other, standin.token("OTHER_SECRET"))
+    end)
+
+    it("answers a wrong corpid or secret like WeCom", function()
+      local cases = {
+        { "corpsecret=KF_SECRET", err(41002, "corpid missing") },
+        { "corpid=wwOTHER&corpsecret=KF_SECRET", err(40013, "invalid corpid") },
+        { "corpid=wwCORP", err(41004, "corpsecret missing") },
+        { "corpid=wwCORP&corpsecret=NOPE", err(40001, "invalid secret") },
+        { "corpid=&corpsecret=KF_SECRET", err(40013, "invalid corpid") },
+      }
+      for _, case in ipairs(cases) do
+        local status, body = gettoken(case[1])
+        assert.are.equal(200, status)
+        assert.are.equal(case[2], body)
+      end
+      assert.are.same({ [GETTOKEN] = 5 }, standin.counts())
+    end)
+
+    it("forgets tokens on reset", function()
+      local token = standin.token()
+      standin.reset()
+      assert.are.same({ 200, err(40014, "invalid access_token") }, { post(SYNC, token, "{}") })
+    end)
+
+    it("issues already expired tokens when expires_in is 0", function()
+      assert.are.same({ expires_in = 0, kf_secret_only = false, record = true }, standin.config({ expires_in = 0 }))
+      local status, body = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
+      assert.are.equal(200, status)
+      local reply = cjson.decode(body)
+      assert.are.equal(0, reply.expires_in)
+      assert.are_not.equal(reply.access_token, standin.token())
+      assert.are.same({ 200, err(42001, "access_token expired") }, { post(SYNC, reply.access_token, "{}") })
+    end)
+  end)
+
+  describe("access_token", function()
+    it("is checked on every KF call", function()
+      for _, path in ipairs({ SEND, EVENT, SYNC }) do
+        assert.are.same({ 200, err(41001, "access_token missing") }, { req("POST", path, "{}") })
+        assert.are.same({ 200, err(41001, "access_token missing") }, { post(path, "", "{}") })
+        assert.are.same({ 200, err(40014, "invalid access_token") }, { post(path, "nope", "{}") })
+      end
+    end)
+
+    it("answers 42001 for every token issued before expire_tokens, and a new token works", function()
+      local old = standin.token()
+      standin.expire_tokens()
+      assert.are.same({ 200, err(42001, "access_token expired") }, { post(SYNC, old, "{}") })
+      local new = standin.token()
+      assert.are_not.equal(old, new)
+      assert.are.same({ 200, '{"errcode":0,"errmsg":"ok","next_cursor":"SC0","has_more":0,"msg_list":[]}' },
+        { post(SYNC, new, "{}") })
+    end)
+
+    it("forbids OTHER_SECRET tokens on the KF API when kf_secret_only is set", function()
+      standin.config({ kf_secret_only = true })
+      local other = standin.token("OTHER_SECRET")
+      assert.are.same({ 200, err(48002, "api forbidden") }, { post(SYNC, other, "{}") })
+      assert.are.same({ 200, '{"errcode":0,"errmsg":"ok","next_cursor":"SC0","has_more":0,"msg_list":[]}' },
+        { post(SYNC, standin.token(), "{}") })
+    end)
+
+    it("wants POST and a JSON object", function()
+      local token = standin.token()
+      assert.are.same({ 200, err(43002, "require POST method") },
+        { req("GET", SEND .. "?access_token=" .. token) })
+      for _, body in ipairs({ "", "not json", "[]", '"text"', "{" }) do
+        assert.are.same({ 200, err(47001, "data format error") }, { post(SEND, token, body) })
+      end
+    end)
+  end)
+
+  describe("send_msg", function()
+    local HEAD = '"touser":"wmUSER","open_kfid":"wkKF",'
+    local cases = {
+      { '{"open_kfid":"wkKF","msgtype":"text","text":{"content":"hi"}}', err(41009, "touser missing") },
+      { '{"touser":7,"open_kfid":"wkKF","msgtype":"text","text":{"content":"hi"}}', err(40058, "invalid touser") },
+      { '{"touser":"wmUSER","msgtype":"text","text":{"content":"hi"}}', err(95000, "open_kfid missing") },
+      { '{"touser":"wmUSER","open_kfid":[],"msgtype":"text"}', err(95000, "invalid open_kfid") },
+      { "{" .. HEAD .. '"text":{"content":"hi"}}', err(40008, "msgtype missing") },
+      { "{" .. HEAD .. '"msgtype":"news","news":{}}', err(40008, "invalid msgtype") },
+      { "{" .. HEAD .. '"msgtype":"text"}', err(40058, "text missing") },
+      { "{" .. HEAD .. '"msgtype":"text","text":null}', err(40058, "text missing") },
+      { "{" .. HEAD .. '"msgtype":"text","text":[]}', err(40058, "invalid text") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{}}', err(44004, "text.content missing") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":1}}', err(40058, "invalid text.content") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"' .. rep("a", 2049) .. '"}}',
+        err(45002, "text.content too long") },
+      { "{" .. HEAD .. '"msgtype":"image","image":{}}', err(41006, "image.media_id missing") },
+      { "{" .. HEAD .. '"msgtype":"voice","voice":{"media_id":""}}', err(41006, "voice.media_id missing") },
+      { "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"M","title":3}}', err(40058, "invalid video.title") },
+      { "{" .. HEAD .. '"msgtype":"file","file":{"media_id":false}}', err(40058, "invalid file.media_id") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"url":"https://a.example","thumb_media_id":"T"}}',
+        err(41016, "link.title missing") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","thumb_media_id":"T"}}', err(41010, "link.url missing") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"a.example","thumb_media_id":"T"}}',
+        err(40058, "invalid link.url") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"http://a.example"}}',
+        err(41006, "link.thumb_media_id missing") },
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"title":"t","thumb_media_id":"T","pagepath":"p"}}',
+        err(40058, "miniprogram.appid missing") },
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","thumb_media_id":"T","pagepath":"p"}}',
+        err(41016, "miniprogram.title missing") },
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","pagepath":"p"}}',
+        err(41006, "miniprogram.thumb_media_id missing") },
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"T"}}',
+        err(40058, "miniprogram.pagepath missing") },
+      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":"h"}}', err(40058, "msgmenu.list missing") },
+      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":{}}}', err(40058, "invalid msgmenu.list") },
+      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[' .. rep('{"type":"text","text":{"content":"x"}},', 10)
+        .. '{"type":"text","text":{"content":"x"}}]}}', err(40058, "invalid msgmenu.list") },
+      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[{"type":"click","click":{"id":"1","content":"a"}},'
+        .. '{"type":"button","button":{}}]}}', err(40058, "invalid msgmenu.list[2]") },
+      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":' .. '"' .. rep("h", 1025) .. '","list":[]}}',
+        err(40058, "invalid msgmenu.head_content") },
+      { "{" .. HEAD .. '"msgtype":"location","location":{"longitude":116.4}}',
+        err(40058, "location.latitude missing") },
+      { "{" .. HEAD .. '"msgtype":"location","location":{"latitude":"39.9","longitude":116.4}}',
+        err(40058, "invalid location.latitude") },
+      { "{" .. HEAD .. '"msgtype":"location","location":{"latitude":39.9,"longitude":180.5}}',
+        err(40058, "invalid location.longitude") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":"' .. rep("m", 33) .. '"}',
+        err(40058, "invalid msgid") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":"a b"}', err(40058, "invalid msgid") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":42}', err(40058, "invalid msgid") },
+    }
+    for i, case in ipairs(cases) do
+      it(format("rejects bad body %d: %s", i, case[2]), function()
+        local token = standin.token()
+        assert.are.same({ 200, case[2] }, { post(SEND, token, case[1]) })
+        assert.are.same({}, standin.delivered())
+      end)
+    end
+
+    it("takes every message type and delivers the bodies in order, byte for byte", function()
+      local token = standin.token()
+      local bodies = {
+        "{" .. HEAD .. '"msgtype":"text","text":{"content":"你好 👋"}}',
+        "{" .. HEAD .. '"msgtype":"image","image":{"media_id":"MI"}}',
+        "{" .. HEAD .. '"msgtype":"voice","voice":{"media_id":"MV"}}',
+        "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"MD","title":"t","description":"d"}}',
+        "{" .. HEAD .. '"msgtype":"file","file":{"media_id":"MF"}}',
+        "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","desc":"d","url":"https://a.example/x?y=1",'
+          .. '"thumb_media_id":"T"}}',
+        "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"T",'
+          .. '"pagepath":"pages/index"}}',
+        "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":"h","list":[],"tail_content":"t"}}',
+        "{" .. HEAD .. '"msgtype":"location","location":{"name":"n","address":"a","latitude":39.123456789012345,'
+          .. '"longitude":-116.4}}',
+      }
+      for i, body in ipairs(bodies) do
+        assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, body) })
+      end
+      assert.are.same({ 200, "[" .. table.concat(bodies, ",") .. "]" }, { req("GET", "/_standin/delivered") })
+      assert.are.equal("你好 👋", standin.delivered()[1].text.content)
+      assert.are.same({ [GETTOKEN] = 1, [SEND] = 9 }, standin.counts())
+    end)
+
+    it("answers a repeated msgid ok and delivers it once", function()
+      local token = standin.token()
+      local body = "{" .. HEAD .. '"msgtype":"text","text":{"content":"once"},"msgid":"order-17_a"}'
+      assert.are.same({ 200, ok_msgid("order-17_a") }, { post(SEND, token, body) })
+      assert.are.same({ 200, ok_msgid("order-17_a") }, { post(SEND, token, body) })
+      local other = "{" .. HEAD .. '"msgtype":"text","text":{"content":"twice"},"msgid":"order-18"}'
+      assert.are.same({ 200, ok_msgid("order-18") }, { post(SEND, token, other) })
+      assert.are.same({
+        { touser = "wmUSER", open_kfid = "wkKF", msgtype = "text", text = { content = "once" }, msgid = "order-17_a" },
+        { touser = "wmUSER", open_kfid = "wkKF", msgtype = "text", text = { content = "twice" }, msgid = "order-18" },
+      }, standin.delivered())
+      assert.are.equal(3, standin.counts()[SEND])
+    end)
+  end)
+
+  describe("send_msg_on_event", function()
+    it("takes a code once", function()
+      local token = standin.token()
+      local body = '{"code":"WELCOME1","msgtype":"text","text":{"content":"welcome"}}'
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(EVENT, token, body) })
+      assert.are.same({ 200, err(95018, "code already used") }, { post(EVENT, token, body) })
+      assert.are.same({ { code = "WELCOME1", msgtype = "text", text = { content = "welcome" } } }, standin.delivered())
+    end)
+
+    it("answers a retry with the same msgid ok without using the code again", function()
+      local token = standin.token()
+      local body = '{"code":"W2","msgid":"ev1","msgtype":"msgmenu","msgmenu":{"list":[{"type":"click",'
+        .. '"click":{"id":"1","content":"yes"}}]}}'
+      assert.are.same({ 200, ok_msgid("ev1") }, { post(EVENT, token, body) })
+      assert.are.same({ 200, ok_msgid("ev1") }, { post(EVENT, token, body) })
+      assert.are.same({ 200, "[" .. body .. "]" }, { req("GET", "/_standin/delivered") })
+    end)
+
+    it("checks code, msgtype and the typed object", function()
+      local token = standin.token()
+      local cases = {
+        { '{"msgtype":"text","text":{"content":"w"}}', err(40058, "code missing") },
+        { '{"code":5,"msgtype":"text","text":{"content":"w"}}', err(40058, "invalid code") },
+        { '{"code":"C","msgtype":"image","image":{"media_id":"M"}}', err(40008, "invalid msgtype") },
+        { '{"code":"C","msgtype":"text","text":{}}', err(44004, "text.content missing") },
+        { '{"code":"C","msgtype":"msgmenu","msgmenu":{"list":{}}}', err(40058, "invalid msgmenu.list") },
+        { '{"code":"C","msgtype":"text","text":{"content":"w"},"msgid":"bad/id"}', err(40058, "invalid msgid") },
+      }
+      for _, case in ipairs(cases) do
+        assert.are.same({ 200, case[2] }, { post(EVENT, token, case[1]) })
+      end
+      -- none of them used the code
+      assert.are.same({ 200, ok_msgid("standin-msg-1") },
+        { post(EVENT, token, '{"code":"C","msgtype":"text","text":{"content":"w"}}') })
+    end)
+  end)
+
+  describe("sync_msg", function()
+    local function pull(token, request)
+      local status, body = post(SYNC, token, cjson.encode(request))
+      assert.are.equal(200, status)
+      return cjson.decode(body), body
+    end
+
+    local function msgids(reply)
+      local out = {}
+      for i, m in ipairs(reply.msg_list) do
+        out[i] = m.msgid
+      end
+      return out
+    end
+
+    it("pages through the queue, empty pages first, and resumes after any cursor", function()
+      local token = standin.token()
+      local messages = {}
+      for i = 1, 5 do
+        messages[i] = { msgid = "m" .. i, send_time = 1700000000 + i, origin = 3, open_kfid = "wkKF",
+          external_userid = "wmUSER", msgtype = "text", text = { content = "c" .. i } }
+      end
+      assert.are.equal(5, standin.sync({ messages = messages, page_size = 2, empty_pages = 2 }))
+
+      local _, raw = pull(token, {})
+      assert.are.equal('{"errcode":0,"errmsg":"ok","next_cursor":"SC0","has_more":1,"msg_list":[]}', raw)
+      local page = pull(token, { cursor = "SC0" })
+      assert.are.same({ {}, 1, "SC0" }, { msgids(page), page.has_more, page.next_cursor })
+
+      local p1 = pull(token, { cursor = "SC0", limit = 1000 })
+      assert.are.same({ { "m1", "m2" }, 1 }, { msgids(p1), p1.has_more })
+      assert.are.same(messages[1], p1.msg_list[1])
+      local p2 = pull(token, { cursor = p1.next_cursor })
+      assert.are.same({ { "m3", "m4" }, 1 }, { msgids(p2), p2.has_more })
+      local p3 = pull(token, { cursor = p2.next_cursor })
+      assert.are.same({ { "m5" }, 0, "SC5" }, { msgids(p3), p3.has_more, p3.next_cursor })
+
+      -- an older cursor resumes after its page again
+      local again = pull(token, { cursor = p1.next_cursor })
+      assert.are.same({ { "m3", "m4" }, 1 }, { msgids(again), again.has_more })
+      -- the last cursor sees messages queued later
+      standin.sync({ messages = { { msgid = "m6" } } })
+      local later = pull(token, { cursor = p3.next_cursor })
+      assert.are.same({ { "m6" }, 0 }, { msgids(later), later.has_more })
+      assert.are.equal(7, standin.counts()[SYNC])
+    end)
+
+    it("caps a page by limit and narrows by open_kfid", function()
+      local token = standin.token()
+      standin.sync({ messages = {
+        { msgid = "a1", open_kfid = "wkA" }, { msgid = "b1", open_kfid = "wkB" },
+        { msgid = "a2", open_kfid = "wkA" }, { msgid = "b2", open_kfid = "wkB" },
+      } })
+      local p = pull(token, { limit = 3 })
+      assert.are.same({ { "a1", "b1", "a2" }, 1, "SC3" }, { msgids(p), p.has_more, p.next_cursor })
+      local a = pull(token, { open_kfid = "wkA", limit = 1 })
+      assert.are.same({ { "a1" }, 1, "SC1" }, { msgids(a), a.has_more, a.next_cursor })
+      a = pull(token, { open_kfid = "wkA", cursor = a.next_cursor })
+      assert.are.same({ { "a2" }, 0, "SC4" }, { msgids(a), a.has_more, a.next_cursor })
+    end)
+
+    it("fills in msgid, send_time and origin and keeps the rest as sent", function()
+      local token = standin.token()
+      local before = os.time()
+      standin.request("POST", "/_standin/sync",
+        '{"messages":[{"msgtype":"msgmenu","msgmenu":{"list":[]},"x":1.5e300},{"msgid":"own","origin":5}]}')
+      local after = os.time()
+      local reply, raw = pull(token, {})
+      local t1, t2 = reply.msg_list[1].send_time, reply.msg_list[2].send_time
+      assert.is_true(t1 >= before and t1 <= after)
+      assert.are.equal(t1, t2)
+      assert.are.equal(format('{"errcode":0,"errmsg":"ok","next_cursor":"SC2","has_more":0,"msg_list":['
+        .. '{"msgid":"standin-sync-1","send_time":%d,"origin":3,"msgtype":"msgmenu","msgmenu":{"list":[]},'
+        .. '"x":1.5e300},{"send_time":%d,"msgid":"own","origin":5}]}', t1, t1), raw)
+    end)
+
+    it("checks cursor, token, limit, voice_format and open_kfid", function()
+      local token = standin.token()
+      local cases = {
+        { { cursor = "bogus" }, err(40058, "invalid cursor") },
+        { { cursor = 3 }, err(40058, "invalid cursor") },
+        { { cursor = "SC" .. rep("1", 63) }, err(40058, "invalid cursor") },
+        { { token = rep("t", 129) }, err(95007, "invalid token") },
+        { { limit = 0 }, err(40058, "invalid limit") },
+        { { limit = 1001 }, err(40058, "invalid limit") },
+        { { limit = 1.5 }, err(40058, "invalid limit") },
+        { { voice_format = 2 }, err(40058, "invalid voice_format") },
+        { { open_kfid = 1 }, err(95000, "invalid open_kfid") },
+      }
+      for _, case in ipairs(cases) do
+        assert.are.same({ 200, case[2] }, { post(SYNC, token, cjson.encode(case[1])) })
+      end
+      local ok = pull(token, { token = rep("t", 128), limit = 1000, voice_format = 1, open_kfid = "wkKF" })
+      assert.are.same({ 0, 0 }, { ok.errcode, ok.has_more })
+    end)
+  end)
+
+  describe("scripts", function()
+    local query = "corpid=wwCORP&corpsecret=KF_SECRET"
+
+    it("answer the next N requests to a path with a WeCom error, then normal answers follow", function()
+      assert.are.same({ ok = true, queued = 1 },
+        standin.script(GETTOKEN, { errcode = 45009, errmsg = "api freq out of limit" }, 2))
+      assert.are.same({ 200, err(45009, "api freq out of limit") }, { gettoken(query) })
+      assert.are.same({ 200, err(45009, "api freq out of limit") }, { gettoken(query) })
+      assert.are.equal(0, cjson.decode((select(2, gettoken(query)))).errcode)
+      assert.are.same({ [GETTOKEN] = 3 }, standin.counts())
+    end)
+
+    it("queue per path, first in first out, and count -1 stays", function()
+      standin.script(GETTOKEN, { errcode = 1, errmsg = "first" })
+      standin.script(GETTOKEN, { status = 503, body = "busy" })
+      standin.script(GETTOKEN, { errcode = 3, errmsg = "forever" }, -1)
+      standin.script(SYNC, { errcode = -1, errmsg = "system busy" })
+      assert.are.same({ 200, err(1, "first") }, { gettoken(query) })
+      local status, body, headers = standin.request("GET", GETTOKEN .. "?" .. query)
+      assert.are.same({ 503, "busy", "text/plain; charset=utf-8" }, { status, body, headers["content-type"] })
+      for _ = 1, 3 do
+        assert.are.same({ 200, err(3, "forever") }, { gettoken(query) })
+      end
+      assert.are.same({ 200, err(-1, "system busy") }, { post(SYNC, "any", "{}") })
+      assert.are.same({ 200, err(40014, "invalid access_token") }, { post(SYNC, "any", "{}") })
+    end)
+
+    it("answer a raw status with a JSON body given as a value", function()
+      standin.script(SEND, { status = 500, body = { errcode = 1 } })
+      local status, body, headers = standin.request("POST", SEND .. "?access_token=any", "{}")
+      assert.are.same({ 500, '{"errcode":1}', "application/json; charset=utf-8" },
+        { status, body, headers["content-type"] })
+    end)
+
+    it("delay, then answer normally", function()
+      local token = standin.token()
+      standin.script(SEND, { delay = 0.2 })
+      assert.are.same({ 200, ok_msgid("standin-msg-1") },
+        { post(SEND, token, '{"touser":"u","open_kfid":"k","msgtype":"text","text":{"content":"late"}}') })
+      assert.are.equal(1, #standin.delivered())
+    end)
+
+    it("close the connection without an answer", function()
+      standin.script(GETTOKEN, { close = true })
+      assert.are.same({ nil, "closed" }, { gettoken(query) })
+      assert.are.equal(200, (gettoken(query)))
+    end)
+
+    it("truncate: announce a length, send half, close", function()
+      standin.script(GETTOKEN, { truncate = true })
+      assert.are.same({ nil, "closed" }, { gettoken(query) })
+      standin.script(GETTOKEN, { truncate = true })
+      local code, out = shell(format("curl -sS -o /dev/null -w '%%{http_code} %%{size_download}' '%s%s?%s'",
+        standin.url(), GETTOKEN, query))
+      assert.are.same({ 18, "curl: (18) transfer closed with 36 bytes remaining to read\n200 36" }, { code, out })
+    end)
+
+    it("huge: a 200 body of exactly that many bytes", function()
+      standin.script(GETTOKEN, { huge = 1000000 })
+      local status, body = gettoken(query)
+      assert.are.same({ 200, 1000000 }, { status, #body })
+      assert.are.equal('{"errcode":0,"errmsg":"ok","padding":"xxxx', body:sub(1, 42))
+      assert.are.equal('xx"}', body:sub(-4))
+      assert.are.same({ errcode = 0, errmsg = "ok" }, { errcode = cjson.decode(body).errcode,
+        errmsg = cjson.decode(body).errmsg })
+      standin.script(GETTOKEN, { huge = 10 })
+      assert.are.same({ 200, "xxxxxxxxxx" }, { gettoken(query) })
+    end)
+
+    it("expire_token: tokens expire, then the normal answer is 42001", function()
+      local token = standin.token()
+      standin.script(SYNC, { expire_token = true })
+      assert.are.same({ 200, err(42001, "access_token expired") }, { post(SYNC, token, "{}") })
+      assert.are_not.equal(token, standin.token())
+    end)
+
+    it("apply to paths the stand-in does not serve", function()
+      assert.are.same({ 404, "not found\n" }, { req("GET", "/nowhere") })
+      standin.script("/nowhere", { errcode = 7, errmsg = "scripted" })
+      assert.are.same({ 200, err(7, "scripted") }, { req("GET", "/nowhere") })
+    end)
+
+    it("are refused when malformed", function()
+      local cases = {
+        { '{"path":"/x","action":{"bogus":1}}', "action has an unknown key: bogus" },
+        { '{"path":"/x","action":{"close":true,"errcode":1}}', "action has both errcode and close" },
+        { '{"path":"/x","action":{}}',
+          "action needs one of errcode, status, delay, close, truncate, huge, expire_token" },
+        { '{"path":"/x","action":{"close":1}}', "close must be true" },
+        { '{"path":"/x","action":{"status":99}}', "status must be an integer from 200 to 599" },
+        { '{"path":"/x","action":{"delay":-1}}', "delay must be a number of seconds, 0 to 300" },
+        { '{"path":"/x","count":0,"action":{"close":true}}', "count must be an integer >= 1, or -1 for every request" },
+        { '{"path":"/_standin/reset","action":{"close":true}}',
+          "path must be a path outside /_standin/, like /cgi-bin/kf/send_msg" },
+        { '{"path":"/x","action":{"close":true},"when":1}', "unknown script key: when" },
+        { "[]", "body must be a JSON object" },
+      }
+      for _, case in ipairs(cases) do
+        local status, body = standin.request("POST", "/_standin/script", case[1])
+        assert.are.same({ 400, { error = case[2] } }, { status, cjson.decode(body) })
+      end
+      assert.are.same({ 404, "not found\n" }, { req("GET", "/x") })
+    end)
+  end)
+
+  describe("control API", function()
+    it("records requests in order with method, path, args and raw body, but not its own calls", function()
+      local token = standin.token()
+      post(SEND, token, '{"a": [1, 2.50]}')
+      standin.request("PUT", "/other?x=1&x=2&flag", "raw body")
+      assert.are.same({
+        { method = "GET", path = GETTOKEN, args = { corpid = "wwCORP", corpsecret = "KF_SECRET" }, body = "" },
+        { method = "POST", path = SEND, args = { access_token = token }, body = '{"a": [1, 2.50]}' },
+        { method = "PUT", path = "/other", args = { x = { "1", "2" }, flag = true }, body = "raw body" },
+      }, standin.requests())
+      local other = { method = "PUT", path = "/other", args = { x = { "1", "2" }, flag = true }, body = "raw body" }
+      assert.are.same({ other }, standin.requests("/other"))
+      assert.are.same({ { a = { 1, 2.5 } } }, standin.bodies(SEND))
+      assert.are.same({ [GETTOKEN] = 1, [SEND] = 1, ["/other"] = 1 }, standin.counts())
+    end)
+
+    it("stops recording, but keeps counting, when record is false", function()
+      standin.config({ record = false })
+      local token = standin.token()
+      assert.are.same({ 200, ok_msgid("standin-msg-1") },
+        { post(SEND, token, '{"touser":"u","open_kfid":"k","msgtype":"text","text":{"content":"x"}}') })
+      assert.are.same({ {}, {} }, { standin.requests(), standin.delivered() })
+      assert.are.same({ [GETTOKEN] = 1, [SEND] = 1 }, standin.counts())
+    end)
+
+    it("answers empty lists after reset", function()
+      standin.token()
+      standin.reset()
+      assert.are.same({ 200, "[]" }, { req("GET", "/_standin/requests") })
+      assert.are.same({ 200, "{}" }, { req("GET", "/_standin/counts") })
+      assert.are.same({ 200, "[]" }, { req("GET", "/_standin/delivered") })
+      assert.are.same({ expires_in = 7200, kf_secret_only = false, record = true },
+        cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
+    end)
+
+    it("refuses bad config, sync and unknown calls", function()
+      local cases = {
+        { "POST", "/_standin/config", '{"expires_in":-1}', 400, "expires_in must be an integer >= 0" },
+        { "POST", "/_standin/config", '{"ttl":1}', 400, "unknown config key: ttl" },
+        { "POST", "/_standin/sync", '{"messages":{}}', 400, "messages must be an array of objects" },
+        { "POST", "/_standin/sync", '{"messages":[1]}', 400, "messages[1] must be an object" },
+        { "POST", "/_standin/sync", '{"page_size":0}', 400, "page_size must be an integer >= 1" },
+        { "POST", "/_standin/sync", '{"empty_pages":-1}', 400, "empty_pages must be an integer >= 0" },
+        { "GET", "/_standin/reset", nil, 405, "GET not allowed on /_standin/reset" },
+        { "GET", "/_standin/nothing", nil, 404, "no such control call: /_standin/nothing" },
+      }
+      for _, case in ipairs(cases) do
+        local status, body = standin.request(case[1], case[2], case[3])
+        assert.are.same({ case[4], { error = case[5] } }, { status, cjson.decode(body) })
+      end
+      assert.are.same({}, standin.counts())
+    end)
+  end)
+
+  describe("HTTPS", function()
+    local function curl(args)
+      return shell("curl -sS " .. args)
+    end
+
+    it("serves the same API with a certificate for 127.0.0.1 and localhost signed by cafile", function()
+      local code, out = curl(format("--cacert '%s' '%s/cgi-bin/gettoken?corpid=wwCORP&corpsecret=NOPE'",
+        standin.cafile(), standin.https_url()))
+      assert.are.same({ 0, err(40001, "invalid secret") }, { code, out })
+      local port = standin.https_url():match(":(%d+)$")
+      code, out = curl(format("--cacert '%s' 'https://localhost:%s/cgi-bin/kf/sync_msg' -d '{}'",
+        standin.cafile(), port))
+      assert.are.same({ 0, err(41001, "access_token missing") }, { code, out })
+      assert.are.same({ [GETTOKEN] = 1, [SYNC] = 1 }, standin.counts())
+    end)
+
+    it("is refused by a client that does not trust the CA", function()
+      local code = curl(format("-o /dev/null '%s/_standin/ping'", standin.https_url()))
+      assert.are.equal(60, code)
+    end)
+  end)
+end)

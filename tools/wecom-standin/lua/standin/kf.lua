@@ -1,0 +1,363 @@
+-- POST /cgi-bin/kf/send_msg, /cgi-bin/kf/send_msg_on_event, /cgi-bin/kf/sync_msg.
+-- Each check answers the first thing wrong, in the order of the table in tools/wecom-standin/README.md.
+local cjson = require "cjson.safe"
+local http = require "standin.http"
+local json_raw = require "standin.json_raw"
+local state = require "standin.state"
+local token = require "standin.token"
+
+local ngx = ngx
+local type, tonumber, select, floor = type, tonumber, select, math.floor
+local format, find, concat = string.format, string.find, table.concat
+
+local NULL = cjson.null
+
+local M = {}
+
+local MAX_CONTENT = 2048
+local MAX_MENU_ITEMS = 10
+local MAX_MENU_TEXT = 1024
+local MAX_MSGID = 32
+local MAX_CURSOR = 64
+local MAX_SYNC_TOKEN = 128
+local MAX_LIMIT = 1000
+
+local function absent(v)
+  return v == nil or v == NULL
+end
+
+-- A required string field: code_missing when absent, null or "", 40058 when not a string or longer than max.
+local function need_string(tbl, key, path, code_missing, max)
+  local v = tbl[key]
+  if absent(v) or v == "" then
+    return code_missing, path .. " missing"
+  end
+  if type(v) ~= "string" then
+    return 40058, "invalid " .. path
+  end
+  if max and #v > max then
+    return 40058, "invalid " .. path
+  end
+end
+
+local function may_string(tbl, key, path, max)
+  local v = tbl[key]
+  if absent(v) then
+    return
+  end
+  if type(v) ~= "string" or (max and #v > max) then
+    return 40058, "invalid " .. path
+  end
+end
+
+local function need_coordinate(tbl, key, path, limit)
+  local v = tbl[key]
+  if absent(v) then
+    return 40058, path .. " missing"
+  end
+  if type(v) ~= "number" or v ~= v or v < -limit or v > limit then
+    return 40058, "invalid " .. path
+  end
+end
+
+-- Runs checks (each a function returning nothing or errcode, errmsg) until one fails.
+local function first(...)
+  for i = 1, select("#", ...) do
+    local code, msg = (select(i, ...))()
+    if code then
+      return code, msg
+    end
+  end
+end
+
+local function media(name)
+  return function(msg)
+    return need_string(msg, "media_id", name .. ".media_id", 41006)
+  end
+end
+
+local MENU_ITEM_TYPES = { click = true, view = true, miniprogram = true, text = true }
+
+local TYPED = {
+  text = function(msg)
+    local code, err = need_string(msg, "content", "text.content", 44004)
+    if code then
+      return code, err
+    end
+    if #msg.content > MAX_CONTENT then
+      return 45002, "text.content too long"
+    end
+  end,
+  image = media("image"),
+  voice = media("voice"),
+  file = media("file"),
+  video = function(msg)
+    return first(
+      function() return need_string(msg, "media_id", "video.media_id", 41006) end,
+      function() return may_string(msg, "title", "video.title") end,
+      function() return may_string(msg, "description", "video.description") end)
+  end,
+  link = function(msg)
+    return first(
+      function() return need_string(msg, "title", "link.title", 41016) end,
+      function() return may_string(msg, "desc", "link.desc") end,
+      function()
+        local code, err = need_string(msg, "url", "link.url", 41010)
+        if code then
+          return code, err
+        end
+        if not find(msg.url, "^https?://") then
+          return 40058, "invalid link.url"
+        end
+      end,
+      function() return need_string(msg, "thumb_media_id", "link.thumb_media_id", 41006) end)
+  end,
+  miniprogram = function(msg)
+    return first(
+      function() return need_string(msg, "appid", "miniprogram.appid", 40058) end,
+      function() return need_string(msg, "title", "miniprogram.title", 41016) end,
+      function() return need_string(msg, "thumb_media_id", "miniprogram.thumb_media_id", 41006) end,
+      function() return need_string(msg, "pagepath", "miniprogram.pagepath", 40058) end)
+  end,
+  msgmenu = function(msg, raw)
+    local code, err = first(
+      function() return may_string(msg, "head_content", "msgmenu.head_content", MAX_MENU_TEXT) end,
+      function() return may_string(msg, "tail_content", "msgmenu.tail_content", MAX_MENU_TEXT) end)
+    if code then
+      return code, err
+    end
+    local list_raw = json_raw.get(raw, "list")
+    if not list_raw or json_raw.kind(list_raw) == "null" then
+      return 40058, "msgmenu.list missing"
+    end
+    -- the raw text, because cjson decodes [] and {} alike and "list":{} is a classic encoder bug
+    if json_raw.kind(list_raw) ~= "array" or #msg.list > MAX_MENU_ITEMS then
+      return 40058, "invalid msgmenu.list"
+    end
+    for i = 1, #msg.list do
+      local item = msg.list[i]
+      if type(item) ~= "table" or not MENU_ITEM_TYPES[item.type] or type(item[item.type]) ~= "table" then
+        return 40058, format("invalid msgmenu.list[%d]", i)
+      end
+    end
+  end,
+  location = function(msg)
+    return first(
+      function() return may_string(msg, "name", "location.name") end,
+      function() return may_string(msg, "address", "location.address") end,
+      function() return need_coordinate(msg, "latitude", "location.latitude", 90) end,
+      function() return need_coordinate(msg, "longitude", "location.longitude", 180) end)
+  end,
+}
+
+-- msgtype, then the object named by it.
+local function check_typed(body, obj, allowed)
+  local msgtype = obj.msgtype
+  if absent(msgtype) or msgtype == "" then
+    return 40008, "msgtype missing"
+  end
+  if type(msgtype) ~= "string" or not allowed[msgtype] then
+    return 40008, "invalid msgtype"
+  end
+  local raw = json_raw.get(body, msgtype)
+  if not raw or json_raw.kind(raw) == "null" then
+    return 40058, msgtype .. " missing"
+  end
+  if json_raw.kind(raw) ~= "object" then
+    return 40058, "invalid " .. msgtype
+  end
+  return TYPED[msgtype](obj[msgtype], raw)
+end
+
+-- The msgid of the body, or nil when none was given; errcode, errmsg when it breaks the rules.
+local function check_msgid(obj)
+  local msgid = obj.msgid
+  if absent(msgid) or msgid == "" then
+    return nil
+  end
+  if type(msgid) ~= "string" or #msgid > MAX_MSGID or find(msgid, "[^0-9a-zA-Z_%-]") then
+    return nil, 40058, "invalid msgid"
+  end
+  return msgid
+end
+
+-- The checks every KF call starts with. Returns the decoded body, or nil, errcode, errmsg.
+local function prelude(method, args, body)
+  if method ~= "POST" then
+    return nil, 43002, "require POST method"
+  end
+  local code, msg = token.check(args)
+  if code then
+    return nil, code, msg
+  end
+  local obj = cjson.decode(body)
+  if type(obj) ~= "table" or json_raw.kind(body) ~= "object" then
+    return nil, 47001, "data format error"
+  end
+  return obj
+end
+
+local function ok_msgid(msgid)
+  return http.json(format('{"errcode":0,"errmsg":"ok","msgid":%s}', cjson.encode(msgid)))
+end
+
+local function generated_msgid()
+  return "standin-msg-" .. state.next_id("msgid")
+end
+
+local SEND_TYPES = {
+  text = true, image = true, voice = true, video = true, file = true,
+  link = true, miniprogram = true, msgmenu = true, location = true,
+}
+
+function M.send_msg(method, args, body)
+  local obj, code, msg = prelude(method, args, body)
+  if not obj then
+    return http.wecom_error(code, msg)
+  end
+  code, msg = first(
+    function() return need_string(obj, "touser", "touser", 41009) end,
+    function()
+      if absent(obj.open_kfid) or obj.open_kfid == "" then
+        return 95000, "open_kfid missing"
+      end
+      if type(obj.open_kfid) ~= "string" then
+        return 95000, "invalid open_kfid"
+      end
+    end,
+    function() return check_typed(body, obj, SEND_TYPES) end)
+  if code then
+    return http.wecom_error(code, msg)
+  end
+  local msgid
+  msgid, code, msg = check_msgid(obj)
+  if code then
+    return http.wecom_error(code, msg)
+  end
+  if msgid then
+    -- a repeated msgid is answered like the first one and not delivered again, as WeCom does
+    state.deliver(msgid, body, true)
+    return ok_msgid(msgid)
+  end
+  state.deliver(nil, body, false)
+  return ok_msgid(generated_msgid())
+end
+
+local EVENT_TYPES = { text = true, msgmenu = true }
+
+function M.send_msg_on_event(method, args, body)
+  local obj, code, msg = prelude(method, args, body)
+  if not obj then
+    return http.wecom_error(code, msg)
+  end
+  code, msg = first(
+    function() return need_string(obj, "code", "code", 40058) end,
+    function() return check_typed(body, obj, EVENT_TYPES) end)
+  if code then
+    return http.wecom_error(code, msg)
+  end
+  local msgid
+  msgid, code, msg = check_msgid(obj)
+  if code then
+    return http.wecom_error(code, msg)
+  end
+  -- A retry of a delivered message (same msgid) is answered ok before the code is looked at: it was used by the
+  -- first attempt.
+  if msgid and state.seen_msgid(msgid) then
+    return ok_msgid(msgid)
+  end
+  local fresh, err = state.use_code(obj.code)
+  if fresh == nil then
+    ngx.log(ngx.ERR, "standin: cannot store a code: ", err)
+    return http.wecom_error(-1, "system busy")
+  end
+  if not fresh then
+    return http.wecom_error(95018, "code already used")
+  end
+  if msgid then
+    state.deliver(msgid, body, true)
+    return ok_msgid(msgid)
+  end
+  state.deliver(nil, body, false)
+  return ok_msgid(generated_msgid())
+end
+
+-- Cursors carry the position in the queue after the last message handed out.
+local function cursor_for(position)
+  return "SC" .. position
+end
+
+local function position_of(cursor)
+  local digits = cursor:match("^SC(%d+)$")
+  return digits and tonumber(digits)
+end
+
+local function sync_reply(cursor, has_more, msgs)
+  return http.json(format('{"errcode":0,"errmsg":"ok","next_cursor":%s,"has_more":%d,"msg_list":[%s]}',
+    cjson.encode(cursor), has_more, concat(msgs, ",")))
+end
+
+local function is_integer(v)
+  return type(v) == "number" and v == floor(v)
+end
+
+function M.sync_msg(method, args, body)
+  local obj, code, msg = prelude(method, args, body)
+  if not obj then
+    return http.wecom_error(code, msg)
+  end
+  local position = 0
+  local cursor, sync_token, limit = obj.cursor, obj.token, obj.limit
+  local voice_format, open_kfid = obj.voice_format, obj.open_kfid
+  if not absent(cursor) and cursor ~= "" then
+    position = type(cursor) == "string" and #cursor <= MAX_CURSOR and position_of(cursor)
+    if not position then
+      return http.wecom_error(40058, "invalid cursor")
+    end
+  end
+  if not absent(sync_token) and (type(sync_token) ~= "string" or #sync_token > MAX_SYNC_TOKEN) then
+    return http.wecom_error(95007, "invalid token")
+  end
+  if not absent(limit) and not (is_integer(limit) and limit >= 1 and limit <= MAX_LIMIT) then
+    return http.wecom_error(40058, "invalid limit")
+  end
+  if not absent(voice_format) and voice_format ~= 0 and voice_format ~= 1 then
+    return http.wecom_error(40058, "invalid voice_format")
+  end
+  if absent(open_kfid) then
+    open_kfid = nil
+  elseif type(open_kfid) ~= "string" or open_kfid == "" then
+    return http.wecom_error(95000, "invalid open_kfid")
+  end
+
+  if state.take_empty_page() then
+    return sync_reply(cursor_for(position), 1, {})
+  end
+
+  local page = state.page_size()
+  if not absent(limit) and limit < page then
+    page = limit
+  end
+  local total = state.queued_count()
+  local msgs = {}
+  local i = position + 1
+  while i <= total and #msgs < page do
+    local raw, kfid = state.queued_message(i)
+    if raw and (not open_kfid or kfid == open_kfid) then
+      msgs[#msgs + 1] = raw
+    end
+    i = i + 1
+  end
+  local next_position = i - 1
+  local has_more = 0
+  for j = i, total do
+    local raw, kfid = state.queued_message(j)
+    if raw and (not open_kfid or kfid == open_kfid) then
+      has_more = 1
+      break
+    end
+  end
+  return sync_reply(cursor_for(next_position), has_more, msgs)
+end
+
+return M

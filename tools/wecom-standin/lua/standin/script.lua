@@ -1,0 +1,174 @@
+-- Scripted answers (POST /_standin/script): checked when they are queued, played when a request comes.
+local cjson = require "cjson.safe"
+local http = require "standin.http"
+local state = require "standin.state"
+
+local ngx = ngx
+local type, pairs, ipairs, tostring, floor, min = type, pairs, ipairs, tostring, math.floor, math.min
+local sort = table.sort
+local rep, sub = string.rep, string.sub
+
+local M = {}
+
+local CHUNK = 65536
+
+-- Each action kind and the keys it may carry besides its own; "delay" goes with any of them or alone.
+local KINDS = {
+  errcode = { errmsg = true },
+  status = { body = true, content_type = true },
+  close = {},
+  truncate = {},
+  huge = {},
+  expire_token = {},
+}
+
+local KIND_ORDER = { "errcode", "status", "close", "truncate", "huge", "expire_token" }
+
+local function is_integer(v)
+  return type(v) == "number" and v == floor(v)
+end
+
+-- The action as JSON text to queue, or nil, err.
+function M.check(action)
+  if type(action) ~= "table" then
+    return nil, "action must be an object"
+  end
+  local kind
+  for _, name in ipairs(KIND_ORDER) do
+    if action[name] ~= nil then
+      if kind then
+        return nil, "action has both " .. kind .. " and " .. name
+      end
+      kind = name
+    end
+  end
+  local unknown = {}
+  for key in pairs(action) do
+    if type(key) ~= "string" or not (key == "delay" or KINDS[key] or (kind and KINDS[kind][key])) then
+      unknown[#unknown + 1] = tostring(key)
+    end
+  end
+  if #unknown > 0 then
+    sort(unknown)
+    return nil, "action has an unknown key: " .. unknown[1]
+  end
+  if action.delay ~= nil and (type(action.delay) ~= "number" or action.delay < 0 or action.delay > 300) then
+    return nil, "delay must be a number of seconds, 0 to 300"
+  end
+  if not kind and action.delay == nil then
+    return nil, "action needs one of errcode, status, delay, close, truncate, huge, expire_token"
+  end
+  if kind == "errcode" then
+    if not is_integer(action.errcode) then
+      return nil, "errcode must be an integer"
+    end
+    if action.errmsg ~= nil and type(action.errmsg) ~= "string" then
+      return nil, "errmsg must be a string"
+    end
+  elseif kind == "status" then
+    if not is_integer(action.status) or action.status < 200 or action.status > 599 then
+      return nil, "status must be an integer from 200 to 599"
+    end
+    if action.content_type ~= nil and type(action.content_type) ~= "string" then
+      return nil, "content_type must be a string"
+    end
+    if action.body ~= nil and type(action.body) ~= "string" then
+      -- a JSON value given as such is answered as its JSON text
+      local text, err = cjson.encode(action.body)
+      if not text then
+        return nil, "body: " .. err
+      end
+      action.body = text
+    end
+  elseif kind == "close" or kind == "truncate" or kind == "expire_token" then
+    if action[kind] ~= true then
+      return nil, kind .. " must be true"
+    end
+  elseif kind == "huge" then
+    if not is_integer(action.huge) or action.huge < 0 then
+      return nil, "huge must be a number of bytes"
+    end
+  end
+  return cjson.encode(action)
+end
+
+local JSON = "application/json; charset=utf-8"
+
+local function truncate()
+  local body = '{"errcode":0,"errmsg":"ok","note":"the stand-in cuts this answer short"}'
+  ngx.status = 200
+  ngx.header["Content-Type"] = JSON
+  ngx.header["Content-Length"] = #body
+  ngx.print(sub(body, 1, floor(#body / 2)))
+  ngx.flush(true)
+  -- NGX_ERROR after the headers are out closes the connection without finishing the body
+  return ngx.exit(ngx.ERROR)
+end
+
+-- A 200 of exactly n bytes, a JSON document when n leaves room for one, written in chunks so that 100 MB never
+-- sit in memory.
+local function huge(n)
+  local head, tail = '{"errcode":0,"errmsg":"ok","padding":"', '"}'
+  if n < #head + #tail then
+    head, tail = "", ""
+  end
+  ngx.status = 200
+  ngx.header["Content-Type"] = JSON
+  ngx.header["Content-Length"] = n
+  local chunk = rep("x", CHUNK)
+  local left = n - #head - #tail
+  local ok = ngx.print(head)
+  while ok and left > 0 do
+    local k = min(left, CHUNK)
+    ok = ngx.print(k == CHUNK and chunk or sub(chunk, 1, k))
+    -- waiting for the socket keeps at most one chunk buffered; it fails when the client has gone
+    ok = ok and ngx.flush(true)
+    left = left - k
+  end
+  if not ok then
+    return ngx.exit(ngx.ERROR)
+  end
+  ngx.print(tail)
+  return ngx.exit(200)
+end
+
+-- Plays an action (JSON text from the queue). Returns true when it answered the request, false when the normal
+-- answer should follow.
+function M.play(action_json)
+  local action = cjson.decode(action_json)
+  if action.delay then
+    -- ngx.sleep yields to the event loop, so a delayed request holds nothing else up
+    ngx.sleep(action.delay)
+  end
+  if action.errcode then
+    http.wecom_error(action.errcode, action.errmsg or "")
+    return true
+  end
+  if action.status then
+    local body = action.body or ""
+    local content_type = action.content_type
+    if not content_type then
+      content_type = cjson.decode(body) ~= nil and JSON or "text/plain; charset=utf-8"
+    end
+    http.send(action.status, content_type, body)
+    return true
+  end
+  if action.close then
+    ngx.exit(444)
+    return true
+  end
+  if action.truncate then
+    truncate()
+    return true
+  end
+  if action.huge then
+    huge(action.huge)
+    return true
+  end
+  if action.expire_token then
+    state.expire_tokens()
+  end
+  return false
+end
+
+return M
