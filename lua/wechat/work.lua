@@ -11,6 +11,7 @@ local error, getmetatable, next, pairs, rawget, require, select, setmetatable, t
 local floor, min = math.floor, math.min
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local decode = cjson_safe.decode
+local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
 
 local M = { _VERSION = "0.1.0" }
 
@@ -24,9 +25,16 @@ local TOKEN_ERRORS = { [40014] = true, [42001] = true }
 local Client = {}
 Client.__index = Client
 
+-- Says what was given without showing it: the value may be a secret.
+local function describe(value)
+  if type(value) == "table" and next(value) == nil then
+    return "empty table"
+  end
+  return type(value)
+end
+
 local function option_error(name, expected, value)
-  error(format("bad argument #1 to 'client' (%s: %s expected, got %s)", name, expected,
-    value == nil and "nil" or type(value)), 3)
+  error(format("bad argument #1 to 'client' (%s: %s expected, got %s)", name, expected, describe(value)), 3)
 end
 
 local function check_string(opts, name, required)
@@ -144,13 +152,17 @@ function M.client(opts)
       option_error("agents", "table with string keys", opts.agents)
     end
     if type(agent) ~= "table" or type(agent.secret) ~= "string" or agent.secret == "" then
-      option_error("agents." .. name .. ".secret", "non-empty string", type(agent) == "table" and agent.secret or agent)
+      local given = agent
+      if type(agent) == "table" then
+        given = agent.secret
+      end
+      option_error("agents." .. name .. ".secret", "non-empty string", given)
     end
     agents[name] = { name = name, secret = agent.secret }
   end
   local base_url = check_string(opts, "base_url") or DEFAULT_BASE_URL
   if not find(base_url, "^https?://[^/]") then
-    option_error("base_url", "http:// or https:// URL", base_url)
+    error(format("bad argument #1 to 'client' (base_url: http:// or https:// URL expected, got '%s')", base_url), 2)
   end
   base_url = gsub(base_url, "/+$", "")
   check_number(opts, "timeout", 0.001)
@@ -194,6 +206,21 @@ local function token_key(self, agent)
   return key
 end
 
+-- lua-cjson 2.1 decodes every JSON number as a float on Lua 5.4; WeCom's numbers (errcode, send_time,
+-- has_more, ...) are integers, and users print and compare them as such.
+local function restore_integers(value)
+  for k, v in pairs(value) do
+    if type(v) == "number" then
+      local i = tointeger(v)
+      if i then
+        value[k] = i
+      end
+    elseif type(v) == "table" then
+      restore_integers(v)
+    end
+  end
+end
+
 -- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error.
 local function exchange(self, method, url, body, op, ...)
   local res, err = self.transport:request{ method = method, url = url, body = body }
@@ -210,6 +237,9 @@ local function exchange(self, method, url, body, op, ...)
   local data = decode(res.body)
   if type(data) ~= "table" then
     return nil, errors.new(errors.DECODE, "response is not a JSON object", { op = op })
+  end
+  if tointeger then
+    restore_integers(data)
   end
   local errcode = data.errcode
   if errcode ~= nil and errcode ~= 0 then

@@ -1,0 +1,194 @@
+local standin = require "helpers.standin"
+local work = require "wechat.work"
+local kf = require "wechat.work.kf.message"
+local errors = require "wechat.work.errors"
+
+local SEND_MSG = "/cgi-bin/kf/send_msg"
+local GETTOKEN = "/cgi-bin/gettoken"
+
+local function new_client(opts)
+  opts = opts or {}
+  return work.client{
+    corp_id = opts.corp_id or standin.CORPID,
+    agents = { kf = { secret = opts.secret or standin.KF_SECRET } },
+    base_url = opts.base_url or standin.url(),
+    timeout = opts.timeout or 5,
+    cafile = opts.cafile,
+  }
+end
+
+local function count(path)
+  return standin.counts()[path] or 0
+end
+
+local function raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  return (tostring(err):gsub("^[^:]+:%d+: ", ""))
+end
+
+describe("wechat.work client", function()
+  setup(standin.start)
+  before_each(standin.reset)
+
+  describe("options", function()
+    it("names the option that is wrong", function()
+      assert.equal("bad argument #1 to 'client' (table expected, got nil)", raised(work.client))
+      assert.equal("bad argument #1 to 'client' (corp_id: non-empty string expected, got nil)",
+        raised(work.client, { agents = { kf = { secret = "s" } } }))
+      assert.equal("bad argument #1 to 'client' (agents: non-empty table expected, got empty table)",
+        raised(work.client, { corp_id = "ww", agents = {} }))
+      assert.equal("bad argument #1 to 'client' (agents.kf.secret: non-empty string expected, got nil)",
+        raised(work.client, { corp_id = "ww", agents = { kf = {} } }))
+      assert.equal("bad argument #1 to 'client' (base_url: http:// or https:// URL expected, got 'ftp://x')",
+        raised(work.client, { corp_id = "ww", agents = { kf = { secret = "s" } }, base_url = "ftp://x" }))
+      assert.equal("bad argument #1 to 'client' (timeout: number >= 0.001 expected, got string)",
+        raised(work.client, { corp_id = "ww", agents = { kf = { secret = "s" } }, timeout = "5" }))
+      assert.equal("bad argument #1 to 'client' (transport: \"curl\", \"cosocket\" or an object expected, got string)",
+        raised(work.client, { corp_id = "ww", agents = { kf = { secret = "s" } }, transport = "carrier pigeon" }))
+    end)
+
+    it("checks client and agent before anything goes out", function()
+      local client = new_client()
+      assert.equal("bad argument #1 to 'send_text' (wechat.work client expected, got table)",
+        raised(kf.send_text, {}, "kf", "wm1", "wk1", "hi"))
+      assert.equal("bad argument #2 to 'send_text' (unknown agent 'sales')",
+        raised(kf.send_text, client, "sales", "wm1", "wk1", "hi"))
+      assert.equal("bad argument #2 to 'sync_msg' (agent name expected, got no value)", raised(kf.sync_msg, client))
+      assert.same({}, standin.counts())
+    end)
+  end)
+
+  describe("access token", function()
+    it("is fetched once for many calls", function()
+      local client = new_client()
+      for i = 1, 5 do
+        local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hello " .. i)
+        assert.is_nil(err)
+        assert.equal(0, res.errcode)
+      end
+      assert.equal(1, count(GETTOKEN))
+      assert.equal(5, count(SEND_MSG))
+      local token = standin.token()
+      for _, req in ipairs(standin.requests(SEND_MSG)) do
+        assert.equal(token, req.args.access_token)
+      end
+    end)
+
+    it("is refreshed once when WeCom says it expired, and the call made again", function()
+      local client = new_client()
+      assert.truthy(kf.send_text(client, "kf", "wmC", "wkK", "before"))
+      standin.expire_tokens()
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "after", { msgid = "m-after" })
+      assert.is_nil(err)
+      assert.same({ errcode = 0, errmsg = "ok", msgid = "m-after" }, res)
+      assert.equal(2, count(GETTOKEN))
+      assert.equal(3, count(SEND_MSG))
+      assert.equal(2, #standin.delivered())
+    end)
+
+    it("is not refreshed forever when WeCom keeps refusing it", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { errcode = 40014, errmsg = "invalid access_token" }, -1)
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.is_nil(res)
+      assert.equal("api", err.kind)
+      assert.equal(40014, err.errcode)
+      assert.equal(2, count(GETTOKEN))
+      assert.equal(2, count(SEND_MSG))
+    end)
+
+    it("reports a gettoken refusal as an api error without the secret", function()
+      local client = new_client{ secret = "WRONG-SECRET-123" }
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.is_nil(res)
+      assert.equal("api", err.kind)
+      assert.equal(40001, err.errcode)
+      assert.equal("send_text", err.op)
+      assert.is_nil(tostring(err):find("WRONG-SECRET-123", 1, true))
+      assert.equal(0, count(SEND_MSG))
+    end)
+  end)
+
+  describe("run-time failures come back as nil, err", function()
+    it("an errcode, with errcode and errmsg", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { errcode = 45009, errmsg = "api freq out of limit" })
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.is_nil(res)
+      assert.is_true(errors.is(err, "api"))
+      assert.equal(45009, err.errcode)
+      assert.equal("api freq out of limit", err.errmsg)
+      assert.equal("wechat: api error 45009 (api freq out of limit) in send_text", tostring(err))
+    end)
+
+    it("a timeout", function()
+      local client = new_client{ timeout = 0.3 }
+      assert.truthy(kf.send_text(client, "kf", "wmC", "wkK", "warm up"))
+      standin.script(SEND_MSG, { delay = 2 })
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.is_nil(res)
+      assert.equal("transport", err.kind)
+      assert.equal("timeout", err.reason)
+      assert.equal("send_text", err.op)
+    end)
+
+    it("a refused connection", function()
+      local client = new_client{ base_url = "http://127.0.0.1:1" }
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.is_nil(res)
+      assert.equal("transport", err.kind)
+      assert.equal("connect", err.reason)
+      assert.is_nil(tostring(err):find(standin.KF_SECRET, 1, true))
+    end)
+
+    it("an HTTP 500", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { status = 500, body = "oops" })
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.is_nil(res)
+      assert.equal("http", err.kind)
+      assert.equal(500, err.status)
+      assert.equal("wechat: http error status 500: unexpected HTTP status in send_text", tostring(err))
+    end)
+
+    it("a body that is not JSON", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { status = 200, body = "<html>not json</html>" })
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.is_nil(res)
+      assert.equal("decode", err.kind)
+      assert.equal("wechat: decode error: response is not a JSON object in send_text", tostring(err))
+    end)
+
+    it("never shows the access token", function()
+      local client = new_client{ timeout = 0.3 }
+      assert.truthy(kf.send_text(client, "kf", "wmC", "wkK", "warm up"))
+      local token = standin.token()
+      -- libcurl silently resends once on a reused connection that died, so close twice
+      standin.script(SEND_MSG, { close = true }, 2)
+      local _, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.equal("transport", err.kind)
+      assert.is_nil(tostring(err):find(token, 1, true))
+    end)
+  end)
+
+  describe("HTTPS", function()
+    it("verifies the stand-in with its CA", function()
+      local client = new_client{ base_url = standin.https_url(), cafile = standin.cafile() }
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "over TLS")
+      assert.is_nil(err)
+      assert.equal(0, res.errcode)
+      assert.equal("over TLS", standin.bodies(SEND_MSG)[1].text.content)
+    end)
+
+    it("refuses the stand-in without its CA", function()
+      local client = new_client{ base_url = standin.https_url() }
+      local res, err = kf.send_text(client, "kf", "wmC", "wkK", "over TLS")
+      assert.is_nil(res)
+      assert.equal("transport", err.kind)
+      assert.equal("tls", err.reason)
+      assert.same({}, standin.counts())
+    end)
+  end)
+end)

@@ -1,0 +1,100 @@
+local menu = require "wechat.work.kf.menu"
+local link = require "wechat.work.kf.link"
+
+-- Errors raised at the caller carry its position; the message after it is what we pin down.
+local function raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  return (tostring(err):gsub("^[^:]+:%d+: ", ""))
+end
+
+describe("wechat.work.kf.menu", function()
+  it("builds the documented msgmenu table, items in order", function()
+    local msg = menu.new("How was it?")
+      :click("101", "Good")
+      :click("102", "Bad")
+      :view("https://example.com/rate", "Details")
+      :miniprogram("wx123", "pages/rate", "Open")
+      :text("or write to us", true)
+      :tail("Thanks")
+      :build()
+    assert.same({
+      head_content = "How was it?",
+      list = {
+        { type = "click", click = { id = "101", content = "Good" } },
+        { type = "click", click = { id = "102", content = "Bad" } },
+        { type = "view", view = { url = "https://example.com/rate", content = "Details" } },
+        { type = "miniprogram", miniprogram = { appid = "wx123", pagepath = "pages/rate", content = "Open" } },
+        { type = "text", text = { content = "or write to us", no_newline = 1 } },
+      },
+      tail_content = "Thanks",
+    }, msg)
+  end)
+
+  it("leaves head and tail out when not given, and the list empty", function()
+    assert.same({ list = {} }, menu.new():build())
+  end)
+
+  it("gives a fresh table on each build", function()
+    local m = menu.new("h"):click("1", "a")
+    local first = m:build()
+    first.list[1].click.id = "changed"
+    assert.equal("1", m:build().list[1].click.id)
+  end)
+
+  it("refuses an 11th item", function()
+    local m = menu.new("h")
+    for i = 1, 10 do
+      m:click(tostring(i), "item " .. i)
+    end
+    assert.equal("'click': a menu has at most 10 items", raised(m.click, m, "11", "one too many"))
+    assert.equal(10, #m:build().list)
+  end)
+
+  it("checks byte limits, naming the argument", function()
+    local m = menu.new()
+    assert.equal("bad argument #1 to 'click' (id: 1 to 64 bytes expected, got 65)",
+      raised(m.click, m, string.rep("x", 65), "a"))
+    assert.equal("bad argument #2 to 'click' (content: 1 to 128 bytes expected, got 129)",
+      raised(m.click, m, "1", string.rep("字", 43)))
+    assert.equal("bad argument #2 to 'click' (content: string expected, got no value)", raised(m.click, m, "1"))
+    assert.equal("bad argument #1 to 'new' (head: 1 to 1024 bytes expected, got 1025)",
+      raised(menu.new, string.rep("h", 1025)))
+    assert.equal("bad argument #1 to 'view' (url: http:// or https:// URL expected, got 'example.com')",
+      raised(m.view, m, "example.com", "x"))
+    assert.equal("bad argument #1 to 'miniprogram' (appid: 1 to 32 bytes expected, got 33)",
+      raised(m.miniprogram, m, string.rep("a", 33), "p", "c"))
+    assert.equal("bad argument #2 to 'text' (no_newline: boolean expected, got number)", raised(m.text, m, "t", 1))
+    assert.same({ list = {} }, m:build())
+  end)
+end)
+
+describe("wechat.work.kf.link", function()
+  it("makes the link msg table", function()
+    assert.same({ url = "https://e.com/a", title = "T", desc = "D", thumb_media_id = "M" },
+      link.new{ url = "https://e.com/a", title = "T", desc = "D", thumb_media_id = "M" })
+  end)
+
+  it("requires url, title and thumb_media_id, and a scheme on the url", function()
+    assert.equal("bad argument #1 to 'new' (title: string expected, got no value)",
+      raised(link.new, { url = "https://e.com", thumb_media_id = "M" }))
+    assert.equal("bad argument #1 to 'new' (url: http:// or https:// URL expected)",
+      raised(link.new, { url = "e.com/a", title = "T", thumb_media_id = "M" }))
+    assert.equal("bad argument #1 to 'new' (colour: unknown field)",
+      raised(link.new, { url = "https://e.com", title = "T", thumb_media_id = "M", colour = "red" }))
+  end)
+
+  it("refuses a desc over 512 bytes unless asked to cut it, then cuts on a character boundary", function()
+    local desc = string.rep("字", 200) -- 600 bytes
+    assert.equal("bad argument #1 to 'new' (desc: at most 512 bytes, got 600)",
+      raised(link.new, { url = "https://e.com", title = "T", desc = desc, thumb_media_id = "M" }))
+    local msg = link.new{ url = "https://e.com", title = "T", desc = desc, thumb_media_id = "M", truncate = true }
+    assert.equal(510, #msg.desc) -- 170 whole characters of 3 bytes
+    assert.equal(string.rep("字", 170), msg.desc)
+  end)
+
+  it("refuses a title over 128 bytes", function()
+    assert.equal("bad argument #1 to 'new' (title: at most 128 bytes, got 129)",
+      raised(link.new, { url = "https://e.com", title = string.rep("t", 129), thumb_media_id = "M" }))
+  end)
+end)
