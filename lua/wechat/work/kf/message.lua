@@ -81,4 +81,6 @@ for name, path in pairs(OPERATIONS) do
   end
 end
 
+M.sync_all = require("wechat.work.kf.sync").sync_all
+
 return M
