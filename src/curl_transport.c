@@ -1,6 +1,470 @@
+/* The libcurl transport: one easy handle per userdata, reused for every request so libcurl keeps the
+ * connection to the API host alive between requests. Blocking I/O: for plain Lua, never for OpenResty handlers
+ * (they use the cosocket transport). */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
 #include "wechat_core.h"
+
+#define CURL_MT "wechat.curl"
+#define DEFAULT_TIMEOUT 10.0
+#define MAX_TIMEOUT 86400.0
+#define DEFAULT_MAX_RESPONSE (4 * 1024 * 1024)
+#define MAX_MAX_RESPONSE (1024 * 1024 * 1024)
+#define MIN_BUFFER 16384
+/* A buffer grown past this for one large answer is given back, so an idle transport stays small. */
+#define KEEP_BUFFER (1024 * 1024)
+#define DEFAULT_USER_AGENT "lua-wechat-work/0.1.0"
+
+typedef struct {
+    CURL *easy;                 /* NULL once closed */
+    struct curl_slist *post_headers;
+    int global_ref;             /* this handle holds one curl_global_init reference */
+    char *buf;                  /* response body, bounded by max_response */
+    size_t len, cap, max_response;
+    int too_large, no_memory;   /* why the write callback stopped the transfer */
+    long requests, connects;
+    char errbuf[CURL_ERROR_SIZE];
+} wcurl;
+
+static void wcurl_release(wcurl *c)
+{
+    if (c->easy != NULL) {
+        curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+    }
+    curl_slist_free_all(c->post_headers);
+    c->post_headers = NULL;
+    free(c->buf);
+    c->buf = NULL;
+    c->len = c->cap = 0;
+    if (c->global_ref) {
+        c->global_ref = 0;
+        curl_global_cleanup();
+    }
+}
+
+/* Runs inside curl_easy_perform: raising here would longjmp across libcurl, so trouble is recorded and the
+ * transfer stopped by returning a short count. */
+static size_t wcurl_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    wcurl *c = ud;
+    size_t n = size * nmemb;
+    if (n == 0) return 0;
+    if (n > c->max_response - c->len) {
+        c->too_large = 1;
+        return 0;
+    }
+    if (c->len + n > c->cap) {
+        size_t want = c->len + n;
+        size_t cap = c->cap < MIN_BUFFER ? MIN_BUFFER : c->cap;
+        while (cap < want) cap = cap > c->max_response / 2 ? c->max_response : cap * 2;
+        if (cap > c->max_response) cap = c->max_response;
+        char *p = realloc(c->buf, cap);
+        if (p == NULL) {
+            c->no_memory = 1;
+            return 0;
+        }
+        c->buf = p;
+        c->cap = cap;
+    }
+    memcpy(c->buf + c->len, data, n);
+    c->len += n;
+    return n;
+}
+
+static wcurl *wcurl_check(lua_State *L)
+{
+    wcurl *c = luaL_checkudata(L, 1, CURL_MT);
+    if (c->easy == NULL) luaL_error(L, "curl transport is closed");
+    return c;
+}
+
+/* --- options ----------------------------------------------------------------------------------------- */
+
+static double opt_seconds(lua_State *L, const char *key, double dflt)
+{
+    lua_getfield(L, 1, key);
+    double v = dflt;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            wechat_argerror(L, "curl_new", 1, "opts.%s: number of seconds expected, got %s", key,
+                            luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+        if (!(v > 0 && v <= MAX_TIMEOUT))
+            wechat_argerror(L, "curl_new", 1, "opts.%s: must be > 0 and <= %d seconds, got %s", key,
+                            (int)MAX_TIMEOUT, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static const char *opt_string(lua_State *L, const char *key)
+{
+    lua_getfield(L, 1, key);
+    const char *s = NULL;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            wechat_argerror(L, "curl_new", 1, "opts.%s: string expected, got %s", key, luaL_typename(L, -1));
+        size_t len;
+        s = lua_tolstring(L, -1, &len);
+        if (strlen(s) != len || len == 0)
+            wechat_argerror(L, "curl_new", 1, "opts.%s: must be a non-empty string without NUL bytes", key);
+    }
+    /* Kept alive by the opts table, which stays on the stack until curl_new returns; libcurl copies it. */
+    lua_pop(L, 1);
+    return s;
+}
+
+static const char *const KNOWN_OPTS[] = {
+    "timeout", "connect_timeout", "cafile", "ssl_verify", "max_response", "user_agent", NULL,
+};
+
+static void opt_check_keys(lua_State *L)
+{
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        int known = 0;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (int i = 0; KNOWN_OPTS[i] != NULL; i++)
+                if (strcmp(k, KNOWN_OPTS[i]) == 0) known = 1;
+        }
+        if (!known) {
+            if (lua_type(L, -1) == LUA_TSTRING)
+                wechat_argerror(L, "curl_new", 1, "opts: unknown option '%s'", lua_tostring(L, -1));
+            wechat_argerror(L, "curl_new", 1, "opts: unknown option of type %s", luaL_typename(L, -1));
+        }
+    }
+}
+
+/* --- constructor --------------------------------------------------------------------------------------- */
+
+#define SETOPT(c, opt, val)                                                                                 \
+    do {                                                                                                    \
+        if (curl_easy_setopt((c)->easy, (opt), (val)) != CURLE_OK) {                                        \
+            failed = #opt;                                                                                  \
+            goto fail;                                                                                      \
+        }                                                                                                   \
+    } while (0)
+
+/* core.curl_new([opts]) -> handle | nil, message */
+static int l_curl_new(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    } else if (lua_type(L, 1) != LUA_TTABLE) {
+        return wechat_argerror(L, "curl_new", 1, "table expected, got %s", luaL_typename(L, 1));
+    }
+    lua_settop(L, 1);
+    opt_check_keys(L);
+
+    double timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
+    double connect_timeout = opt_seconds(L, "connect_timeout", timeout);
+    const char *cafile = opt_string(L, "cafile");
+    const char *user_agent = opt_string(L, "user_agent");
+
+    int ssl_verify = 1;
+    lua_getfield(L, 1, "ssl_verify");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            return wechat_argerror(L, "curl_new", 1, "opts.ssl_verify: boolean expected, got %s",
+                                   luaL_typename(L, -1));
+        ssl_verify = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+
+    size_t max_response = DEFAULT_MAX_RESPONSE;
+    lua_getfield(L, 1, "max_response");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return wechat_argerror(L, "curl_new", 1, "opts.max_response: integer expected, got %s",
+                                   luaL_typename(L, -1));
+        if (!wechat_isinteger(L, -1) || wechat_tointeger(L, -1) < 1 || wechat_tointeger(L, -1) > MAX_MAX_RESPONSE)
+            return wechat_argerror(L, "curl_new", 1, "opts.max_response: must be an integer 1..%d, got %s",
+                                   MAX_MAX_RESPONSE, lua_tostring(L, -1));
+        long long v = wechat_tointeger(L, -1);
+        max_response = (size_t)v;
+    }
+    lua_pop(L, 1);
+
+    wcurl *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->max_response = max_response;
+    /* The metatable goes on first: from here on any failure is cleaned up by __gc. */
+    luaL_getmetatable(L, CURL_MT);
+    lua_setmetatable(L, -2);
+
+    /* Each handle takes and gives back its own reference to libcurl's global state (reference counted by
+     * libcurl), so nothing global lives in this module and no lua_State can clean up under another one.
+     * curl_global_init is thread-safe from libcurl 7.84 on (CURL_VERSION_THREADSAFE); with older builds,
+     * load this module before starting threads, as libcurl documents. */
+    const char *failed = NULL;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "curl_global_init failed");
+        return 2;
+    }
+    c->global_ref = 1;
+    c->easy = curl_easy_init();
+    if (c->easy == NULL) {
+        wcurl_release(c);
+        lua_pushnil(L);
+        lua_pushliteral(L, "curl_easy_init failed");
+        return 2;
+    }
+
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json; charset=utf-8");
+    if (h == NULL) goto no_memory;
+    c->post_headers = h;
+    /* An empty "Expect:" stops libcurl from waiting for 100-continue before large bodies. */
+    h = curl_slist_append(c->post_headers, "Expect:");
+    if (h == NULL) goto no_memory;
+    c->post_headers = h;
+
+    SETOPT(c, CURLOPT_ERRORBUFFER, c->errbuf);
+    SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+    SETOPT(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(c, CURLOPT_NOPROGRESS, 1L);
+    SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SETOPT(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SETOPT(c, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000.0 + 0.5));
+    SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
+    /* Stops early when the server announces a Content-Length over the limit; the write callback catches the
+     * rest (chunked or lying answers). */
+    SETOPT(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_response);
+    SETOPT(c, CURLOPT_WRITEFUNCTION, wcurl_write);
+    SETOPT(c, CURLOPT_WRITEDATA, (void *)c);
+    SETOPT(c, CURLOPT_USERAGENT, user_agent != NULL ? user_agent : DEFAULT_USER_AGENT);
+    SETOPT(c, CURLOPT_SSL_VERIFYPEER, ssl_verify ? 1L : 0L);
+    SETOPT(c, CURLOPT_SSL_VERIFYHOST, ssl_verify ? 2L : 0L);
+    if (cafile != NULL) SETOPT(c, CURLOPT_CAINFO, cafile);
+    return 1;
+
+no_memory:
+    wcurl_release(c);
+    lua_pushnil(L);
+    lua_pushliteral(L, "not enough memory");
+    return 2;
+fail:
+    wcurl_release(c);
+    lua_pushnil(L);
+    lua_pushfstring(L, "curl_easy_setopt(%s) failed", failed);
+    return 2;
+}
+
+/* --- request ------------------------------------------------------------------------------------------ */
+
+static const char *reason_of(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+        return "connect";
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "resolve";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_USE_SSL_FAILED:
+        return "tls";
+    case CURLE_FILESIZE_EXCEEDED:
+        return "too_large";
+    case CURLE_SEND_ERROR:
+        return "send";
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return "recv";
+    default:
+        return "other";
+    }
+}
+
+/* Pushes the failure message. The URL's query carries the access token: libcurl's messages name hosts, not
+ * URLs, but anything from a '?' on is cut all the same, so a token can never reach a log line. */
+static void push_message(lua_State *L, const char *msg)
+{
+    size_t n = strcspn(msg, "?\r\n");
+    while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == ':')) n--;
+    if (n == 0) lua_pushliteral(L, "transfer failed");
+    else lua_pushlstring(L, msg, n);
+}
+
+/* handle:request(method, url[, body]) -> status, body | nil, reason, message */
+static int l_curl_request(lua_State *L)
+{
+    wcurl *c = wcurl_check(L);
+    size_t url_len, body_len = 0;
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return wechat_argerror(L, "request", 1, "string expected, got %s", luaL_typename(L, 2));
+    const char *method = lua_tostring(L, 2);
+    int post;
+    if (strcmp(method, "GET") == 0) post = 0;
+    else if (strcmp(method, "POST") == 0) post = 1;
+    else return wechat_argerror(L, "request", 1, "method must be \"GET\" or \"POST\", got \"%s\"", method);
+    if (lua_type(L, 3) != LUA_TSTRING)
+        return wechat_argerror(L, "request", 2, "string expected, got %s", luaL_typename(L, 3));
+    const char *url = lua_tolstring(L, 3, &url_len);
+    if (strlen(url) != url_len) return wechat_argerror(L, "request", 2, "url contains a NUL byte");
+    const char *body = "";
+    if (!lua_isnoneornil(L, 4)) {
+        if (lua_type(L, 4) != LUA_TSTRING)
+            return wechat_argerror(L, "request", 3, "string or nil expected, got %s", luaL_typename(L, 4));
+        body = lua_tolstring(L, 4, &body_len);
+    } else if (!post) {
+        body = NULL;
+    }
+    if (body != NULL && !post) return wechat_argerror(L, "request", 3, "a GET request has no body");
+
+    c->len = 0;
+    c->too_large = c->no_memory = 0;
+    c->errbuf[0] = '\0';
+
+    CURLcode rc = curl_easy_setopt(c->easy, CURLOPT_URL, url);
+    if (rc == CURLE_OK) {
+        if (post) {
+            /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
+            rc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body);
+            if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->post_headers);
+        } else {
+            rc = curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
+            if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        }
+    }
+    if (rc == CURLE_OK) {
+        c->requests++;
+        rc = curl_easy_perform(c->easy);
+        long connects = 0;
+        if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
+    }
+    /* Forget the pointer into the Lua string, which may be collected before the next request. */
+    if (post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
+        rc = CURLE_FAILED_INIT;
+
+    long status = 0;
+    if (rc == CURLE_OK && curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+        rc = CURLE_FAILED_INIT;
+    int nret = 3;
+    if (rc == CURLE_OK) {
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_pushlstring(L, c->buf != NULL ? c->buf : "", c->len);
+        nret = 2;
+    } else {
+        lua_pushnil(L);
+        if (c->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+            lua_pushliteral(L, "too_large");
+            lua_pushfstring(L, "response too large (over %d bytes)", (int)c->max_response);
+        } else if (c->no_memory) {
+            lua_pushliteral(L, "other");
+            lua_pushliteral(L, "not enough memory for the response");
+        } else {
+            lua_pushstring(L, reason_of(rc));
+            push_message(L, c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
+        }
+    }
+    c->len = 0;
+    if (c->cap > KEEP_BUFFER) {
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
+    return nret;
+}
+
+/* handle:stats() -> {requests = N, connects = M}: connects counts new connections (CURLINFO_NUM_CONNECTS
+ * summed over requests), so requests > connects shows connection reuse. */
+static int l_curl_stats(lua_State *L)
+{
+    wcurl *c = wcurl_check(L);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)c->requests);
+    lua_setfield(L, -2, "requests");
+    lua_pushinteger(L, (lua_Integer)c->connects);
+    lua_setfield(L, -2, "connects");
+    return 1;
+}
+
+/* handle:close(): idempotent, also __gc and __close. */
+static int l_curl_close(lua_State *L)
+{
+    wcurl *c = luaL_checkudata(L, 1, CURL_MT);
+    wcurl_release(c);
+    return 0;
+}
+
+static int l_curl_tostring(lua_State *L)
+{
+    wcurl *c = luaL_checkudata(L, 1, CURL_MT);
+    if (c->easy == NULL) lua_pushliteral(L, CURL_MT " (closed)");
+    else lua_pushfstring(L, CURL_MT " (%p)", (void *)c);
+    return 1;
+}
+
+/* core.curl_version() -> "libcurl/7.88.1 OpenSSL/3.0.11". Built from curl_version_info rather than
+ * curl_version(), which also asks every optional library (LDAP among them) for its version and leaves their
+ * one-time allocations behind when the module is unloaded. */
+static int l_curl_version(lua_State *L)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    if (v == NULL || v->version == NULL) return luaL_error(L, "curl_version_info failed");
+    if (v->ssl_version != NULL) lua_pushfstring(L, "libcurl/%s %s", v->version, v->ssl_version);
+    else lua_pushfstring(L, "libcurl/%s", v->version);
+    return 1;
+}
+
+static const luaL_Reg curl_methods[] = {
+    {"request", l_curl_request},
+    {"stats", l_curl_stats},
+    {"close", l_curl_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg curl_funcs[] = {
+    {"curl_new", l_curl_new},
+    {"curl_version", l_curl_version},
+    {NULL, NULL},
+};
 
 void wechat_open_curl(lua_State *L)
 {
-    (void)L;
+    if (luaL_newmetatable(L, CURL_MT)) {
+        lua_newtable(L);
+        wechat_setfuncs(L, curl_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_curl_close);
+        lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+        lua_pushcfunction(L, l_curl_close);
+        lua_setfield(L, -2, "__close");
+#endif
+        lua_pushcfunction(L, l_curl_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "wechat.curl");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    wechat_setfuncs(L, curl_funcs);
 }
