@@ -1,5 +1,6 @@
 -- The control API under /_standin/ (see docs/standin.md and tools/wecom-standin/README.md). Control requests are
 -- not recorded, not counted and not scripted.
+local callback = require "standin.callback"
 local cjson = require "cjson.safe"
 local http = require "standin.http"
 local json_raw = require "standin.json_raw"
@@ -146,8 +147,12 @@ end
 local SYNC_KEYS = { messages = true, page_size = true, empty_pages = true }
 
 -- Defaults for what a queued message leaves out, put in front of its raw text so the rest stays byte for byte.
-local function with_defaults(raw, msg)
+-- open_kfid: the default of customer_writes, which names the KF account once for all its messages.
+local function with_defaults(raw, msg, open_kfid)
   local head = {}
+  if open_kfid and msg.open_kfid == nil then
+    head[#head + 1] = '"open_kfid":' .. cjson.encode(open_kfid)
+  end
   if msg.msgid == nil then
     head[#head + 1] = '"msgid":' .. cjson.encode("standin-sync-" .. state.next_id("sync_msgid"))
   end
@@ -158,6 +163,34 @@ local function with_defaults(raw, msg)
     head[#head + 1] = '"origin":3'
   end
   return json_raw.prepend(raw, concat(head, ","))
+end
+
+-- Queues the "messages" of a control body (body raw, obj decoded) for sync_msg. Shared by /_standin/sync and
+-- /_standin/customer_writes. Returns the number of messages queued in all, or nil, HTTP status, message.
+local function queue_messages(body, obj, open_kfid)
+  local raws = {}
+  if obj.messages ~= nil then
+    local raw_list = json_raw.get(body, "messages")
+    local elements = raw_list and json_raw.kind(raw_list) == "array" and json_raw.elements(raw_list)
+    if not elements then
+      return nil, 400, "messages must be an array of objects"
+    end
+    for i = 1, #elements do
+      if json_raw.kind(elements[i]) ~= "object" then
+        return nil, 400, format("messages[%d] must be an object", i)
+      end
+      raws[i] = elements[i]
+    end
+  end
+  for i = 1, #raws do
+    local msg = obj.messages[i]
+    local kfid = type(msg.open_kfid) == "string" and msg.open_kfid or (msg.open_kfid == nil and open_kfid) or nil
+    local ok, err = state.queue_message(with_defaults(raws[i], msg, open_kfid), kfid)
+    if not ok then
+      return nil, 500, "cannot queue message: " .. err
+    end
+  end
+  return state.queued_count()
 end
 
 local function sync(_, body)
@@ -175,27 +208,9 @@ local function sync(_, body)
   if obj.empty_pages ~= nil and not (is_integer(obj.empty_pages) and obj.empty_pages >= 0) then
     return http.control_error(400, "empty_pages must be an integer >= 0")
   end
-  local raws = {}
-  if obj.messages ~= nil then
-    local raw_list = json_raw.get(body, "messages")
-    local elements = raw_list and json_raw.kind(raw_list) == "array" and json_raw.elements(raw_list)
-    if not elements then
-      return http.control_error(400, "messages must be an array of objects")
-    end
-    for i = 1, #elements do
-      if json_raw.kind(elements[i]) ~= "object" then
-        return http.control_error(400, format("messages[%d] must be an object", i))
-      end
-      raws[i] = elements[i]
-    end
-  end
-  for i = 1, #raws do
-    local msg = obj.messages[i]
-    local open_kfid = type(msg.open_kfid) == "string" and msg.open_kfid or nil
-    local ok, err = state.queue_message(with_defaults(raws[i], msg), open_kfid)
-    if not ok then
-      return http.control_error(500, "cannot queue message: " .. err)
-    end
+  local queued, status, message = queue_messages(body, obj)
+  if not queued then
+    return http.control_error(status, message)
   end
   if obj.page_size ~= nil then
     state.set_page_size(obj.page_size)
@@ -204,6 +219,39 @@ local function sync(_, body)
     state.set_empty_pages(obj.empty_pages)
   end
   return http.json(format('{"ok":true,"queued":%d}', state.queued_count()))
+end
+
+-- The stand-in as WeCom calling a bot (standin/callback.lua): JSON text, or nil, status, message.
+local function answer(json, status, message)
+  if not json then
+    return http.control_error(status, message)
+  end
+  return http.json(json)
+end
+
+local function customer_writes(_, body)
+  local obj = object_body(body)
+  if obj then
+    return answer(callback.customer_writes(body, obj, queue_messages))
+  end
+end
+
+local function callback_again(_, body)
+  local obj = object_body(body ~= "" and body or "{}")
+  if obj then
+    return answer(callback.callback_again(obj))
+  end
+end
+
+local function callbacks()
+  return http.json(callback.callbacks())
+end
+
+local function verify_url(_, body)
+  local obj = object_body(body)
+  if obj then
+    return answer(callback.verify_url(obj))
+  end
 end
 
 local ROUTES = {
@@ -216,6 +264,10 @@ local ROUTES = {
   ["/_standin/config"] = { GET = get_config, POST = set_config },
   ["/_standin/script"] = { POST = add_script },
   ["/_standin/sync"] = { POST = sync },
+  ["/_standin/customer_writes"] = { POST = customer_writes },
+  ["/_standin/callback_again"] = { POST = callback_again },
+  ["/_standin/callbacks"] = { GET = callbacks },
+  ["/_standin/verify_url"] = { POST = verify_url },
 }
 
 function M.handle()

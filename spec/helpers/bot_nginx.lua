@@ -1,0 +1,143 @@
+-- Runs the KF bot example (examples/openresty/kf_bot) for specs, through its own `run` script, so that a spec
+-- runs exactly what a user runs: the same nginx.conf template, the same environment variables.
+--
+--   local bot_nginx = require "helpers.bot_nginx"
+--   local bot = bot_nginx.start{
+--     port = 18372, workers = 2,          -- listens on 127.0.0.1:port
+--     base_url = standin.url(),           -- WECOM_BASE_URL
+--     token = "...", aes_key = "...",     -- WECOM_CALLBACK_TOKEN, WECOM_CALLBACK_AES_KEY
+--   }                                     -- corp wwCORP, secret KF_SECRET (the stand-in's) unless given
+--   bot:url()                             -- http://127.0.0.1:18372/wecom/kf
+--   local status, body = bot:request("GET", "/wecom/kf?msg_signature=...")
+--   bot:restart()                         -- fresh workers and shared dict (token, cursor)
+--   bot:stop()
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+
+local M = {}
+
+local assert, error, io, ipairs, setmetatable, tonumber, tostring, type =
+  assert, error, io, ipairs, setmetatable, tonumber, tostring, type
+local concat = table.concat
+
+local Bot = {}
+Bot.__index = Bot
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- The checkout's root, from this file's path.
+local function repo_root()
+  local source = debug.getinfo(1, "S").source:sub(2)
+  local dir = source:match("^(.*)/spec/helpers/bot_nginx%.lua$")
+  if source:match("^spec/helpers/bot_nginx%.lua$") then
+    dir = "."
+  end
+  assert(dir, "helpers.bot_nginx: cannot tell the checkout from " .. source)
+  return dir
+end
+
+M.ROOT = repo_root()
+M.SCRIPT = M.ROOT .. "/examples/openresty/kf_bot/run"
+
+-- exit code, output (stdout and stderr); io.popen():close() gives no exit code under LuaJIT, so the shell prints it
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local text, code = out:match("^(.*)rc=(%d+)%s*$")
+  return tonumber(code), text
+end
+
+function Bot:command(action)
+  local env = {
+    KF_BOT_PREFIX = self.prefix,
+    KF_BOT_LISTEN = "127.0.0.1:" .. self.port,
+    KF_BOT_WORKERS = self.workers,
+    KF_BOT_LOG_LEVEL = "info",
+    WECOM_CORP_ID = self.corp_id,
+    WECOM_KF_SECRET = self.secret,
+    WECOM_CALLBACK_TOKEN = self.token,
+    WECOM_CALLBACK_AES_KEY = self.aes_key,
+    WECOM_BASE_URL = self.base_url,
+  }
+  local parts = { "env" }
+  for _, name in ipairs({ "KF_BOT_PREFIX", "KF_BOT_LISTEN", "KF_BOT_WORKERS", "KF_BOT_LOG_LEVEL", "WECOM_CORP_ID",
+    "WECOM_KF_SECRET", "WECOM_CALLBACK_TOKEN", "WECOM_CALLBACK_AES_KEY", "WECOM_BASE_URL" }) do
+    parts[#parts + 1] = name .. "=" .. shell_quote(env[name])
+  end
+  parts[#parts + 1] = "bash " .. shell_quote(M.SCRIPT) .. " " .. action
+  return concat(parts, " ")
+end
+
+local function act(self, action)
+  local code, out = run(self:command(action))
+  if code ~= 0 then
+    error("helpers.bot_nginx: 'run " .. action .. "' failed:\n" .. out, 3)
+  end
+  return out
+end
+
+--- Starts the bot (a bot left running on the same prefix by an earlier run is restarted).
+-- @param opts `port` (required), `workers` (default 2), `base_url` (required), `token`, `aes_key` (required),
+--   `corp_id` (default "wwCORP"), `secret` (default "KF_SECRET"), `name` (prefix /tmp/wechat-kf-bot-<name>,
+--   default the port)
+function M.start(opts)
+  assert(type(opts) == "table" and tonumber(opts.port) and opts.base_url and opts.token and opts.aes_key,
+    "helpers.bot_nginx.start: port, base_url, token and aes_key expected")
+  local self = setmetatable({
+    port = tonumber(opts.port),
+    workers = opts.workers or 2,
+    prefix = "/tmp/wechat-kf-bot-" .. tostring(opts.name or opts.port),
+    base_url = opts.base_url,
+    token = opts.token,
+    aes_key = opts.aes_key,
+    corp_id = opts.corp_id or "wwCORP",
+    secret = opts.secret or "KF_SECRET",
+  }, Bot)
+  act(self, "restart")
+  return self
+end
+
+--- Stops the bot and starts it again: new workers, empty shared dict (access token, cursor).
+function Bot:restart()
+  act(self, "restart")
+end
+
+function Bot:stop()
+  act(self, "stop")
+end
+
+function Bot:url(path)
+  return "http://127.0.0.1:" .. self.port .. (path or "/wecom/kf")
+end
+
+--- One HTTP exchange with the bot: status, body; nil, err when no answer came.
+function Bot:request(method, path, body)
+  local chunks = {}
+  local ok, status = http.request({
+    url = self:url(path),
+    method = method,
+    headers = body and { ["content-type"] = "text/xml", ["content-length"] = tostring(#body) } or nil,
+    source = body and ltn12.source.string(body) or nil,
+    sink = ltn12.sink.table(chunks),
+  })
+  if not ok then
+    return nil, status
+  end
+  return status, concat(chunks)
+end
+
+--- The bot's error.log so far.
+function Bot:error_log()
+  local f = io.open(self.prefix .. "/error.log", "rb")
+  if not f then
+    return ""
+  end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+return M
