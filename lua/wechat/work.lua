@@ -110,6 +110,8 @@ local function make_transport(opts)
     cafile = opts.cafile,
     ssl_verify = opts.ssl_verify,
     max_response = opts.max_response,
+    keepalive_timeout = opts.keepalive_timeout,
+    keepalive_pool = opts.keepalive_pool,
   }
 end
 
@@ -257,7 +259,9 @@ local function fetch_token(self, agent, op)
     .. "&corpsecret=" .. url_escape(agent.secret)
   local data, err = exchange(self, "GET", url, nil, op, agent.secret)
   if not data then
-    err.message = err.message and ("gettoken: " .. err.message) or "gettoken failed"
+    if err.kind ~= errors.PHASE then
+      err.message = err.message and ("gettoken: " .. err.message) or "gettoken failed"
+    end
     return nil, err
   end
   local token = data.access_token

@@ -1,0 +1,533 @@
+--- The OpenResty transport: one HTTP/1.1 exchange per `request` over `ngx.socket.tcp`, so a request handler
+-- waiting for WeCom yields to the nginx event loop instead of blocking the worker. Connections go back to
+-- nginx's keep-alive pool (one pool per scheme, host, port and verification mode). Pure Lua: `wechat.core`
+-- does no I/O on this path. It knows nothing of access tokens and retries nothing, except that a pooled
+-- connection the server dropped just as it was reused is replaced by a new one once (as libcurl does).
+--
+-- TLS certificates are checked against nginx's `lua_ssl_trusted_certificate` (the `cafile` option of the curl
+-- transport has no per-socket equivalent in ngx_lua and is ignored here).
+local errors = require "wechat.work.errors"
+
+local error, pcall, rawget, require, setmetatable, tonumber, tostring, type =
+  error, pcall, rawget, require, setmetatable, tonumber, tostring, type
+local floor = math.floor
+local concat = table.concat
+local byte, find, format, gsub, lower, match, sub = string.byte, string.find, string.format, string.gsub,
+  string.lower, string.match, string.sub
+
+local M = { _VERSION = "0.1.0" }
+
+local USER_AGENT = "lua-wechat-work/" .. M._VERSION
+local DEFAULT_TIMEOUT = 10                -- seconds
+local DEFAULT_MAX_RESPONSE = 4 * 1024 * 1024
+local MAX_MAX_RESPONSE = 1024 * 1024 * 1024
+local MAX_SECONDS = 86400
+local DEFAULT_KEEPALIVE_TIMEOUT = 60      -- seconds a pooled connection may stay idle
+local DEFAULT_KEEPALIVE_POOL = 32         -- connections per pool and worker
+local MAX_HEADER_BYTES = 64 * 1024        -- status line and headers together
+local MAX_HEADERS = 100
+local MAX_CHUNK_LINE = 1024               -- chunk size and extensions
+local READ_CHUNK = 16 * 1024              -- for bodies delimited by the end of the connection
+
+-- The phases whose handlers may use cosockets: lua-nginx-module's NGX_HTTP_LUA_CONTEXT_YIELDABLE
+-- (rewrite_by_lua*, server_rewrite_by_lua*, access_by_lua*, content_by_lua*, ngx.timer.*,
+-- ssl_client_hello_by_lua*, ssl_certificate_by_lua*, ssl_session_fetch_by_lua*), by their ngx.get_phase() names.
+-- Elsewhere (init, init_worker, set, header_filter, body_filter, log, balancer, ssl_session_store,
+-- exit_worker) a cosocket call raises "API disabled in the context of ...".
+local COSOCKET_PHASES = {
+  rewrite = true,
+  server_rewrite = true,
+  access = true,
+  content = true,
+  timer = true,
+  ssl_client_hello = true,
+  ssl_cert = true,
+  ssl_session_fetch = true,
+}
+M.COSOCKET_PHASES = COSOCKET_PHASES
+
+local Transport = {}
+Transport.__index = Transport
+
+local function argerror(fname, argn, fmt, ...)
+  error(format("bad argument #%d to '%s' (%s)", argn, fname, format(fmt, ...)), 3)
+end
+
+local function opt_seconds(opts, name, default)
+  local v = opts[name]
+  if v == nil then
+    return default
+  end
+  if type(v) ~= "number" then
+    argerror("new", 1, "opts.%s: number of seconds expected, got %s", name, type(v))
+  end
+  if not (v > 0 and v <= MAX_SECONDS) then
+    argerror("new", 1, "opts.%s: must be > 0 and <= %d seconds, got %s", name, MAX_SECONDS, tostring(v))
+  end
+  return v
+end
+
+local function opt_integer(opts, name, default, min_value, max_value)
+  local v = opts[name]
+  if v == nil then
+    return default
+  end
+  if type(v) ~= "number" or v ~= floor(v) or v < min_value or v > max_value then
+    argerror("new", 1, "opts.%s: must be an integer %d..%d, got %s", name, min_value, max_value,
+      type(v) == "number" and tostring(v) or type(v))
+  end
+  return v
+end
+
+local function ms(seconds)
+  local v = floor(seconds * 1000 + 0.5)
+  return v < 1 and 1 or v
+end
+
+--- Makes a transport. Cheap and I/O free: it may be made at module load or in init_by_lua.
+-- @param opts nil or a table; other keys than these are ignored (the whole client options table may be passed):
+--   `timeout` seconds for each send and each read (number, default 10), `connect_timeout` (default `timeout`),
+--   `ssl_verify` (default true: the peer certificate must chain to `lua_ssl_trusted_certificate` and name the
+--   host; false skips both), `max_response` body bytes at most (default 4 MiB), `keepalive_timeout` seconds a
+--   pooled connection stays idle (default 60), `keepalive_pool` connections kept per pool and worker
+--   (default 32), `cafile` (string, accepted for option compatibility, ignored: nginx takes its trust store
+--   from `lua_ssl_trusted_certificate`).
+-- @return the transport
+-- @raise on a wrong option, naming it, or outside OpenResty
+function M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("new", 1, "table or nil expected, got %s", type(opts))
+  end
+  opts = opts or {}
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.get_phase) ~= "function" then
+    error("the cosocket transport runs inside OpenResty (ngx_http_lua) only; use transport = \"curl\" here", 2)
+  end
+  local timeout = opt_seconds(opts, "timeout", DEFAULT_TIMEOUT)
+  local connect_timeout = opt_seconds(opts, "connect_timeout", timeout)
+  local keepalive_timeout = opt_seconds(opts, "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT)
+  local max_response = opt_integer(opts, "max_response", DEFAULT_MAX_RESPONSE, 1, MAX_MAX_RESPONSE)
+  local keepalive_pool = opt_integer(opts, "keepalive_pool", DEFAULT_KEEPALIVE_POOL, 1, 65535)
+  if opts.ssl_verify ~= nil and type(opts.ssl_verify) ~= "boolean" then
+    argerror("new", 1, "opts.ssl_verify: boolean expected, got %s", type(opts.ssl_verify))
+  end
+  if opts.cafile ~= nil and type(opts.cafile) ~= "string" then
+    argerror("new", 1, "opts.cafile: string expected, got %s", type(opts.cafile))
+  end
+  return setmetatable({
+    ngx = ngx,
+    connect_ms = ms(connect_timeout),
+    io_ms = ms(timeout),
+    keepalive_ms = ms(keepalive_timeout),
+    keepalive_pool = keepalive_pool,
+    max_response = max_response,
+    ssl_verify = opts.ssl_verify ~= false,
+    sessions = {},     -- pool name -> TLS session, to shorten the handshake of the next new connection
+    requests = 0,
+    connects = 0,
+  }, Transport)
+end
+
+-- scheme, host (for connect), port, Host header, path with query; nil when the URL is not one we can use.
+local function parse_url(url)
+  local scheme, authority, rest = match(url, "^([Hh][Tt][Tt][Pp][Ss]?)://([^/?#]+)(.*)$")
+  if not scheme or find(authority, "@", 1, true) then
+    return nil
+  end
+  scheme = lower(scheme)
+  local host, port
+  if byte(authority, 1) == 91 then -- "[": an IPv6 literal
+    host, port = match(authority, "^(%[[%x:.]+%]):?(%d*)$")
+  else
+    host, port = match(authority, "^([^:]+):?(%d*)$")
+  end
+  if not host then
+    return nil
+  end
+  local default_port = scheme == "https" and 443 or 80
+  port = port ~= "" and tonumber(port) or default_port
+  if port < 1 or port > 65535 then
+    return nil
+  end
+  rest = match(rest, "^[^#]*")
+  if rest == "" or byte(rest, 1) == 63 then -- "?"
+    rest = "/" .. rest
+  end
+  return scheme, host, port, authority, rest
+end
+
+local function fail(reason, message)
+  return nil, errors.new(errors.TRANSPORT, message, { reason = reason })
+end
+
+-- Cosocket messages are short words ("timeout", "closed", "connection refused"); they name hosts at most,
+-- never the request line, so the query (the access token) cannot reach them.
+local function io_fail(sock, what, err, reason)
+  sock:close()
+  if err == "timeout" then
+    return fail("timeout", what .. ": timeout")
+  end
+  return fail(reason, what .. ": " .. tostring(err))
+end
+
+-- Status and header fields, read in one go up to the empty line (at most max_bytes). On failure, also true when
+-- not one byte of the answer came.
+local function read_headers(sock, max_bytes)
+  local reader = sock:receiveuntil("\r\n\r\n")
+  local head, err, partial = reader(max_bytes)
+  if not head then
+    return nil, err, nil, partial == nil or partial == ""
+  end
+  -- A shorter answer means the reader stopped at the empty line (and consumed it); one of exactly max_bytes
+  -- may have stopped for the size: then the empty line must come next.
+  if #head >= max_bytes then
+    local rest
+    rest, err = reader(1)
+    if rest ~= nil or err then
+      return nil, err or "response headers too large"
+    end
+  end
+  local minor, status = match(head, "^HTTP/1%.([01]) (%d%d%d)")
+  if not minor then
+    return nil, "bad status line"
+  end
+  -- the lines after the status line, split by hand: string.gmatch would keep LuaJIT from compiling this loop
+  local headers, count = {}, 0
+  local pos = find(head, "\n", 1, true)
+  while pos do
+    local next_pos = find(head, "\n", pos + 1, true)
+    local line = sub(head, pos + 1, (next_pos or 0) - 1)
+    pos = next_pos
+    count = count + 1
+    if count > MAX_HEADERS then
+      return nil, "response headers too large"
+    end
+    local name, value = match(line, "^([^:%s]+)%s*:%s*(.-)%s*$")
+    if not name then
+      return nil, "bad header line"
+    end
+    name = lower(name)
+    local seen = headers[name]
+    headers[name] = seen and (seen .. ", " .. value) or value
+  end
+  return tonumber(status), minor == "1", headers
+end
+
+-- One line, without its line break, of at most max bytes (a longer one is an error, not a bigger buffer).
+local function read_line(sock, max)
+  local reader = sock:receiveuntil("\n")
+  local line, err = reader(max)
+  if not line then
+    return nil, err
+  end
+  if #line >= max then -- stopped for the size, not (yet) at the line break
+    local rest
+    rest, err = reader(1)
+    if rest ~= nil or err then
+      return nil, err or "line too long"
+    end
+  end
+  if byte(line, -1) == 13 then -- "\r"
+    line = sub(line, 1, -2)
+  end
+  return line
+end
+
+-- The body of a chunked answer.
+local function read_chunked(sock, max)
+  local parts, n, total = {}, 0, 0
+  while true do
+    local line, err = read_line(sock, MAX_CHUNK_LINE)
+    if not line then
+      return nil, err
+    end
+    local size = match(line, "^%s*(%x+)")
+    size = size and #size <= 8 and tonumber(size, 16)
+    if not size then
+      return nil, "bad chunk size"
+    end
+    if size == 0 then
+      break
+    end
+    total = total + size
+    if total > max then
+      return nil, "too large"
+    end
+    local data
+    data, err = sock:receive(size)
+    if not data then
+      return nil, err
+    end
+    n = n + 1
+    parts[n] = data
+    line, err = read_line(sock, MAX_CHUNK_LINE)
+    if line ~= "" then
+      return nil, err or "bad chunk end"
+    end
+  end
+  -- trailer fields, if any, up to the empty line
+  local used = 0
+  for _ = 1, MAX_HEADERS do
+    local line, err = read_line(sock, MAX_HEADER_BYTES)
+    if not line then
+      return nil, err
+    end
+    if line == "" then
+      return concat(parts, "", 1, n)
+    end
+    used = used + #line
+    if used > MAX_HEADER_BYTES then
+      break
+    end
+  end
+  return nil, "trailer fields too large"
+end
+
+local function read_until_close(sock, max)
+  local parts, n, total = {}, 0, 0
+  while true do
+    local data, err, partial = sock:receive(READ_CHUNK)
+    data = data or partial
+    if data and data ~= "" then
+      total = total + #data
+      if total > max then
+        return nil, "too large"
+      end
+      n = n + 1
+      parts[n] = data
+    end
+    if err == "closed" then
+      return concat(parts, "", 1, n)
+    end
+    if err then
+      return nil, err
+    end
+  end
+end
+
+local function check_request(req)
+  if type(req) ~= "table" then
+    argerror("request", 1, "table expected, got %s", type(req))
+  end
+  local method, url, body = req.method, req.url, req.body
+  if method ~= "GET" and method ~= "POST" then
+    argerror("request", 1, 'req.method: "GET" or "POST" expected, got %s',
+      type(method) == "string" and '"' .. method .. '"' or type(method))
+  end
+  if type(url) ~= "string" then
+    argerror("request", 1, "req.url: string expected, got %s", type(url))
+  end
+  if find(url, "[%z\r\n ]") then
+    argerror("request", 1, "req.url: http:// or https:// URL expected")
+  end
+  if body ~= nil then
+    if type(body) ~= "string" then
+      argerror("request", 1, "req.body: string or nil expected, got %s", type(body))
+    end
+    if method == "GET" then
+      argerror("request", 1, "req.body: a GET request has no body")
+    end
+  end
+end
+
+-- The reason of a failed handshake that lua-resty-core 0.1.25 raised as "assertion failed!" instead of returning
+-- it (a verification that failed while the handshake completed at once): the C side has just left it in the
+-- shared FFI error pointer.
+local function raised_handshake_reason()
+  local ok_ffi, ffi = pcall(require, "ffi")
+  local ok_base, base = pcall(require, "resty.core.base")
+  if ok_ffi and ok_base and type(base.get_errmsg_ptr) == "function" then
+    local ptr = base.get_errmsg_ptr()
+    if ptr[0] ~= nil then
+      return ffi.string(ptr[0])
+    end
+  end
+  return "handshake failed"
+end
+
+-- TLS on a new connection. SNI and the name check take a host name: nginx checks names only (X509_check_host),
+-- so for an IP literal (no name to give) the chain is verified but not the address.
+local function handshake(sock, host, session, verify)
+  local server_name = not find(host, "^[%d.]+$") and byte(host, 1) ~= 91 and host or nil
+  local ok, new_session, err = pcall(sock.sslhandshake, sock, session, server_name, verify)
+  if not ok then
+    new_session, err = nil, raised_handshake_reason()
+  end
+  if new_session then
+    return new_session
+  end
+  if err == "timeout" then
+    return fail("timeout", "TLS handshake with " .. host .. ": timeout")
+  end
+  -- "21: unable to verify ...": the OpenSSL code is not there on every path, so it is never kept
+  err = gsub(tostring(err), "^%d+: ", "")
+  return fail("tls", format("TLS handshake with %s failed: %s%s", host, err,
+    verify and " (certificates are checked against lua_ssl_trusted_certificate)" or ""))
+end
+
+-- A connected socket (TLS done) from the pool or new, and how often it was reused before; or nil, err.
+local function open(self, host, port, tls, pool)
+  local sock = self.ngx.socket.tcp()
+  sock:settimeouts(self.connect_ms, self.io_ms, self.io_ms)
+  local ok, err = sock:connect(host, port, { pool = pool })
+  if not ok then
+    local reason = "connect"
+    if err == "timeout" then
+      reason = "timeout"
+    elseif find(err, "resolve", 1, true) then
+      reason = "resolve"
+    end
+    return fail(reason, format("cannot connect to %s:%d: %s", host, port, tostring(err)))
+  end
+  local reused = sock:getreusedtimes() or 0
+  if reused == 0 then
+    self.connects = self.connects + 1
+    if tls then
+      local session, herr = handshake(sock, host, self.sessions[pool], self.ssl_verify)
+      if not session then
+        sock:close()
+        self.sessions[pool] = nil
+        return nil, herr
+      end
+      self.sessions[pool] = session
+    end
+  end
+  return sock, reused
+end
+
+-- Sends the request and reads the answer. On failure also returns true when nothing at all came back and the
+-- failure looks like the peer having closed the connection while it sat in the pool.
+local function exchange(self, sock, head)
+  local ok, err = sock:send(head)
+  if not ok then
+    local stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+    local _, e = io_fail(sock, "send", err, "send")
+    return nil, e, stale
+  end
+
+  local status, http11, headers, first
+  repeat
+    status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES)
+    if not status then
+      local stale = first and (http11 == "closed" or http11 == "connection reset by peer")
+      local _, e = io_fail(sock, "receive", http11, "recv")
+      return nil, e, stale
+    end
+  until status >= 200 -- 1xx interim answers come before the real one
+
+  local max = self.max_response
+  local connection = lower(headers["connection"] or "")
+  local keepalive = http11 and not find(connection, "close", 1, true)
+    or (not http11 and find(connection, "keep-alive", 1, true) ~= nil)
+  local te = headers["transfer-encoding"]
+  local body
+  if status == 204 or status == 304 then
+    body = ""
+  elseif te and lower(te) ~= "identity" then
+    if not find(lower(te), "chunked%s*$") then
+      sock:close()
+      return fail("recv", "unsupported transfer-encoding")
+    end
+    body, err = read_chunked(sock, max)
+  elseif headers["content-length"] then
+    local length = match(headers["content-length"], "^%s*(%d+)%s*$")
+    length = length and #length <= 15 and tonumber(length)
+    if not length then
+      sock:close()
+      return fail("recv", "bad Content-Length")
+    end
+    if length > max then
+      err = "too large"
+    elseif length == 0 then
+      body = ""
+    else
+      body, err = sock:receive(length)
+    end
+  else
+    keepalive = false
+    body, err = read_until_close(sock, max)
+  end
+  if not body then
+    if err == "too large" then
+      sock:close()
+      return fail("too_large", format("response too large (over %d bytes)", max))
+    end
+    return io_fail(sock, "receive", err, "recv")
+  end
+
+  if not (keepalive and sock:setkeepalive(self.keepalive_ms, self.keepalive_pool)) then
+    sock:close()
+  end
+  return { status = status, body = body }
+end
+
+--- Makes one HTTP exchange.
+-- Only in the nginx phases that allow cosockets (rewrite, server_rewrite, access, content, timer,
+-- ssl_client_hello, ssl_cert, ssl_session_fetch); elsewhere it returns a "phase" error at once.
+-- A pooled connection that the server closed while it sat idle is replaced by a new one once, like libcurl
+-- does; otherwise nothing is retried.
+-- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil}`; a POST is sent as
+--   `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
+-- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and an error: kind "phase"
+--   (wrong nginx phase) or "transport" with `reason` one of "connect", "timeout", "tls", "resolve",
+--   "too_large", "send", "recv", "other"; its message never holds the URL's query (where the access token is).
+-- @raise on a wrong request table
+function Transport:request(req)
+  local phase = self.ngx.get_phase()
+  if not COSOCKET_PHASES[phase] then
+    return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
+      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  end
+  check_request(req)
+  local method, body = req.method, req.body
+  local scheme, host, port, authority, target = parse_url(req.url)
+  if not scheme then
+    argerror("request", 1, "req.url: http:// or https:// URL expected")
+  end
+  local tls = scheme == "https"
+  local pool = format("wechat:%s:%s:%d:%s", scheme, host, port, (tls and not self.ssl_verify) and "noverify" or "")
+
+  local head = {
+    method, " ", target, " HTTP/1.1\r\nHost: ", authority,
+    "\r\nUser-Agent: ", USER_AGENT,
+    "\r\nAccept: application/json\r\nConnection: keep-alive\r\n",
+  }
+  if method == "POST" then
+    body = body or ""
+    head[#head + 1] = "Content-Type: application/json; charset=utf-8\r\nContent-Length: "
+    head[#head + 1] = tostring(#body)
+    head[#head + 1] = "\r\n\r\n"
+    head[#head + 1] = body
+  else
+    head[#head + 1] = "\r\n"
+  end
+
+  self.requests = self.requests + 1
+  for attempt = 1, 2 do
+    local sock, reused = open(self, host, port, tls, pool)
+    if not sock then
+      return nil, reused
+    end
+    local res, err, stale = exchange(self, sock, head)
+    if res or not (stale and reused > 0 and attempt == 1) then
+      return res, err
+    end
+  end
+end
+
+--- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is
+-- the number of new connections opened; fewer connects than requests means pooled connections were reused.
+function Transport:stats()
+  return { requests = self.requests, connects = self.connects }
+end
+
+--- Nothing to free: connections belong to nginx's pool. Present so `client:close()` works with any transport.
+-- @return true
+function Transport.close(_)
+  return true
+end
+
+-- exposed for the specs of this module
+M._parse_url = parse_url
+
+return M
