@@ -20,6 +20,7 @@ local DEFAULT_TIMEOUT = 10            -- seconds, whole exchange
 local DEFAULT_TOKEN_MARGIN = 300      -- refresh this long before WeCom says the token expires
 local DEFAULT_EXPIRES_IN = 7200
 local DEFAULT_LOCK_TIMEOUT = 5        -- how long a caller waits for another one's gettoken (shared stores)
+local DEFAULT_RETRIES = 1             -- tries after the first, for failures a retry cannot make worse
 local TOKEN_ERRORS = { [40014] = true, [42001] = true }
 
 local Client = {}
@@ -138,7 +139,8 @@ end
 --   timeout unless `connect_timeout` is given); `cafile` (PEM bundle for a private CA); `ssl_verify` (default
 --   true); `max_response` (bytes, default 4 MiB); `transport` ("curl", "cosocket" or an object; default: cosocket
 --   inside nginx, curl elsewhere); `token_store` (a store object) or `shared_dict` (name of an nginx
---   lua_shared_dict); `token_margin` (seconds before expiry to refresh, default 300).
+--   lua_shared_dict); `token_margin` (seconds before expiry to refresh, default 300); `retries` (how many
+--   times a failed exchange goes again when that cannot duplicate a message, default 1; 0: never).
 -- @return the client; raises on a wrong option, naming it.
 function M.client(opts)
   if type(opts) ~= "table" then
@@ -171,6 +173,7 @@ function M.client(opts)
   check_number(opts, "connect_timeout", 0.001)
   check_number(opts, "max_response", 1)
   check_number(opts, "token_margin", 0)
+  check_number(opts, "retries", 0)
   check_string(opts, "cafile")
   if opts.ssl_verify ~= nil and type(opts.ssl_verify) ~= "boolean" then
     option_error("ssl_verify", "boolean", opts.ssl_verify)
@@ -181,6 +184,7 @@ function M.client(opts)
     agents = agents,
     base_url = base_url,
     token_margin = opts.token_margin or DEFAULT_TOKEN_MARGIN,
+    retries = opts.retries or DEFAULT_RETRIES,
     store = make_store(opts),
     transport = make_transport(opts),
   }, Client)
@@ -254,10 +258,39 @@ local function exchange(self, method, url, body, op, ...)
   return data
 end
 
+-- Whether a failed exchange may go again. When the connection could not be made, nothing reached WeCom: any
+-- request may go again. After a timeout, a reset or a 502/503/504, WeCom may have acted on it: only an
+-- idempotent request goes again (gettoken, sync_msg, a send carrying a msgid, which WeCom does not deliver
+-- twice), so a retry can never show a customer the same message twice.
+local SAFE_REASONS = { connect = true, resolve = true }
+local AMBIGUOUS_REASONS = { timeout = true, send = true, recv = true }
+local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
+
+local function may_retry(err, idempotent)
+  if err.kind == errors.TRANSPORT then
+    return SAFE_REASONS[err.reason] or (idempotent and AMBIGUOUS_REASONS[err.reason]) or false
+  end
+  return (idempotent and err.kind == errors.HTTP and RETRY_STATUS[err.status]) or false
+end
+
+-- exchange, tried again at most `retries` times (client option, default 1) when may_retry allows.
+local function exchange_retrying(self, method, url, body, op, idempotent, ...)
+  local data, err, raw = exchange(self, method, url, body, op, ...)
+  local attempts = 1
+  while not data and attempts <= self.retries and may_retry(err, idempotent) do
+    attempts = attempts + 1
+    data, err, raw = exchange(self, method, url, body, op, ...)
+  end
+  if err then
+    err.attempts = attempts
+  end
+  return data, err, raw
+end
+
 local function fetch_token(self, agent, op)
   local url = self.base_url .. "/cgi-bin/gettoken?corpid=" .. url_escape(self.corp_id)
     .. "&corpsecret=" .. url_escape(agent.secret)
-  local data, err = exchange(self, "GET", url, nil, op, agent.secret)
+  local data, err = exchange_retrying(self, "GET", url, nil, op, true, agent.secret)
   if not data then
     if err.kind ~= errors.PHASE then
       err.message = err.message and ("gettoken: " .. err.message) or "gettoken failed"
@@ -326,9 +359,12 @@ end
 -- @param agent_name the agent whose secret gets the token
 -- @param path e.g. "/cgi-bin/kf/send_msg"
 -- @param body the JSON body (string)
+-- A failure to connect is tried again (client option `retries`, default 1); a timeout, a reset or a
+-- 502/503/504 only when `idempotent` is true, since WeCom may have acted on the first try.
 -- @param op the operation's name, for errors
+-- @param idempotent true when sending the body twice has the effect of sending it once
 -- @return the decoded answer (a table with errcode 0), or nil and an error value
-function Client:post(agent_name, path, body, op)
+function Client:post(agent_name, path, body, op, idempotent)
   local err, data
   for _ = 1, 2 do
     local token
@@ -337,7 +373,7 @@ function Client:post(agent_name, path, body, op)
       return nil, err
     end
     local url = self.base_url .. path .. "?access_token=" .. url_escape(token)
-    data, err = exchange(self, "POST", url, body, op, token, self.agents[agent_name].secret)
+    data, err = exchange_retrying(self, "POST", url, body, op, idempotent, token, self.agents[agent_name].secret)
     if data then
       return data
     end

@@ -73,11 +73,17 @@ local OPERATIONS = {
   sync_msg = SYNC_MSG,
 }
 
+-- Pulling a page again with the same cursor gives the same page: sync_msg may always be retried. A send may
+-- be retried when it carries a msgid (the builder returns it), since WeCom delivers a msgid once.
+local ALWAYS_IDEMPOTENT = { sync_msg = true }
+
 for name, path in pairs(OPERATIONS) do
   local build = core[name]
+  local always = ALWAYS_IDEMPOTENT[name] or false
   M[name] = function(client, agent, ...)
     check_client_and_agent(name, client, agent)
-    return client:post(agent, path, build(client, agent, ...), name)
+    local body, msgid = build(client, agent, ...)
+    return client:post(agent, path, body, name, always or msgid ~= nil)
   end
 end
 
