@@ -1,1 +1,623 @@
-#include "wechat_core.h"
+/* JSON writing into a luaL_Buffer and the generic encoder. See json_writer.h for the contracts.
+ *
+ * Generic encoder error messages, after "bad argument #N to 'fname' (" and the path of the offending value
+ * (root, then ".key" for identifier keys, "[\"key\"]" for other keys, "[i]" for array items):
+ *   <path>: invalid UTF-8 at byte N                 a string value; N is 1-based
+ *   <path>: invalid UTF-8 in key at byte N          a key of the object at <path>
+ *   <path>: NaN not allowed | infinity not allowed
+ *   <path>: function not allowed                    also userdata (other than NULL, i.e. cjson.null), thread
+ *   <path>: keys must be strings or exactly 1..n, got number
+ *   <path>: nesting deeper than 32
+ *   <path>: __jsontype must be 'object' or 'array', got 'x'   (got <type> when not a string)
+ *   <path>: object expected, got array | got empty table      (JW_OBJECT only) */
+#include <locale.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "json_writer.h"
+
+#if LUA_VERSION_NUM < 502
+/* The 5.1 buffer is a fixed array: a reservation must fit in it. */
+typedef char jw_chunk_fits_buffer[(JW_CHUNK <= LUAL_BUFFERSIZE) ? 1 : -1];
+#endif
+
+/* The window is the buffer's free space: 5.4 starts with LUAL_BUFFERSIZE bytes inside the luaL_Buffer and moves to
+ * a growing box when that is full; the 5.1 buffer is a fixed array flushed to the stack as a string when full. */
+static void jw_window(jw_out *w)
+{
+    luaL_Buffer *B = w->B;
+#if LUA_VERSION_NUM >= 502
+    w->start = w->p = B->b + B->n;
+    w->end = B->b + B->size;
+#else
+    w->start = w->p = B->p;
+    w->end = B->buffer + LUAL_BUFFERSIZE;
+#endif
+}
+
+static void jw_commit(jw_out *w)
+{
+#if LUA_VERSION_NUM >= 502
+    luaL_addsize(w->B, (size_t)(w->p - w->start));
+#else
+    w->B->p = w->p;
+#endif
+    w->start = w->p;
+}
+
+void jw_open(jw_out *w, luaL_Buffer *B, int spill)
+{
+    w->B = B;
+    w->spill = spill;
+    w->level = lua_gettop(B->L);
+    jw_window(w);
+}
+
+char *jw_more(jw_out *w, size_t n)
+{
+    lua_State *L = w->B->L;
+    int held = lua_gettop(L) - w->level;
+    if (held != 0 && (held < 0 || w->spill == 0)) luaL_error(L, "wechat.core: JSON writer used off its stack level");
+    for (int i = held; i > 0; i--) lua_rawseti(L, w->spill, i);
+    jw_commit(w);
+#if LUA_VERSION_NUM >= 502
+    (void)luaL_prepbuffsize(w->B, n);
+#else
+    /* LuaJIT's luaL_prepbuffer always flushes; only call it when the array is too full. */
+    if ((size_t)(w->B->buffer + LUAL_BUFFERSIZE - w->B->p) < n) (void)luaL_prepbuffer(w->B);
+#endif
+    w->level = lua_gettop(L);
+    if (held > 0) {
+        luaL_checkstack(L, held, "wechat.core: JSON writer");
+        for (int i = 1; i <= held; i++) lua_rawgeti(L, w->spill, i);
+    }
+    jw_window(w);
+    return w->p;
+}
+
+void jw_close(jw_out *w)
+{
+    jw_commit(w);
+}
+
+void jw_add_more(jw_out *w, const char *s, size_t len)
+{
+    while (len > 0) {
+        size_t room = (size_t)(w->end - w->p);
+        if (room == 0) {
+            jw_more(w, len < JW_CHUNK ? len : JW_CHUNK);
+            continue;
+        }
+        size_t k = len < room ? len : room;
+        memcpy(w->p, s, k);
+        w->p += k;
+        s += k;
+        len -= k;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Numbers */
+
+void jw_tonum(lua_State *L, int idx, jw_num *num)
+{
+    lua_Number n = lua_tonumber(L, idx);
+    num->n = n;
+    if (LUA_VERSION_NUM >= 503 && wechat_isinteger(L, idx)) {
+        num->isint = 1;
+        num->i = wechat_tointeger(L, idx);
+        return;
+    }
+    /* A double holding an integer in the +-2^53 range is written as one, so that LuaJIT and 5.4 (1e15, 3.0) give
+     * the same text; -0.0 stays a float ("-0"). */
+    num->isint = n >= -9007199254740992.0 && n <= 9007199254740992.0 && (lua_Number)(long long)n == n &&
+                 !(n == 0 && signbit(n));
+    num->i = num->isint ? (long long)n : 0;
+}
+
+int jw_num_special(const jw_num *num)
+{
+    if (num->isint) return 0;
+    if (isnan(num->n)) return 1;
+    if (isinf(num->n)) return 2;
+    return 0;
+}
+
+static size_t jw_format_int(char *buf, long long v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    /* Through unsigned so that LLONG_MIN negates without overflow. */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) buf[len++] = '-';
+    while (n > 0) buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
+/* printf and strtod follow LC_NUMERIC (os.setlocale can change it); JSON wants '.'. */
+static size_t jw_fix_decimal_point(char *buf, size_t len)
+{
+    const struct lconv *lc = localeconv();
+    const char *dp = lc != NULL ? lc->decimal_point : NULL;
+    if (dp == NULL || dp[0] == '\0' || (dp[0] == '.' && dp[1] == '\0')) return len;
+    size_t dlen = strlen(dp);
+    char *at = strstr(buf, dp);
+    if (at == NULL) return len;
+    *at = '.';
+    memmove(at + 1, at + dlen, len - (size_t)(at - buf) - dlen + 1);
+    return len - dlen + 1;
+}
+
+/* Fixed notation with the fewest decimals that read back as d, for 1e-4 <= |d| < 1e15 and at most 15 significant
+ * digits: exactly what "%.15g" prints then (DBL_DIG is 15), without the C library's cost. r / 10^k is correctly
+ * rounded because r < 2^53 and 10^k (k <= 15) are exact, so the comparison is an exact round-trip test. Returns 0
+ * when d needs the general path. */
+static size_t jw_format_fixed(char *buf, double d)
+{
+    static const double POW10[16] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    double a = fabs(d);
+    if (!(a >= 1e-4 && a < 1e15)) return 0;
+    for (int k = 1; k <= 15; k++) {
+        double scaled = a * POW10[k];
+        if (scaled >= 1e15) return 0;
+        double r = floor(scaled + 0.5);
+        if (r / POW10[k] != a) continue;
+        char digits[24];
+        size_t nd = jw_format_int(digits, (long long)r);
+        size_t len = 0;
+        if (d < 0) buf[len++] = '-';
+        if (nd <= (size_t)k) {
+            buf[len++] = '0';
+            buf[len++] = '.';
+            for (size_t z = nd; z < (size_t)k; z++) buf[len++] = '0';
+            memcpy(buf + len, digits, nd);
+            len += nd;
+        } else {
+            memcpy(buf + len, digits, nd - (size_t)k);
+            len += nd - (size_t)k;
+            buf[len++] = '.';
+            memcpy(buf + len, digits + nd - (size_t)k, (size_t)k);
+            len += (size_t)k;
+        }
+        buf[len] = '\0';
+        return len;
+    }
+    return 0;
+}
+
+size_t jw_format_num(char *buf, const jw_num *num)
+{
+    if (num->isint) return jw_format_int(buf, num->i);
+    switch (jw_num_special(num)) {
+    case 1:
+        memcpy(buf, "nan", 4);
+        return 3;
+    case 2:
+        if (num->n < 0) {
+            memcpy(buf, "-inf", 5);
+            return 4;
+        }
+        memcpy(buf, "inf", 4);
+        return 3;
+    default:
+        break;
+    }
+    double d = (double)num->n;
+    size_t fixed = jw_format_fixed(buf, d);
+    if (fixed > 0) return fixed;
+    int len = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        len = snprintf(buf, JW_NUMBUF, "%.*g", prec, d);
+        if (len <= 0 || len >= JW_NUMBUF) return 0;
+        if (prec == 17 || strtod(buf, NULL) == d) break;
+    }
+    return jw_fix_decimal_point(buf, (size_t)len);
+}
+
+void jw_number(jw_out *w, const jw_num *num)
+{
+    char *o = jw_room(w, JW_NUMBUF);
+    size_t len = jw_format_num(o, num);
+    if (len == 0) luaL_error(w->B->L, "wechat.core: number formatting failed");
+    w->p = o + len;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Strings */
+
+/* Byte classes: 0 copied as is, 1 escaped, 2/3/4 first byte of a 2/3/4-byte sequence, 5 never valid first. */
+#define R16(c) c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
+static const unsigned char JW_CLASS[256] = {
+    R16(1), R16(1),                                                   /* 0x00-0x1f control */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                   /* 0x20-0x2f: '"' */
+    R16(0), R16(0),                                                   /* 0x30-0x4f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,                   /* 0x50-0x5f: '\\' */
+    R16(0), R16(0),                                                   /* 0x60-0x7f */
+    R16(5), R16(5), R16(5), R16(5),                                   /* 0x80-0xbf continuation */
+    5, 5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,                   /* 0xc0-0xc1 overlong */
+    R16(2),                                                           /* 0xd0-0xdf */
+    R16(3),                                                           /* 0xe0-0xef */
+    4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,                   /* 0xf5-0xff beyond U+10FFFF */
+};
+#undef R16
+
+static char *jw_escape(char *o, unsigned char c)
+{
+    static const char HEX[] = "0123456789abcdef";
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    default:
+        *o++ = 'u';
+        *o++ = '0';
+        *o++ = '0';
+        *o++ = HEX[c >> 4];
+        *o++ = HEX[c & 0x0f];
+        break;
+    }
+    return o;
+}
+
+static int jw_cont(unsigned char c)
+{
+    return (c & 0xc0) == 0x80;
+}
+
+/* Nonzero when one of the 8 bytes in x is below 0x20, '"', '\\' or not ASCII (the "has less" and "has zero" byte
+ * tricks: a borrow can only flag bytes above one that really matches, so there are no false negatives). */
+static uint64_t jw_special8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = x ^ (ones * 0x22), b = x ^ (ones * 0x5c);
+    uint64_t control = (x - ones * 0x20) & ~x;
+    uint64_t quote = (q - ones) & ~q;
+    uint64_t backslash = (b - ones) & ~b;
+    return (control | quote | backslash | x) & high;
+}
+
+/* The most one step of jw_string writes: an 8-byte run, an escape (6) or a sequence (4). */
+#define JW_STEP 8
+
+size_t jw_string(jw_out *w, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *p = s, *end = s + len;
+    jw_putc(w, '"');
+    char *o = w->p, *lim = w->end - JW_STEP;
+    while (p < end) {
+        if (o > lim) {
+            /* Room for the rest if nothing needs escaping, so that a short string never makes the 5.4 buffer
+             * leave its inline storage; escapes that do not fit just take another window. */
+            size_t rest = (size_t)(end - p);
+            w->p = o;
+            o = jw_room(w, rest < JW_CHUNK - 2 * JW_STEP ? rest + 2 * JW_STEP : JW_CHUNK);
+            lim = w->end - JW_STEP;
+        }
+        unsigned char c = *p;
+        if (c < 0x80) {
+            if (JW_CLASS[c] != 0) {
+                o = jw_escape(o, c);
+                p++;
+                continue;
+            }
+            *o++ = (char)c;
+            p++;
+            /* In a run of plain ASCII, take 8 bytes at a time. */
+            while (end - p >= 8 && o <= lim) {
+                uint64_t x;
+                memcpy(&x, p, 8);
+                if (jw_special8(x)) break;
+                memcpy(o, &x, 8);
+                o += 8;
+                p += 8;
+            }
+            continue;
+        }
+        int n = JW_CLASS[c];
+        if (n == 5 || end - p < n) return (size_t)(p - s) + 1;
+        unsigned char c1 = p[1];
+        int ok;
+        if (n == 2) {
+            ok = jw_cont(c1);
+        } else if (n == 3) {
+            /* E0 needs A0.. (no overlongs), ED stops at 9F (no surrogates). */
+            ok = (c == 0xe0 ? c1 >= 0xa0 && c1 <= 0xbf : c == 0xed ? c1 >= 0x80 && c1 <= 0x9f : jw_cont(c1)) &&
+                 jw_cont(p[2]);
+        } else {
+            /* F0 needs 90.. (no overlongs), F4 stops at 8F (U+10FFFF). */
+            ok = (c == 0xf0 ? c1 >= 0x90 && c1 <= 0xbf : c == 0xf4 ? c1 >= 0x80 && c1 <= 0x8f : jw_cont(c1)) &&
+                 jw_cont(p[2]) && jw_cont(p[3]);
+        }
+        if (!ok) return (size_t)(p - s) + 1;
+        o[0] = (char)c;
+        o[1] = (char)c1;
+        if (n > 2) o[2] = (char)p[2];
+        if (n > 3) o[3] = (char)p[3];
+        o += n;
+        p += n;
+    }
+    w->p = o;
+    jw_putc(w, '"');
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * The generic encoder
+ *
+ * Tables, keys and values stay on the stack while they are written, addressed relative to the top (the writer
+ * spills them around its buffer calls, see jw_out), so every string written is alive there. The path of the value
+ * being written is kept in C for error messages: per depth, the array index, or the key (alive on the stack). */
+
+typedef struct jw_enc {
+    lua_State *L;
+    jw_out *w;
+    const char *fname;
+    int argn;
+    const char *root;
+    long long idx[JW_MAX_DEPTH + 2]; /* > 0: array index at that depth; 0: the key below */
+    const char *key[JW_MAX_DEPTH + 2];
+    size_t klen[JW_MAX_DEPTH + 2];
+} jw_enc;
+
+int jw_spill_table(lua_State *L)
+{
+    lua_createtable(L, 0, 0);
+    return lua_gettop(L);
+}
+
+static int jw_is_ident(const char *k, size_t len)
+{
+    if (len == 0 || !((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= 'A' && k[0] <= 'Z') || k[0] == '_')) return 0;
+    for (size_t i = 1; i < len; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return 0;
+    }
+    return 1;
+}
+
+/* Pushes root + the first nseg path segments. Only called on the way to an error, so the writer is abandoned and
+ * a fresh buffer may use the stack. */
+static const char *enc_pushpath(jw_enc *e, int nseg)
+{
+    lua_State *L = e->L;
+    luaL_Buffer pb;
+    luaL_buffinit(L, &pb);
+    luaL_addstring(&pb, e->root);
+    for (int d = 1; d <= nseg; d++) {
+        if (e->idx[d] > 0) {
+            char num[JW_NUMBUF];
+            size_t n = jw_format_int(num, e->idx[d]);
+            luaL_addchar(&pb, '[');
+            luaL_addlstring(&pb, num, n);
+            luaL_addchar(&pb, ']');
+            continue;
+        }
+        const char *k = e->key[d];
+        size_t klen = e->klen[d];
+        if (jw_is_ident(k, klen)) {
+            luaL_addchar(&pb, '.');
+            luaL_addlstring(&pb, k, klen);
+            continue;
+        }
+        luaL_addstring(&pb, "[\"");
+        for (size_t i = 0; i < klen; i++) {
+            unsigned char c = (unsigned char)k[i];
+            if (c == '"' || c == '\\') {
+                luaL_addchar(&pb, '\\');
+                luaL_addchar(&pb, (char)c);
+            } else if (c < 0x20 || c == 0x7f) {
+                char esc[8];
+                int n = snprintf(esc, sizeof esc, "\\%d", (int)c);
+                if (n > 0 && (size_t)n < sizeof esc) luaL_addlstring(&pb, esc, (size_t)n);
+            } else {
+                luaL_addchar(&pb, (char)c);
+            }
+        }
+        luaL_addstring(&pb, "\"]");
+    }
+    luaL_pushresult(&pb);
+    return lua_tostring(L, -1);
+}
+
+static int enc_fail(jw_enc *e, int nseg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const char *msg = lua_pushvfstring(e->L, fmt, ap);
+    va_end(ap);
+    const char *path = enc_pushpath(e, nseg);
+    return wechat_argerror(e->L, e->fname, e->argn, "%s: %s", path, msg);
+}
+
+static void enc_table(jw_enc *e, int td, int flags);
+
+/* Writes the value on top of the stack, which sits in a container of depth d (0: the top-level value), and pops
+ * it. */
+static void enc_value(jw_enc *e, int d)
+{
+    lua_State *L = e->L;
+    int t = lua_type(L, -1);
+    switch (t) {
+    case LUA_TNIL:
+        jw_lit(e->w, "null");
+        break;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, -1))
+            jw_lit(e->w, "true");
+        else
+            jw_lit(e->w, "false");
+        break;
+    case LUA_TNUMBER: {
+        jw_num num;
+        jw_tonum(L, -1, &num);
+        switch (jw_num_special(&num)) {
+        case 1: enc_fail(e, d, "NaN not allowed"); break;
+        case 2: enc_fail(e, d, "infinity not allowed"); break;
+        default: jw_number(e->w, &num); break;
+        }
+        break;
+    }
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        size_t bad = jw_string(e->w, s, len);
+        if (bad != 0) {
+            char num[JW_NUMBUF];
+            jw_format_int(num, (long long)bad);
+            enc_fail(e, d, "invalid UTF-8 at byte %s", num);
+        }
+        break;
+    }
+    case LUA_TTABLE:
+        enc_table(e, d + 1, 0);
+        break;
+    default:
+        if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL) {
+            jw_lit(e->w, "null"); /* cjson.null */
+            break;
+        }
+        enc_fail(e, d, "%s not allowed", lua_typename(L, t));
+        break;
+    }
+    lua_pop(L, 1);
+}
+
+enum { JT_EMPTY, JT_ARRAY, JT_OBJECT };
+
+/* Decides how the table on top of the stack is written; n is the array length for JT_ARRAY. For an object whose
+ * first key lua_next gave is a string, that key and its value are left on the stack (*pending = 1) so the walk
+ * goes on from them; otherwise the table is back on top. */
+static int enc_kind(jw_enc *e, int td, long long *n, int *pending)
+{
+    lua_State *L = e->L;
+    *n = 0;
+    *pending = 0;
+    if (lua_getmetatable(L, -1)) {
+        int kind = -1;
+        lua_pushliteral(L, "__jsontype");
+        lua_rawget(L, -2);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *jt = lua_tostring(L, -1);
+            if (strcmp(jt, "object") == 0)
+                kind = JT_OBJECT;
+            else if (strcmp(jt, "array") == 0)
+                kind = JT_ARRAY;
+            else
+                enc_fail(e, td - 1, "__jsontype must be 'object' or 'array', got '%s'", jt);
+        } else if (!lua_isnil(L, -1)) {
+            enc_fail(e, td - 1, "__jsontype must be 'object' or 'array', got %s", luaL_typename(L, -1));
+        }
+        lua_pop(L, 2);
+        if (kind == JT_ARRAY) *n = (long long)wechat_rawlen(L, -1);
+        if (kind >= 0) return kind;
+    }
+    lua_pushnil(L);
+    if (!lua_next(L, -2)) return JT_EMPTY;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+        *pending = 1;
+        return JT_OBJECT;
+    }
+    /* An array when the keys are exactly 1..count; anything else is written as an object, which then raises on
+     * the first key that is not a string. */
+    long long count = 0, max = 0;
+    do {
+        long long k;
+        if (!wechat_isinteger(L, -2) || (k = wechat_tointeger(L, -2)) < 1) {
+            lua_pop(L, 2);
+            return JT_OBJECT;
+        }
+        count++;
+        if (k > max) max = k;
+        lua_pop(L, 1);
+    } while (lua_next(L, -2));
+    if (max != count) return JT_OBJECT;
+    *n = count;
+    return JT_ARRAY;
+}
+
+/* Writes the table on top of the stack (left there), at depth td. */
+static void enc_table(jw_enc *e, int td, int flags)
+{
+    lua_State *L = e->L;
+    jw_out *w = e->w;
+    if (td > JW_MAX_DEPTH) enc_fail(e, td - 1, "nesting deeper than %d", JW_MAX_DEPTH);
+    luaL_checkstack(L, 6, "wechat.core: JSON encoder");
+    long long n;
+    int pending;
+    int kind = enc_kind(e, td, &n, &pending);
+    if ((flags & JW_OBJECT) && kind != JT_OBJECT)
+        enc_fail(e, td - 1, "object expected, got %s", kind == JT_EMPTY ? "empty table" : "array");
+
+    if (kind != JT_OBJECT) {
+        jw_putc(w, '[');
+        for (long long i = 1; i <= n; i++) {
+            if (i > 1) jw_putc(w, ',');
+            e->idx[td] = i;
+            lua_rawgeti(L, -1, (int)i);
+            enc_value(e, td);
+        }
+        jw_putc(w, ']');
+        return;
+    }
+
+    e->idx[td] = 0;
+    jw_putc(w, '{');
+    int more = pending;
+    if (!more) {
+        lua_pushnil(L);
+        more = lua_next(L, -2);
+    }
+    for (int first = 1; more; first = 0) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            enc_fail(e, td - 1, "keys must be strings or exactly 1..n, got %s", luaL_typename(L, -2));
+        size_t klen;
+        const char *k = lua_tolstring(L, -2, &klen);
+        e->key[td] = k;
+        e->klen[td] = klen;
+        if (!first) jw_putc(w, ',');
+        size_t bad = jw_string(w, k, klen);
+        if (bad != 0) {
+            char num[JW_NUMBUF];
+            jw_format_int(num, (long long)bad);
+            enc_fail(e, td - 1, "invalid UTF-8 in key at byte %s", num);
+        }
+        jw_putc(w, ':');
+        enc_value(e, td);
+        more = lua_next(L, -2);
+    }
+    jw_putc(w, '}');
+}
+
+void jw_encode(jw_out *w, int idx, const char *fname, int argn, const char *root, int flags)
+{
+    jw_enc e;
+    e.L = w->B->L;
+    e.w = w;
+    e.fname = fname;
+    e.argn = argn;
+    e.root = root;
+    e.idx[0] = 0;
+    lua_pushvalue(e.L, idx);
+    if (lua_type(e.L, -1) == LUA_TTABLE) {
+        enc_table(&e, 1, flags);
+        lua_pop(e.L, 1);
+        return;
+    }
+    if (flags & JW_OBJECT) enc_fail(&e, 0, "object expected, got %s", luaL_typename(e.L, -1));
+    enc_value(&e, 0);
+}
