@@ -141,7 +141,7 @@ describe("wechat.core body builders", function()
     it("takes a title of 128 bytes, a desc of 512 and a url of 2048", function()
       local msg = { title = ("t"):rep(128), desc = ("\xE4\xB8\xAD"):rep(170) .. "ab",
         url = "https://x.cn/" .. ("p"):rep(2035), thumb_media_id = "m" }
-      assert.same(msg, cjson.decode(core.send_link(nil, nil, TO, KFID, msg)).link)
+      assert.same(msg, cjson.decode((core.send_link(nil, nil, TO, KFID, msg))).link)
     end)
   end)
 
@@ -205,7 +205,7 @@ describe("wechat.core body builders", function()
       for i = 1, 10 do
         list[i] = { type = "click", click = { id = "id" .. i, content = "选项" .. i } }
       end
-      local body = cjson.decode(core.send_menu(nil, nil, TO, KFID, { list = list }))
+      local body = cjson.decode((core.send_menu(nil, nil, TO, KFID, { list = list })))
       assert.equal(10, #body.msgmenu.list)
       assert.same(list, body.msgmenu.list)
     end)
@@ -267,7 +267,7 @@ describe("wechat.core body builders", function()
 
     it("(c, a, body) writes any object through the generic encoder", function()
       local body = { touser = TO, open_kfid = KFID, msgtype = "text", text = { content = CN }, msgid = "m" }
-      assert.same(body, cjson.decode(core.send_message(nil, nil, body)))
+      assert.same(body, cjson.decode((core.send_message(nil, nil, body))))
       assert.equal([[{"text":{"content":"x"}}]], core.send_message(nil, nil, { text = { content = "x" } }))
       assert.equal([[{}]], core.send_message(nil, nil, setmetatable({}, { __jsontype = "object" })))
     end)

@@ -35,9 +35,15 @@
  *   opts.limit: integer expected, got 1.5
  *   <path>: 0 or 1 expected, got 2          opts.voice_format, msg.list[i].text.no_newline
  * Generic bodies (send_message/3, unknown msgtypes, encode) use the encoder's messages, listed in json_writer.c,
- * with root "body", "msg" or "value". */
+ * with root "body", "msg" or "value".
+ *
+ * Every send builder returns the body and the msgid it wrote (nil when none): the Lua layer retries a send after
+ * an ambiguous failure only when it carries a msgid, which WeCom delivers once. A msgid given as `true`, or left
+ * out while the client (argument 1) has `auto_msgid = true`, is made here: 32 random hex digits. */
 #include <stdarg.h>
 #include <string.h>
+
+#include <openssl/rand.h>
 
 #include "json_writer.h"
 
@@ -255,6 +261,39 @@ static int kf_integral(const jw_num *num, long long *out)
     return 0;
 }
 
+/* Replaces the value at idx with a new msgid and points v at it. The slot keeps the string alive until the body
+ * is written; the caller's tables are not touched. */
+static void kf_make_msgid(const kf_ctx *c, int idx, kf_val *v)
+{
+    static const char HEX[] = "0123456789abcdef";
+    unsigned char raw[16];
+    char id[2 * sizeof raw];
+    luaL_checkstack(c->L, 2, "wechat.core: msgid");
+    if (RAND_bytes(raw, (int)sizeof raw) != 1) luaL_error(c->L, "%s: no random bytes for a msgid", c->fname);
+    for (size_t i = 0; i < sizeof raw; i++) {
+        id[2 * i] = HEX[raw[i] >> 4];
+        id[2 * i + 1] = HEX[raw[i] & 15];
+    }
+    lua_pushlstring(c->L, id, sizeof id);
+    lua_replace(c->L, idx);
+    v->s = lua_tolstring(c->L, idx, &v->len);
+    v->sidx = idx;
+    v->present = 1;
+}
+
+/* True when the client (argument 1) asks for a msgid on every send. Read raw: no metamethod runs. */
+static int kf_auto_msgid(const kf_ctx *c)
+{
+    lua_State *L = c->L;
+    if (lua_type(L, 1) != LUA_TTABLE) return 0;
+    luaL_checkstack(L, 2, "wechat.core: msgid");
+    lua_pushliteral(L, "auto_msgid");
+    lua_rawget(L, 1);
+    int on = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return on;
+}
+
 /* Checks the value at idx against f and fills v, whose argn, is_arg and path are set already. nil (or none) is
  * absent; a required field then raises. */
 static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
@@ -265,6 +304,10 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
     v->sidx = idx;
     if (lua_isnoneornil(L, idx)) {
         if (f->required) kf_expected(c, v, f->kind, "nil");
+        return;
+    }
+    if (f->kind == K_MSGID && lua_type(L, idx) == LUA_TBOOLEAN && lua_toboolean(L, idx)) {
+        kf_make_msgid(c, idx, v);
         return;
     }
     switch (f->kind) {
@@ -463,11 +506,18 @@ static void kf_opts(const kf_ctx *c, int argn, const kf_spec *spec, kf_val *vals
     static const kf_path OPTS = {"opts", 0, NULL, NULL};
     if (lua_isnoneornil(c->L, argn)) {
         kf_init_vals(spec, vals, argn, &OPTS);
+        /* The nil slot of opts holds the made msgid. */
+        if (spec == SEND_OPTS && kf_auto_msgid(c)) kf_make_msgid(c, argn, &vals[0]);
         return;
     }
     if (lua_type(c->L, argn) != LUA_TTABLE)
         kf_fail(c, argn, NULL, "table expected, got %s", luaL_typename(c->L, argn));
     kf_gather(c, argn, spec, vals, argn, &OPTS, "option", NULL);
+    if (spec == SEND_OPTS && !vals[0].present && kf_auto_msgid(c)) {
+        luaL_checkstack(c->L, 3, "wechat.core: msgid");
+        lua_pushnil(c->L); /* a fresh slot: the opts table stays where it is */
+        kf_make_msgid(c, lua_gettop(c->L), &vals[0]);
+    }
 }
 
 static void kf_settype(kf_body *b, int type)
@@ -599,7 +649,12 @@ static int kf_finish(const kf_ctx *c, kf_body *b, int on_event, const kf_spec *s
     else
         jw_encode(&w, generic_argn, c->fname, generic_argn, "msg", JW_OBJECT);
     jw_putc(&w, '}');
-    return kf_result(&B, &w);
+    kf_result(&B, &w);
+    if (b->msgid.present)
+        lua_pushlstring(c->L, b->msgid.s, b->msgid.len);
+    else
+        lua_pushnil(c->L);
+    return 2;
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -713,7 +768,15 @@ static int l_send_message(lua_State *L)
         jw_out w;
         kf_open(L, &B, &w, spill);
         jw_encode(&w, 3, c.fname, 3, "body", JW_OBJECT);
-        return kf_result(&B, &w);
+        kf_result(&B, &w);
+        /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). */
+        lua_pushliteral(L, "msgid");
+        lua_rawget(L, 3);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+        }
+        return 2;
     }
     kf_body b;
     kf_send_head(&c, &b);
@@ -754,6 +817,7 @@ static int kf_on_event(lua_State *L, const char *fname, int type, int event_argn
     else
         kf_msg(&c, msg_argn, KF_TYPES[type].spec, &b);
     kf_arg(&c, msg_argn + 1, &ARG_MSG_ID, &b.msgid);
+    if (!b.msgid.present && kf_auto_msgid(&c)) kf_make_msgid(&c, msg_argn + 1, &b.msgid);
     kf_settype(&b, type);
     return kf_finish(&c, &b, 1, KF_TYPES[type].spec, 0, 0);
 }

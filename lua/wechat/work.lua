@@ -6,8 +6,8 @@ local cjson_safe = require "cjson.safe"
 local errors = require "wechat.work.errors"
 local memory_store = require "wechat.work.store.memory"
 
-local error, getmetatable, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type =
-  error, getmetatable, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type
+local error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type =
+  error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local decode = cjson_safe.decode
@@ -140,7 +140,8 @@ end
 --   true); `max_response` (bytes, default 4 MiB); `transport` ("curl", "cosocket" or an object; default: cosocket
 --   inside nginx, curl elsewhere); `token_store` (a store object) or `shared_dict` (name of an nginx
 --   lua_shared_dict); `token_margin` (seconds before expiry to refresh, default 300); `retries` (how many
---   times a failed exchange goes again when that cannot duplicate a message, default 1; 0: never).
+--   times a failed exchange goes again when that cannot duplicate a message, default 1; 0: never);
+--   `auto_msgid` (true: every send without a msgid gets a random one, which makes it safe to retry).
 -- @return the client; raises on a wrong option, naming it.
 function M.client(opts)
   if type(opts) ~= "table" then
@@ -175,8 +176,10 @@ function M.client(opts)
   check_number(opts, "token_margin", 0)
   check_number(opts, "retries", 0)
   check_string(opts, "cafile")
-  if opts.ssl_verify ~= nil and type(opts.ssl_verify) ~= "boolean" then
-    option_error("ssl_verify", "boolean", opts.ssl_verify)
+  for _, name in ipairs{ "ssl_verify", "auto_msgid" } do
+    if opts[name] ~= nil and type(opts[name]) ~= "boolean" then
+      option_error(name, "boolean", opts[name])
+    end
   end
 
   return setmetatable({
@@ -185,6 +188,8 @@ function M.client(opts)
     base_url = base_url,
     token_margin = opts.token_margin or DEFAULT_TOKEN_MARGIN,
     retries = opts.retries or DEFAULT_RETRIES,
+    -- read by the C body builders: a send without msgid gets a random one, so it may be retried safely
+    auto_msgid = opts.auto_msgid or false,
     store = make_store(opts),
     transport = make_transport(opts),
   }, Client)
