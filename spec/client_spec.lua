@@ -158,7 +158,8 @@ describe("wechat.work client", function()
       local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
       assert.is_nil(res)
       assert.equal("decode", err.kind)
-      assert.equal("wechat: decode error: response is not a JSON object in send_text", tostring(err))
+      assert.equal("wechat: decode error: response is not WeCom's JSON (an object with errcode) in send_text",
+        tostring(err))
     end)
 
     it("never shows the access token", function()

@@ -312,7 +312,7 @@ static void push_message(lua_State *L, const char *msg)
     else lua_pushlstring(L, msg, n);
 }
 
-/* handle:request(method, url[, body]) -> status, body | nil, reason, message */
+/* handle:request(method, url[, body]) -> status, body | nil, reason, message, maybe_resent */
 static int l_curl_request(lua_State *L)
 {
     wcurl *c = wcurl_check(L);
@@ -354,11 +354,15 @@ static int l_curl_request(lua_State *L)
             if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
         }
     }
+    /* libcurl sends a request again by itself, on a new connection, when a kept-alive one died under it. When a
+     * request that could have reused a connection needed a new one, it may have gone out twice already. */
+    int maybe_resent = 0;
     if (rc == CURLE_OK) {
         c->requests++;
         rc = curl_easy_perform(c->easy);
         long connects = 0;
         if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
+        maybe_resent = c->requests > 1 && connects > 0;
     }
     /* Forget the pointer into the Lua string, which may be collected before the next request. */
     if (post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
@@ -367,7 +371,7 @@ static int l_curl_request(lua_State *L)
     long status = 0;
     if (rc == CURLE_OK && curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
         rc = CURLE_FAILED_INIT;
-    int nret = 3;
+    int nret = 2;
     if (rc == CURLE_OK) {
         lua_pushinteger(L, (lua_Integer)status);
         lua_pushlstring(L, c->buf != NULL ? c->buf : "", c->len);
@@ -384,6 +388,8 @@ static int l_curl_request(lua_State *L)
             lua_pushstring(L, reason_of(rc));
             push_message(L, c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
         }
+        lua_pushboolean(L, maybe_resent);
+        nret = 4;
     }
     c->len = 0;
     if (c->cap > KEEP_BUFFER) {

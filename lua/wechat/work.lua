@@ -246,8 +246,9 @@ local function exchange(self, method, url, body, op, ...)
     return nil, errors.new(errors.HTTP, "unexpected HTTP status", { status = res.status, op = op })
   end
   local data = decode(res.body)
-  if type(data) ~= "table" then
-    return nil, errors.new(errors.DECODE, "response is not a JSON object", { op = op })
+  -- WeCom always answers an object with a numeric errcode (gettoken included): anything else is not WeCom.
+  if type(data) ~= "table" or type(data.errcode) ~= "number" then
+    return nil, errors.new(errors.DECODE, "response is not WeCom's JSON (an object with errcode)", { op = op })
   end
   if tointeger then
     restore_integers(data)
@@ -272,6 +273,9 @@ local AMBIGUOUS_REASONS = { timeout = true, send = true, recv = true }
 local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
 
 local function may_retry(err, idempotent)
+  if err.resent then
+    return false -- the transport sent it again itself: a third copy would break "at most twice"
+  end
   if err.kind == errors.TRANSPORT then
     return SAFE_REASONS[err.reason] or (idempotent and AMBIGUOUS_REASONS[err.reason]) or false
   end

@@ -510,6 +510,9 @@ function Transport:request(req)
     end
     local res, err, stale = exchange(self, sock, head)
     if res or not (stale and reused > 0 and attempt == 1) then
+      if not res and attempt == 2 then
+        err.resent = true -- the request may have reached the server twice already
+      end
       return res, err
     end
   end

@@ -53,7 +53,8 @@ end
 --   `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and a "transport" error whose
 --   `reason` is one of "connect", "timeout", "tls", "resolve", "too_large", "send", "recv", "other"; its
---   message never holds the URL's query (where the access token is).
+--   message never holds the URL's query (where the access token is); `resent` is true when libcurl may have
+--   sent the request twice already (a kept-alive connection died under it), so the client does not retry it.
 -- @raise on a wrong request table, or when the transport is closed
 function Transport:request(req)
   if self.closed then
@@ -81,9 +82,9 @@ function Transport:request(req)
       argerror("request", 1, "req.body: a GET request has no body")
     end
   end
-  local status, res, msg = self.handle:request(method, url, body)
+  local status, res, msg, resent = self.handle:request(method, url, body)
   if not status then
-    return nil, errors.new(errors.TRANSPORT, msg, { reason = res })
+    return nil, errors.new(errors.TRANSPORT, msg, { reason = res, resent = resent or nil })
   end
   return { status = status, body = res }
 end

@@ -4,13 +4,19 @@ local http = require "standin.http"
 local state = require "standin.state"
 
 local ngx = ngx
-local type, pairs, ipairs, tostring, floor, min = type, pairs, ipairs, tostring, math.floor, math.min
+local error, type, pairs, ipairs, pcall, tostring, floor, min =
+  error, type, pairs, ipairs, pcall, tostring, math.floor, math.min
 local sort = table.sort
 local rep, sub = string.rep, string.sub
 
 local M = {}
 
 local CHUNK = 65536
+local SETTLE_POLL = 0.01 -- seconds between two looks of a settle action
+
+-- Delayed requests of this worker now sleeping (the stand-in runs one worker). Not in a shared dict: a reset must
+-- not forget a request that still sleeps, since it acts on the state when it wakes.
+local sleeping = 0
 
 -- Each action kind and the keys it may carry besides its own; "delay" goes with any of them or alone.
 local KINDS = {
@@ -18,11 +24,12 @@ local KINDS = {
   status = { body = true, content_type = true },
   close = {},
   truncate = {},
-  huge = {},
+  huge = { chunked = true },
   expire_token = {},
+  settle = {},
 }
 
-local KIND_ORDER = { "errcode", "status", "close", "truncate", "huge", "expire_token" }
+local KIND_ORDER = { "errcode", "status", "close", "truncate", "huge", "expire_token", "settle" }
 
 local function is_integer(v)
   return type(v) == "number" and v == floor(v)
@@ -88,6 +95,16 @@ function M.check(action)
     if not is_integer(action.huge) or action.huge < 0 then
       return nil, "huge must be a number of bytes"
     end
+    if action.chunked ~= nil and type(action.chunked) ~= "boolean" then
+      return nil, "chunked must be true or false"
+    end
+  elseif kind == "settle" then
+    if type(action.settle) ~= "number" or action.settle < 0 or action.settle > 300 then
+      return nil, "settle must be a number of seconds, 0 to 300"
+    end
+    if action.delay ~= nil then
+      return nil, "settle takes no delay"
+    end
   end
   return cjson.encode(action)
 end
@@ -106,15 +123,18 @@ local function truncate()
 end
 
 -- A 200 of exactly n bytes, a JSON document when n leaves room for one, written in chunks so that 100 MB never
--- sit in memory.
-local function huge(n)
+-- sit in memory. Chunked: without Content-Length (HTTP/1.1 chunked transfer encoding), so that a client learns the
+-- size only while the body arrives and has to stop reading at its cap.
+local function huge(n, chunked)
   local head, tail = '{"errcode":0,"errmsg":"ok","padding":"', '"}'
   if n < #head + #tail then
     head, tail = "", ""
   end
   ngx.status = 200
   ngx.header["Content-Type"] = JSON
-  ngx.header["Content-Length"] = n
+  if not chunked then
+    ngx.header["Content-Length"] = n
+  end
   local chunk = rep("x", CHUNK)
   local left = n - #head - #tail
   local ok = ngx.print(head)
@@ -132,13 +152,38 @@ local function huge(n)
   return ngx.exit(200)
 end
 
+-- Waits until no delayed request sleeps any more (at most `limit` seconds), then answers how many slept when it
+-- began. A request that wakes runs its normal answer, and with it every change it makes to the state (a delivery,
+-- an expired token), before it can yield again: once `sleeping` is 0 those changes are all made.
+local function settle(limit)
+  local waited_for = sleeping
+  local deadline = ngx.now() + limit
+  while sleeping > 0 and ngx.now() < deadline do
+    ngx.sleep(SETTLE_POLL)
+    ngx.update_time()
+  end
+  if sleeping > 0 then
+    return http.json(cjson.encode({ ok = false, waited_for = waited_for, sleeping = sleeping }), 504)
+  end
+  return http.json(cjson.encode({ ok = true, waited_for = waited_for }))
+end
+
 -- Plays an action (JSON text from the queue). Returns true when it answered the request, false when the normal
 -- answer should follow.
 function M.play(action_json)
   local action = cjson.decode(action_json)
   if action.delay then
     -- ngx.sleep yields to the event loop, so a delayed request holds nothing else up
-    ngx.sleep(action.delay)
+    sleeping = sleeping + 1
+    local ok, err = pcall(ngx.sleep, action.delay)
+    sleeping = sleeping - 1
+    if not ok then
+      error(err, 0)
+    end
+  end
+  if action.settle then
+    settle(action.settle)
+    return true
   end
   if action.errcode then
     http.wecom_error(action.errcode, action.errmsg or "")
@@ -162,7 +207,7 @@ function M.play(action_json)
     return true
   end
   if action.huge then
-    huge(action.huge)
+    huge(action.huge, action.chunked)
     return true
   end
   if action.expire_token then

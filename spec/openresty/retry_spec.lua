@@ -1,0 +1,214 @@
+-- Retries that cannot duplicate a message, inside nginx (cosocket transport): the twin of spec/retry_spec.lua,
+-- where the rule and the counts table are. The spec posts a job to /run; a content handler makes a client over its
+-- own cosocket transport, runs the calls and answers the results and how many exchanges the library made.
+-- Where it matters whether a request goes over a reused connection (which the transport may resend once), the spec
+-- starts nginx anew, so that no kept-alive connection of an earlier spec sits in the worker's pool.
+local cjson = require "cjson"
+local nginx = require "helpers.nginx"
+local standin = require "helpers.standin"
+local socket = require "socket"
+
+local PORT = 18377
+local SEND_MSG = "/cgi-bin/kf/send_msg"
+local GETTOKEN = "/cgi-bin/gettoken"
+local SYNC_MSG = "/cgi-bin/kf/sync_msg"
+local HOLD = 2 -- seconds a delayed request sleeps; the client timeout is 0.5
+local MSGID = "^[0-9a-zA-Z_-]+$"
+
+local SERVER = [[
+    location = /run {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local work = require "wechat.work"
+        local kf = require "wechat.work.kf.message"
+        local cosocket = require "wechat.work.transport.cosocket"
+        local memory = require "wechat.work.store.memory"
+        ngx.req.read_body()
+        local job = cjson.decode(ngx.req.get_body_data())
+        local function new_client(base_url, store)
+          local transport = cosocket.new{ timeout = 0.5 }
+          return work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } }, base_url = base_url,
+            retries = job.retries, auto_msgid = job.auto_msgid, token_store = store, transport = transport },
+            transport
+        end
+        local store = memory.new()
+        if job.token_from then
+          assert(kf.sync_msg((new_client(job.token_from, store)), "kf"))
+        end
+        local client, transport = new_client(job.base_url, store)
+        local out = {}
+        for i, call in ipairs(job.calls) do
+          local args = call.args or {}
+          local res, err = kf[call.op](client, "kf", unpack(args, 1, #args))
+          if res then
+            out[i] = { res = res }
+          else
+            out[i] = { err = { kind = err.kind, reason = err.reason, status = err.status, errcode = err.errcode,
+              attempts = err.attempts, message = err.message } }
+          end
+        end
+        ngx.print(cjson.encode({ results = out, exchanges = transport:stats().requests }))
+      }
+    }
+]]
+
+local app
+
+local function run(job)
+  job.base_url = job.base_url or standin.url()
+  local status, body = app:request("POST", "/run", cjson.encode(job))
+  assert.are.equal(200, status, body)
+  local out = cjson.decode(body)
+  return out.results, out.exchanges
+end
+
+local function send(opts)
+  return { op = "send_text", args = { "wmCUSTOMER", "wkKF", "hello", opts } }
+end
+
+local SYNC = { op = "sync_msg" }
+
+local function closed_port()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  server:close()
+  return tonumber(port)
+end
+
+local function settle()
+  standin.script("/_settle", { settle = 30 })
+  local status, body = standin.request("GET", "/_settle")
+  assert.are.equal(200, status, body)
+  return tonumber(body:match('"waited_for":(%d+)'))
+end
+
+local function msgids(list)
+  local out = {}
+  for i, body in ipairs(list) do
+    out[i] = body.msgid or "none"
+  end
+  return out
+end
+
+describe("retries that cannot duplicate a message, inside nginx #openresty", function()
+  local function start_app()
+    app = nginx.start{ name = "retry", port = PORT, workers = 1, trusted_certificate = standin.cafile(),
+      server = SERVER }
+  end
+
+  setup(function()
+    standin.start()
+    start_app()
+  end)
+  teardown(function()
+    if app then app:stop() end
+  end)
+  before_each(standin.reset)
+  after_each(settle)
+
+  describe("with a msgid", function()
+    it("closed without an answer on a new connection: sent again once by the library, delivered once", function()
+      -- a new nginx, and the token comes over HTTPS: the send is the first request in the pool of http://127.0.0.1
+      start_app()
+      standin.script(SEND_MSG, { close = true }, 1)
+      local results, exchanges = run{ token_from = standin.https_url(), calls = { send{ msgid = "m-close" } } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-close" } }, results[1])
+      assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1, [SEND_MSG] = 2 }, standin.counts())
+      assert.are.same({ "m-close", "m-close" }, msgids(standin.bodies(SEND_MSG)))
+      assert.are.same({ "m-close" }, msgids(standin.delivered()))
+      assert.are.equal(2, exchanges)
+    end)
+
+    it("no answer within the timeout, WeCom acting on it late: sent again, delivered once", function()
+      standin.script(SEND_MSG, { delay = HOLD }, 1)
+      local results = run{ calls = { send{ msgid = "m-late" } } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-late" } }, results[1])
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 2 }, standin.counts())
+      assert.are.same({ "m-late", "m-late" }, msgids(standin.bodies(SEND_MSG)))
+      assert.are.equal(1, settle())
+      assert.are.same({ "m-late" }, msgids(standin.delivered()))
+    end)
+  end)
+
+  describe("without a msgid", function()
+    it("no answer within the timeout: one request, the error comes back, and WeCom delivered it once", function()
+      standin.script(SEND_MSG, { delay = HOLD }, 1)
+      local results = run{ calls = { send() } }
+      assert.are.same({ kind = "transport", reason = "timeout", attempts = 1, message = "receive: timeout" },
+        results[1].err)
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
+      assert.are.equal(1, settle())
+      local delivered = standin.delivered()
+      assert.are.same({ 1, "hello" }, { #delivered, delivered[1].text.content })
+    end)
+  end)
+
+  describe("below the library: the transport's resend on a dropped kept-alive connection", function()
+    it("closed once on a reused connection: the transport sends again by itself, one exchange", function()
+      standin.script(SEND_MSG, { close = true }, 1)
+      local results, exchanges = run{ calls = { SYNC, send() } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "standin-msg-1" } }, results[2])
+      assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1, [SEND_MSG] = 2 }, standin.counts())
+      assert.are.equal(3, exchanges)
+    end)
+
+    it("closed every time on a reused connection, with a msgid: two requests, no retry on top", function()
+      -- a new nginx: after sync_msg its pool holds exactly one connection, the one the send then reuses
+      start_app()
+      standin.script(SEND_MSG, { close = true }, -1)
+      local results, exchanges = run{ calls = { SYNC, send{ msgid = "m-closed" } } }
+      assert.are.same({ kind = "transport", reason = "recv", attempts = 1, message = "receive: closed" },
+        results[2].err)
+      assert.are.same({ "m-closed", "m-closed" }, msgids(standin.bodies(SEND_MSG)))
+      assert.are.equal(2 + 1, exchanges)
+      assert.are.same({}, standin.delivered())
+    end)
+  end)
+
+  describe("a msgid made by the library", function()
+    it("opts.msgid = true: returned in res.msgid and used on both tries", function()
+      standin.script(SEND_MSG, { truncate = true }, 1)
+      local results = run{ calls = { send{ msgid = true } } }
+      local msgid = results[1].res.msgid
+      assert.truthy(type(msgid) == "string" and msgid:find(MSGID) and #msgid <= 32, tostring(msgid))
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = msgid } }, results[1])
+      assert.are.same({ msgid, msgid }, msgids(standin.bodies(SEND_MSG)))
+      assert.are.same({ msgid }, msgids(standin.delivered()))
+    end)
+
+    it("client option auto_msgid = true: every send gets one", function()
+      standin.script(SEND_MSG, { status = 502, body = "bad gateway" }, 1)
+      local results = run{ auto_msgid = true, calls = { send(), send() } }
+      local first, second = results[1].res.msgid, results[2].res.msgid
+      assert.truthy(first:find(MSGID) and second:find(MSGID) and first ~= second)
+      assert.are.same({ first, first, second }, msgids(standin.bodies(SEND_MSG)))
+      assert.are.same({ first, second }, msgids(standin.delivered()))
+    end)
+  end)
+
+  describe("client option retries", function()
+    it("0: nothing is tried again, not even with a msgid", function()
+      standin.script(SEND_MSG, { truncate = true }, 1)
+      local results = run{ retries = 0, calls = { send{ msgid = "m-0" } } }
+      assert.are.same({ kind = "transport", reason = "recv", attempts = 1, message = "receive: closed" },
+        results[1].err)
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
+    end)
+
+    it("3 with a connection that is always refused: exactly 4 attempts", function()
+      local port = closed_port()
+      local results, exchanges = run{ retries = 3, base_url = "http://127.0.0.1:" .. port, calls = { send() } }
+      assert.are.same({ kind = "transport", reason = "connect", attempts = 4,
+        message = "gettoken: cannot connect to 127.0.0.1:" .. port .. ": connection refused" }, results[1].err)
+      assert.are.equal(4, exchanges)
+    end)
+
+    it("3 with a 503 every time, with a msgid: exactly 4 requests", function()
+      standin.script(SEND_MSG, { status = 503, body = "busy" }, -1)
+      local results = run{ retries = 3, calls = { send{ msgid = "m-3" } } }
+      assert.are.same({ kind = "http", status = 503, attempts = 4, message = "unexpected HTTP status" },
+        results[1].err)
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 4 }, standin.counts())
+    end)
+  end)
+end)

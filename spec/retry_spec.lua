@@ -1,0 +1,340 @@
+-- Retries that cannot duplicate a message, over libcurl (the OpenResty twin is spec/openresty/retry_spec.lua).
+--
+-- The rule (`Client:post` in lua/wechat/work.lua): a failed exchange goes again at most `retries` times (client
+-- option, default 1; 0 turns retries off):
+--   - when the connection could not be made (reason connect, resolve): always, since nothing reached WeCom;
+--   - after a timeout, a send or receive failure, HTTP 502/503/504: only when the request is idempotent, i.e.
+--     gettoken, sync_msg, or a send that carries a msgid (WeCom, like the stand-in, delivers a msgid once);
+--   - never after HTTP 500, a body that is not WeCom's JSON, a response over max_response, or a WeCom errcode.
+-- A send gets a msgid from `opts.msgid = "..."`, from `opts.msgid = true` (the library makes a random one and
+-- returns it in res.msgid), or from the client option `auto_msgid = true` (every send without one gets one).
+--
+-- Below both transports, one more resend can happen: libcurl, and the cosocket transport on purpose in the same
+-- way, send a request again, once, when it went over a kept-alive connection that gave back not one byte (the
+-- server dropped the idle connection as it was reused). That is outside the library's count: `err.attempts` and
+-- transport:stats().requests count exchanges, the stand-in's counts count requests. A transport that may have
+-- resent says so (`err.resent`), and the library then does not retry: WeCom sees a request at most twice.
+--
+-- Requests the stand-in saw per fault (faults_spec.lua, retry_spec.lua and their nginx twins): the same on libcurl
+-- and on cosockets. "seen" is per path; attempts is err.attempts ("-": the call succeeded).
+--
+--   fault (script count -1 unless noted)          call                      seen               attempts  result
+--   connection refused (closed port)              send                      nothing            2   transport connect
+--   DNS failure (.invalid host)                   send                      nothing            2   transport resolve
+--   never answers (delay 2 + close; timeout 0.5)  send without msgid        send 1             1   transport timeout
+--                                                 send with msgid           send 2, same msgid 2   transport timeout
+--                                                 sync_msg                  sync 2             2   transport timeout
+--                                                 gettoken                  gettoken 2, send 0 2   transport timeout
+--   answers late (delay 2, count 1)               send with msgid           send 2, delivered 1  -  ok
+--                                                 send without msgid        send 1, delivered 1  1  transport timeout
+--   reset mid-response (truncate)                 send without msgid        send 1             1   transport recv
+--                                                 send with msgid           send 2             2   transport recv
+--                                                 send with msgid, count 1  send 2, delivered 1  -  ok
+--                                                 gettoken                  gettoken 2         2   transport recv
+--   close, no byte, on a new connection (count 1) send with msgid           send 2, delivered 1  -  ok
+--                                                 send without msgid        send 1             1   transport recv
+--   close, no byte, on a kept-alive connection    send, count 1             send 2 (transport resend)  -  ok
+--                                                 send with msgid           send 2 (resend, no retry)  1  recv
+--   HTTP 500                                      send with msgid           send 1             1   http 500
+--   HTTP 502 / 503 / 504                          send without msgid        send 1             1   http
+--                                                 send with msgid, sync_msg 2                  2   http
+--                                                 send with msgid, count 1  send 2, delivered 1  -  ok
+--                                                 gettoken 503, count 1     gettoken 2, send 1   -  ok
+--   200 not JSON / truncated JSON / empty         send with msgid           send 1             1   decode
+--   200, 100 MB (with or without Content-Length)  send with msgid           send 1             1   transport too_large
+--   gettoken errcode -1 (count 1), then again     send, send                gettoken 1+1, send 0+1  1, -  api, ok
+--   token expired between two calls              send, send                gettoken 2, send 1+2    -  ok
+--   token expiring on every call                  send                      gettoken 2, send 2  1  api 42001
+--   retries = 0                                   send with msgid, truncate send 1             1   transport recv
+--   retries = 3                                   refused / 503 with msgid  4 exchanges / send 4  4
+local socket = require "socket"
+local standin = require "helpers.standin"
+local work = require "wechat.work"
+local kf = require "wechat.work.kf.message"
+local curl = require "wechat.work.transport.curl"
+local memory = require "wechat.work.store.memory"
+
+local SEND_MSG = "/cgi-bin/kf/send_msg"
+local SEND_MSG_ON_EVENT = "/cgi-bin/kf/send_msg_on_event"
+local GETTOKEN = "/cgi-bin/gettoken"
+local SYNC_MSG = "/cgi-bin/kf/sync_msg"
+local TIMEOUT = 0.5
+local HOLD = 2 -- seconds a delayed request sleeps: well past TIMEOUT
+local MSGID = "^[0-9a-zA-Z_-]+$"
+
+local function new_client(opts)
+  opts = opts or {}
+  local transport = assert(curl.new{ timeout = TIMEOUT })
+  local client = work.client{
+    corp_id = standin.CORPID,
+    agents = { kf = { secret = standin.KF_SECRET } },
+    base_url = opts.base_url or standin.url(),
+    retries = opts.retries,
+    auto_msgid = opts.auto_msgid,
+    token_store = opts.token_store,
+    transport = transport,
+  }
+  return client, transport
+end
+
+local function exchanges(transport)
+  return transport:stats().requests
+end
+
+-- A client whose first request to the stand-in goes over a new connection: its token comes from a store that
+-- another client filled (with one gettoken and one sync_msg), so it has not talked to the stand-in yet.
+local function cold_client(opts)
+  local store = memory.new()
+  assert(kf.sync_msg((new_client{ token_store = store }), "kf"))
+  opts = opts or {}
+  opts.token_store = store
+  return new_client(opts)
+end
+
+local function closed_port()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  server:close()
+  return tonumber(port)
+end
+
+local function settle()
+  standin.script("/_settle", { settle = 30 })
+  local status, body = standin.request("GET", "/_settle")
+  assert.are.equal(200, status, body)
+  return tonumber(body:match('"waited_for":(%d+)'))
+end
+
+local function msgids(path)
+  local out = {}
+  for i, body in ipairs(standin.bodies(path)) do
+    out[i] = body.msgid or "none"
+  end
+  return out
+end
+
+local function delivered_msgids()
+  local out = {}
+  for i, body in ipairs(standin.delivered()) do
+    out[i] = body.msgid or "none"
+  end
+  return out
+end
+
+local function send(client, opts)
+  return kf.send_text(client, "kf", "wmCUSTOMER", "wkKF", "hello", opts)
+end
+
+describe("retries that cannot duplicate a message (libcurl)", function()
+  setup(standin.start)
+  before_each(standin.reset)
+  after_each(settle)
+
+  describe("with a msgid", function()
+    it("the connection closed without an answer: sent again once, the customer sees it once", function()
+      local client, transport = cold_client()
+      standin.script(SEND_MSG, { close = true }, 1)
+      local res, err = send(client, { msgid = "m-close" })
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-close" }, res)
+      assert.are.same({ [SYNC_MSG] = 1, [GETTOKEN] = 1, [SEND_MSG] = 2 }, standin.counts())
+      assert.are.same({ "m-close", "m-close" }, msgids(SEND_MSG))
+      assert.are.same({ "m-close" }, delivered_msgids())
+      -- the library's own retry: two exchanges (a new connection gets no resend from libcurl)
+      assert.are.equal(2, exchanges(transport))
+    end)
+
+    it("no answer within the timeout, WeCom acting on it late: sent again, delivered once", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { delay = HOLD }, 1) -- held, then the normal answer: the message goes through
+      local res, err = send(client, { msgid = "m-late" })
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-late" }, res)
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 2 }, standin.counts())
+      assert.are.same({ "m-late", "m-late" }, msgids(SEND_MSG))
+      -- once the held request has woken and been answered, the customer still has one message
+      assert.are.equal(1, settle())
+      assert.are.same({ "m-late" }, delivered_msgids())
+    end)
+
+    it("never answered: two requests, then the timeout; never more", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { delay = HOLD, close = true }, -1)
+      local res, err = send(client, { msgid = "m-never" })
+      assert.is_nil(res)
+      assert.are.same({ "transport", "timeout", 2 }, { err.kind, err.reason, err.attempts })
+      assert.are.same({ "m-never", "m-never" }, msgids(SEND_MSG))
+      assert.are.equal(2, settle())
+      assert.are.same({}, delivered_msgids())
+    end)
+  end)
+
+  describe("without a msgid", function()
+    it("no answer within the timeout: one request, the error comes back, and WeCom delivered it once", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { delay = HOLD }, 1)
+      local res, err = send(client)
+      assert.is_nil(res)
+      assert.are.same({ "transport", "timeout", 1 }, { err.kind, err.reason, err.attempts })
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
+      -- what a retry would have doubled: the held request went through after all
+      assert.are.equal(1, settle())
+      local delivered = standin.delivered()
+      assert.are.same({ 1, "hello" }, { #delivered, delivered[1].text.content })
+    end)
+
+    it("the connection closed without an answer, on a new connection: one request, the error comes back", function()
+      local client, transport = cold_client()
+      standin.script(SEND_MSG, { close = true }, 1)
+      local res, err = send(client)
+      assert.is_nil(res)
+      assert.are.same({ "transport", "recv", 1, "Empty reply from server" },
+        { err.kind, err.reason, err.attempts, err.message })
+      assert.are.same({ [SYNC_MSG] = 1, [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
+      assert.are.equal(1, exchanges(transport))
+    end)
+  end)
+
+  describe("below the library: the transport's resend on a dropped kept-alive connection", function()
+    it("closed once on a reused connection: libcurl sends again by itself, one exchange", function()
+      local client, transport = new_client()
+      assert.truthy(kf.sync_msg(client, "kf")) -- the connection is open and kept alive
+      standin.script(SEND_MSG, { close = true }, 1)
+      local res, err = send(client)
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "standin-msg-1" }, res)
+      assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1, [SEND_MSG] = 2 }, standin.counts())
+      -- gettoken, sync_msg and the send: libcurl's resend is not an exchange
+      assert.are.equal(3, exchanges(transport))
+    end)
+
+    it("closed every time on a reused connection, with a msgid: two requests, no retry on top", function()
+      local client, transport = new_client()
+      assert.truthy(kf.sync_msg(client, "kf"))
+      standin.script(SEND_MSG, { close = true }, -1)
+      local res, err = send(client, { msgid = "m-closed" })
+      assert.is_nil(res)
+      assert.are.same({ "transport", "recv", 1, true }, { err.kind, err.reason, err.attempts, err.resent })
+      -- the exchange went over the kept-alive connection and libcurl resent it on a new one: no third copy
+      assert.are.same({ "m-closed", "m-closed" }, msgids(SEND_MSG))
+      assert.are.equal(2 + 1, exchanges(transport)) -- gettoken, sync_msg, the send once
+      assert.are.same({}, delivered_msgids())
+    end)
+  end)
+
+  describe("opts.msgid = true", function()
+    it("makes a msgid of [0-9a-zA-Z_-], at most 32 bytes, returned in res.msgid and used on both tries", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { truncate = true }, 1)
+      local res, err = send(client, { msgid = true })
+      assert.is_nil(err)
+      local msgid = res.msgid
+      assert.are.equal("string", type(msgid))
+      assert.truthy(msgid:find(MSGID) and #msgid <= 32, msgid)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = msgid }, res)
+      assert.are.same({ msgid, msgid }, msgids(SEND_MSG))
+      assert.are.same({ msgid }, delivered_msgids())
+    end)
+
+    it("makes a new one for every send", function()
+      local client = new_client()
+      local seen, n = {}, 0
+      for _ = 1, 20 do
+        local res = assert(send(client, { msgid = true }))
+        if not seen[res.msgid] then
+          seen[res.msgid] = true
+          n = n + 1
+        end
+      end
+      assert.are.equal(20, n)
+      assert.are.equal(20, #standin.delivered())
+    end)
+  end)
+
+  describe("client option auto_msgid = true", function()
+    it("gives every send a msgid, so a send is retried after a reset mid-response", function()
+      local client = new_client{ auto_msgid = true }
+      standin.script(SEND_MSG, { truncate = true }, 1)
+      local res, err = send(client)
+      assert.is_nil(err)
+      assert.truthy(res.msgid:find(MSGID) and #res.msgid <= 32, res.msgid)
+      assert.are.same({ res.msgid, res.msgid }, msgids(SEND_MSG))
+      assert.are.same({ res.msgid }, delivered_msgids())
+    end)
+
+    it("keeps a msgid the caller gave", function()
+      local client = new_client{ auto_msgid = true }
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "mine" }, send(client, { msgid = "mine" }))
+      assert.are.same({ "mine" }, msgids(SEND_MSG))
+    end)
+
+    it("also covers the other sends (send_menu)", function()
+      local client = new_client{ auto_msgid = true }
+      standin.script(SEND_MSG, { status = 503, body = "busy" }, 1)
+      local res, err = kf.send_menu(client, "kf", "wmCUSTOMER", "wkKF",
+        { list = { { type = "click", click = { id = "1", content = "yes" } } } })
+      assert.is_nil(err)
+      assert.are.same({ res.msgid, res.msgid }, msgids(SEND_MSG))
+      assert.are.equal(1, #standin.delivered())
+    end)
+  end)
+
+  describe("client option retries", function()
+    it("0: nothing is tried again, not even with a msgid", function()
+      local client, transport = new_client{ retries = 0 }
+      standin.script(SEND_MSG, { truncate = true }, 1)
+      local res, err = send(client, { msgid = "m-0" })
+      assert.is_nil(res)
+      assert.are.same({ "transport", "recv", 1 }, { err.kind, err.reason, err.attempts })
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
+      assert.are.equal(2, exchanges(transport))
+    end)
+
+    it("0: a refused connection is tried once", function()
+      local client, transport = new_client{ retries = 0, base_url = "http://127.0.0.1:" .. closed_port() }
+      local res, err = send(client)
+      assert.is_nil(res)
+      assert.are.same({ "transport", "connect", 1 }, { err.kind, err.reason, err.attempts })
+      assert.are.equal(1, exchanges(transport))
+    end)
+
+    it("3 with a connection that is always refused: exactly 4 attempts", function()
+      local client, transport = new_client{ retries = 3, base_url = "http://127.0.0.1:" .. closed_port() }
+      local res, err = send(client)
+      assert.is_nil(res)
+      assert.are.same({ "transport", "connect", 4 }, { err.kind, err.reason, err.attempts })
+      assert.are.equal(4, exchanges(transport))
+    end)
+
+    it("3 with a 503 every time, with a msgid: exactly 4 requests", function()
+      local client = new_client{ retries = 3 }
+      standin.script(SEND_MSG, { status = 503, body = "busy" }, -1)
+      local res, err = send(client, { msgid = "m-3" })
+      assert.is_nil(res)
+      assert.are.same({ "http", 503, 4 }, { err.kind, err.status, err.attempts })
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 4 }, standin.counts())
+      assert.are.same({ "m-3", "m-3", "m-3", "m-3" }, msgids(SEND_MSG))
+    end)
+  end)
+
+  describe("send_msg_on_event", function()
+    it("with its msg_id, retried after a reset mid-response: the code is used once", function()
+      local client = new_client()
+      standin.script(SEND_MSG_ON_EVENT, { truncate = true }, 1)
+      local res, err = kf.send_text_on_event(client, "kf", "WELCOME_CODE", "welcome", "m-event")
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-event" }, res)
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG_ON_EVENT] = 2 }, standin.counts())
+      assert.are.same({ "m-event" }, delivered_msgids())
+    end)
+
+    it("without one: one request", function()
+      local client = new_client()
+      standin.script(SEND_MSG_ON_EVENT, { truncate = true }, 1)
+      local res, err = kf.send_text_on_event(client, "kf", "WELCOME_CODE", "welcome")
+      assert.is_nil(res)
+      assert.are.same({ "transport", "recv", 1 }, { err.kind, err.reason, err.attempts })
+      assert.are.same({ [GETTOKEN] = 1, [SEND_MSG_ON_EVENT] = 1 }, standin.counts())
+    end)
+  end)
+end)
