@@ -43,6 +43,7 @@ build = {
     ["wechat.work.store.memory"] = "lua/wechat/work/store/memory.lua",
     ["wechat.work.transport.curl"] = "lua/wechat/work/transport/curl.lua",
     ["wechat.work.transport.cosocket"] = "lua/wechat/work/transport/cosocket.lua",
+    ["wechat.work.transport.request"] = "lua/wechat/work/transport/request.lua",
     ["wechat.work.store.shared_dict"] = "lua/wechat/work/store/shared_dict.lua",
     ["wechat.work.kf.message"] = "lua/wechat/work/kf/message.lua",
     ["wechat.work.kf.menu"] = "lua/wechat/work/kf/menu.lua",

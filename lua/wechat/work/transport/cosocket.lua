@@ -7,6 +7,7 @@
 -- TLS certificates are checked against nginx's `lua_ssl_trusted_certificate` (the `cafile` option of the curl
 -- transport has no per-socket equivalent in ngx_lua and is ignored here).
 local errors = require "wechat.work.errors"
+local check_request = require("wechat.work.transport.request").check
 
 local error, pcall, rawget, require, setmetatable, tonumber, tostring, type =
   error, pcall, rawget, require, setmetatable, tonumber, tostring, type
@@ -305,30 +306,6 @@ local function read_until_close(sock, max)
   end
 end
 
-local function check_request(req)
-  if type(req) ~= "table" then
-    argerror("request", 1, "table expected, got %s", type(req))
-  end
-  local method, url, body = req.method, req.url, req.body
-  if method ~= "GET" and method ~= "POST" then
-    argerror("request", 1, 'req.method: "GET" or "POST" expected, got %s',
-      type(method) == "string" and '"' .. method .. '"' or type(method))
-  end
-  if type(url) ~= "string" then
-    argerror("request", 1, "req.url: string expected, got %s", type(url))
-  end
-  if find(url, "[%z\r\n ]") then
-    argerror("request", 1, "req.url: http:// or https:// URL expected")
-  end
-  if body ~= nil then
-    if type(body) ~= "string" then
-      argerror("request", 1, "req.body: string or nil expected, got %s", type(body))
-    end
-    if method == "GET" then
-      argerror("request", 1, "req.body: a GET request has no body")
-    end
-  end
-end
 
 -- The reason of a failed handshake that lua-resty-core 0.1.25 raised as "assertion failed!" instead of returning
 -- it (a verification that failed while the handshake completed at once): the C side has just left it in the
@@ -473,14 +450,13 @@ end
 --   "too_large", "send", "recv", "other"; its message never holds the URL's query (where the access token is).
 -- @raise on a wrong request table
 function Transport:request(req)
+  local method, url, body = check_request(req)
   local phase = self.ngx.get_phase()
   if not COSOCKET_PHASES[phase] then
     return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
       .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
   end
-  check_request(req)
-  local method, body = req.method, req.body
-  local scheme, host, port, authority, target = parse_url(req.url)
+  local scheme, host, port, authority, target = parse_url(url)
   if not scheme then
     argerror("request", 1, "req.url: http:// or https:// URL expected")
   end

@@ -3,9 +3,10 @@
 -- (use `wechat.work.transport.cosocket` there). It never retries and knows nothing of access tokens.
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
+local check_request = require("wechat.work.transport.request").check
 
 local error, ipairs, pcall, setmetatable, tostring, type = error, ipairs, pcall, setmetatable, tostring, type
-local find, format, gsub = string.find, string.format, string.gsub
+local format, gsub = string.format, string.gsub
 
 local M = {}
 
@@ -60,28 +61,7 @@ function Transport:request(req)
   if self.closed then
     error("curl transport is closed", 2)
   end
-  if type(req) ~= "table" then
-    argerror("request", 1, "table expected, got %s", type(req))
-  end
-  local method, url, body = req.method, req.url, req.body
-  if method ~= "GET" and method ~= "POST" then
-    argerror("request", 1, 'req.method: "GET" or "POST" expected, got %s',
-      type(method) == "string" and '"' .. method .. '"' or type(method))
-  end
-  if type(url) ~= "string" then
-    argerror("request", 1, "req.url: string expected, got %s", type(url))
-  end
-  if not find(url, "^[Hh][Tt][Tt][Pp][Ss]?://") or find(url, "\0", 1, true) then
-    argerror("request", 1, "req.url: http:// or https:// URL expected")
-  end
-  if body ~= nil then
-    if type(body) ~= "string" then
-      argerror("request", 1, "req.body: string or nil expected, got %s", type(body))
-    end
-    if method == "GET" then
-      argerror("request", 1, "req.body: a GET request has no body")
-    end
-  end
+  local method, url, body = check_request(req)
   local status, res, msg, resent = self.handle:request(method, url, body)
   if not status then
     return nil, errors.new(errors.TRANSPORT, msg, { reason = res, resent = resent or nil })
