@@ -126,6 +126,7 @@ describe("wechat.core argument checks", function()
       case("bad argument #6 to 'send_text' (opts: unknown option 'foo')", text("x", { foo = 1 })),
       case("bad argument #6 to 'send_text' (opts: unknown option 'msg_id')", text("x", { msg_id = "a" })),
       case("bad argument #6 to 'send_text' (opts: unknown option of type number)", text("x", { "m1" })),
+      case("bad argument #6 to 'send_text' (opts: unknown option 'msgid\\0')", text("x", { ["msgid\0"] = "m" })),
       case("bad argument #6 to 'send_text' (opts.msgid: at most 32 bytes, got 40)",
         text("x", { msgid = ("a"):rep(40) })),
       case("bad argument #6 to 'send_text' (opts.msgid: at most 32 bytes, got 33)",
@@ -168,6 +169,12 @@ describe("wechat.core argument checks", function()
       case("bad argument #5 to 'send_link' (msg: unknown key 'titel')", link { titel = "typo" }),
       case("bad argument #5 to 'send_link' (msg: unknown key 'pic_url')", link { pic_url = "https://x.cn/a.png" }),
       case("bad argument #5 to 'send_link' (msg: unknown key of type number)", link { [1] = "x" }),
+      -- user strings in messages stop after 40 bytes (at a character boundary) and show control bytes
+      case("bad argument #5 to 'send_link' (msg: unknown key '" .. ("k"):rep(40) .. "...')",
+        link { [("k"):rep(100000)] = 1 }),
+      case("bad argument #5 to 'send_link' (msg: unknown key '" .. ("\xE4\xB8\xAD"):rep(13) .. "...')",
+        link { [("\xE4\xB8\xAD"):rep(20)] = 1 }),
+      case("bad argument #5 to 'send_link' (msg: unknown key 'title\\0')", link { ["title\0"] = "t" }),
       case("bad argument #5 to 'send_link' (msg.title: string expected, got nil)", "send_link", nil, nil, TO, KFID,
         { url = "https://x.cn", thumb_media_id = "m" }),
       case("bad argument #5 to 'send_link' (msg.title: string expected, got number)", link { title = 1 }),
@@ -226,6 +233,12 @@ describe("wechat.core argument checks", function()
         item { type = "click", click = { id = "1", content = "c" }, view = { url = "https://x", content = "v" } }),
       case("bad argument #5 to 'send_menu' (msg.list[2]: unknown key 'id')", item { type = "click", id = "1" }),
       case("bad argument #5 to 'send_menu' (msg.list[2]: unknown key of type number)", item { "click" }),
+      case("bad argument #5 to 'send_menu' (msg.list[2]: unknown key 'type\\0x')",
+        item { type = "click", ["type\0x"] = "view", click = { id = "1", content = "c" } }),
+      case("bad argument #5 to 'send_menu' (msg.list[2].type: 'click', 'view', 'miniprogram' or 'text' expected, "
+        .. "got 'click\\0')", item { type = "click\0", click = { id = "1", content = "c" } }),
+      case("bad argument #5 to 'send_menu' (msg.list[2].type: 'click', 'view', 'miniprogram' or 'text' expected, "
+        .. "got '" .. ("x"):rep(40) .. "...')", item { type = ("x"):rep(41) }),
       case("bad argument #5 to 'send_menu' (msg.list[3].click.id: at most 64 bytes, got 70)", menu { list = {
         ok_click, ok_click, { type = "click", click = { id = ("i"):rep(70), content = "c" } } } }),
       case("bad argument #5 to 'send_menu' (msg.list[2].click.id: must not be empty)",
@@ -331,6 +344,8 @@ describe("wechat.core argument checks", function()
         { content = "x" }),
       case("bad argument #4 to 'send_msg_on_event' (on_event_msg_type: 'text' or 'msgmenu' expected, got 'image')",
         "send_msg_on_event", nil, nil, "C", "image", { media_id = "m" }),
+      case("bad argument #4 to 'send_msg_on_event' (on_event_msg_type: 'text' or 'msgmenu' expected, got 'text\\0')",
+        "send_msg_on_event", nil, nil, "C", "text\0", { content = "x" }),
       case("bad argument #5 to 'send_msg_on_event' (table expected, got string)", "send_msg_on_event", nil, nil, "C",
         "text", "hello"),
       case("bad argument #5 to 'send_msg_on_event' (msg.content: at most 2048 bytes, got 2049)", "send_msg_on_event",

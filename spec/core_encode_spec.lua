@@ -2,6 +2,7 @@
 -- Errors are compared whole, as in core_args_spec.lua (called from a Lua function that pcall runs).
 local cjson = require "cjson"
 local core = require "wechat.core"
+local interpreter = require "helpers.interpreter"
 
 local encode = core.encode
 
@@ -128,8 +129,7 @@ describe("wechat.core.encode", function()
           core.encode({ 1.5, -0.25, 1e-7, { x = 1234.5 } }))
       ]])
       f:close()
-      local interp = jit and "luajit" or "lua5.4"
-      local p = io.popen("LOCPATH=" .. dir .. " " .. interp .. " " .. dir .. "/child.lua")
+      local p = io.popen("LOCPATH=" .. dir .. " " .. interpreter.command() .. " " .. dir .. "/child.lua")
       local out = p:read("*a")
       p:close()
       io.popen("rm -rf " .. dir):close()
@@ -233,19 +233,49 @@ describe("wechat.core.encode", function()
       assert.equal("bad argument #1 to 'encode' (value: function not allowed)", raised(print))
     end)
 
+    it("keep messages short: keys and quoted strings stop after 40 bytes", function()
+      local long = ("k"):rep(1000000)
+      assert.equal("bad argument #1 to 'encode' (value." .. ("k"):rep(40) .. "...: NaN not allowed)",
+        raised({ [long] = 0 / 0 }))
+      local spaced = ("a b"):rep(20)
+      assert.equal([[bad argument #1 to 'encode' (value["]] .. spaced:sub(1, 40) .. [[..."]: NaN not allowed)]],
+        raised({ [spaced] = 0 / 0 }))
+      -- a path repeats its keys: 32 levels of 1 MB keys still make a message of about 1.5 KB
+      local t = { [long] = 1 }
+      for _ = 1, 32 do
+        t = { [long] = t }
+      end
+      assert.equal("bad argument #1 to 'encode' (value" .. ("." .. ("k"):rep(40) .. "..."):rep(32)
+        .. ": nesting deeper than 32)", raised(t))
+      assert.equal("bad argument #1 to 'encode' (value: __jsontype must be 'object' or 'array', got '"
+        .. ("x"):rep(40) .. "...')", raised(setmetatable({}, { __jsontype = ("x"):rep(50) })))
+    end)
+
     it("raise on a __jsontype that is not 'object' or 'array'", function()
       assert.equal("bad argument #1 to 'encode' (value: __jsontype must be 'object' or 'array', got 'map')",
         raised(setmetatable({}, { __jsontype = "map" })))
       assert.equal("bad argument #1 to 'encode' (value.a: __jsontype must be 'object' or 'array', got number)",
         raised({ a = setmetatable({}, { __jsontype = 1 }) }))
+      assert.equal([[bad argument #1 to 'encode' (value: __jsontype must be 'object' or 'array', got 'object\0')]],
+        raised(setmetatable({}, { __jsontype = "object\0" })))
     end)
 
-    it("raise on nesting deeper than 32, which also stops cycles", function()
+    it("raise on nesting deeper than 32", function()
       assert.equal("bad argument #1 to 'encode' (value" .. ("[1]"):rep(32) .. ": nesting deeper than 32)",
         raised(nested(33)))
+    end)
+
+    it("stop a cycle at the same depth", function()
       local t = {}
       t.self = t
       assert.equal("bad argument #1 to 'encode' (value" .. (".self"):rep(32) .. ": nesting deeper than 32)", raised(t))
+      local a = { list = { {} } }
+      a.list[1].back = a.list
+      assert.equal("bad argument #1 to 'encode' (value.list" .. ("[1].back"):rep(15) .. "[1]: nesting deeper than 32)",
+        raised(a))
+      -- the same table twice, side by side, is no cycle
+      local shared = { 1 }
+      assert.equal([=[{"a":[[1],[1]]}]=], encode({ a = { shared, shared } }))
     end)
 
     it("name keys that are not identifiers in brackets", function()

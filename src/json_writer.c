@@ -1,13 +1,14 @@
 /* JSON writing into a luaL_Buffer and the generic encoder. See json_writer.h for the contracts.
  *
  * Generic encoder error messages, after "bad argument #N to 'fname' (" and the path of the offending value
- * (root, then ".key" for identifier keys, "[\"key\"]" for other keys, "[i]" for array items):
+ * (root, then ".key" for identifier keys, "[\"key\"]" for other keys, "[i]" for array items; a key longer than
+ * 40 bytes is cut there, "..." after it):
  *   <path>: invalid UTF-8 at byte N                 a string value; N is 1-based
  *   <path>: invalid UTF-8 in key at byte N          a key of the object at <path>
  *   <path>: NaN not allowed | infinity not allowed
  *   <path>: function not allowed                    also userdata (other than NULL, i.e. cjson.null), thread
  *   <path>: keys must be strings or exactly 1..n, got number
- *   <path>: nesting deeper than 32
+ *   <path>: nesting deeper than 32                also what a cycle meets
  *   <path>: __jsontype must be 'object' or 'array', got 'x'   (got <type> when not a string)
  *   <path>: object expected, got array | got empty table      (JW_OBJECT only) */
 #include <locale.h>
@@ -298,58 +299,77 @@ size_t jw_string(jw_out *w, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str, *p = s, *end = s + len;
     jw_putc(w, '"');
-    char *o = w->p, *lim = w->end - JW_STEP;
+    char *o = w->p;
     while (p < end) {
-        if (o > lim) {
+        size_t room = (size_t)(w->end - o);
+        if (room < 2 * JW_STEP) {
             /* Room for the rest if nothing needs escaping, so that a short string never makes the 5.4 buffer
              * leave its inline storage; escapes that do not fit just take another window. */
             size_t rest = (size_t)(end - p);
             w->p = o;
             o = jw_room(w, rest < JW_CHUNK - 2 * JW_STEP ? rest + 2 * JW_STEP : JW_CHUNK);
-            lim = w->end - JW_STEP;
+            room = (size_t)(w->end - o);
         }
-        unsigned char c = *p;
-        if (c < 0x80) {
-            if (JW_CLASS[c] != 0) {
-                o = jw_escape(o, c);
+        /* Before stop every byte is written once (plain ASCII, UTF-8 sequences), so the output keeps JW_STEP bytes
+         * of room: enough for an escape, or a sequence that runs past stop. Room is counted again after an
+         * escape. */
+        size_t fit = room - JW_STEP;
+        const unsigned char *stop = (size_t)(end - p) < fit ? end : p + fit;
+        while (p < stop) {
+            unsigned char c = *p;
+            int n = JW_CLASS[c];
+            if (n == 0) {
+                *o++ = (char)c;
                 p++;
+                /* In a run of plain ASCII, take 8 bytes at a time. */
+                while (stop - p >= 8) {
+                    uint64_t x;
+                    memcpy(&x, p, 8);
+                    if (jw_special8(x)) break;
+                    memcpy(o, &x, 8);
+                    o += 8;
+                    p += 8;
+                }
                 continue;
             }
-            *o++ = (char)c;
-            p++;
-            /* In a run of plain ASCII, take 8 bytes at a time. */
-            while (end - p >= 8 && o <= lim) {
-                uint64_t x;
-                memcpy(&x, p, 8);
-                if (jw_special8(x)) break;
-                memcpy(o, &x, 8);
-                o += 8;
-                p += 8;
+            if (n == 1) {
+                o = jw_escape(o, c);
+                p++;
+                break;
             }
-            continue;
+            if (n == 5 || end - p < n) return (size_t)(p - s) + 1;
+            unsigned char c1 = p[1];
+            if (n == 3) {
+                /* Most CJK text: both continuation bytes at once, then the two leads with a narrower range: E0
+                 * needs A0.. (no overlongs), ED stops at 9F (no surrogates). */
+                if (((c1 & 0xc0) | ((unsigned)(p[2] & 0xc0) << 8)) != 0x8080 || (c == 0xe0 && c1 < 0xa0) ||
+                    (c == 0xed && c1 > 0x9f))
+                    return (size_t)(p - s) + 1;
+                o[0] = (char)c;
+                o[1] = (char)c1;
+                o[2] = (char)p[2];
+                o += 3;
+                p += 3;
+                continue;
+            }
+            int ok;
+            if (n == 2) {
+                ok = jw_cont(c1);
+            } else {
+                /* F0 needs 90.. (no overlongs), F4 stops at 8F (U+10FFFF). */
+                ok = (c == 0xf0 ? c1 >= 0x90 && c1 <= 0xbf : c == 0xf4 ? c1 >= 0x80 && c1 <= 0x8f : jw_cont(c1)) &&
+                     jw_cont(p[2]) && jw_cont(p[3]);
+            }
+            if (!ok) return (size_t)(p - s) + 1;
+            o[0] = (char)c;
+            o[1] = (char)c1;
+            if (n > 2) {
+                o[2] = (char)p[2];
+                o[3] = (char)p[3];
+            }
+            o += n;
+            p += n;
         }
-        int n = JW_CLASS[c];
-        if (n == 5 || end - p < n) return (size_t)(p - s) + 1;
-        unsigned char c1 = p[1];
-        int ok;
-        if (n == 2) {
-            ok = jw_cont(c1);
-        } else if (n == 3) {
-            /* E0 needs A0.. (no overlongs), ED stops at 9F (no surrogates). */
-            ok = (c == 0xe0 ? c1 >= 0xa0 && c1 <= 0xbf : c == 0xed ? c1 >= 0x80 && c1 <= 0x9f : jw_cont(c1)) &&
-                 jw_cont(p[2]);
-        } else {
-            /* F0 needs 90.. (no overlongs), F4 stops at 8F (U+10FFFF). */
-            ok = (c == 0xf0 ? c1 >= 0x90 && c1 <= 0xbf : c == 0xf4 ? c1 >= 0x80 && c1 <= 0x8f : jw_cont(c1)) &&
-                 jw_cont(p[2]) && jw_cont(p[3]);
-        }
-        if (!ok) return (size_t)(p - s) + 1;
-        o[0] = (char)c;
-        o[1] = (char)c1;
-        if (n > 2) o[2] = (char)p[2];
-        if (n > 3) o[3] = (char)p[3];
-        o += n;
-        p += n;
     }
     w->p = o;
     jw_putc(w, '"');
@@ -373,6 +393,40 @@ typedef struct jw_enc {
     const char *key[JW_MAX_DEPTH + 2];
     size_t klen[JW_MAX_DEPTH + 2];
 } jw_enc;
+
+static size_t jw_show_len(const char *s, size_t len)
+{
+    if (len <= JW_SHOW_MAX) return len;
+    size_t n = JW_SHOW_MAX;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) n--;
+    return n;
+}
+
+/* Control bytes as \ddd, so that a message shows them (and a '\0' does not end it). */
+static void jw_addshow(luaL_Buffer *pb, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            char esc[8];
+            int n = snprintf(esc, sizeof esc, "\\%d", (int)c);
+            if (n > 0 && (size_t)n < sizeof esc) luaL_addlstring(pb, esc, (size_t)n);
+        } else {
+            luaL_addchar(pb, (char)c);
+        }
+    }
+}
+
+const char *jw_pushshow(lua_State *L, const char *s, size_t len)
+{
+    size_t n = jw_show_len(s, len);
+    luaL_Buffer pb;
+    luaL_buffinit(L, &pb);
+    jw_addshow(&pb, s, n);
+    if (n < len) luaL_addstring(&pb, "...");
+    luaL_pushresult(&pb);
+    return lua_tostring(L, -1);
+}
 
 int jw_spill_table(lua_State *L)
 {
@@ -408,26 +462,20 @@ static const char *enc_pushpath(jw_enc *e, int nseg)
             continue;
         }
         const char *k = e->key[d];
-        size_t klen = e->klen[d];
+        size_t klen = e->klen[d], show = jw_show_len(k, klen);
+        const char *cut = show < klen ? "..." : "";
         if (jw_is_ident(k, klen)) {
             luaL_addchar(&pb, '.');
-            luaL_addlstring(&pb, k, klen);
+            luaL_addlstring(&pb, k, show);
+            luaL_addstring(&pb, cut);
             continue;
         }
         luaL_addstring(&pb, "[\"");
-        for (size_t i = 0; i < klen; i++) {
-            unsigned char c = (unsigned char)k[i];
-            if (c == '"' || c == '\\') {
-                luaL_addchar(&pb, '\\');
-                luaL_addchar(&pb, (char)c);
-            } else if (c < 0x20 || c == 0x7f) {
-                char esc[8];
-                int n = snprintf(esc, sizeof esc, "\\%d", (int)c);
-                if (n > 0 && (size_t)n < sizeof esc) luaL_addlstring(&pb, esc, (size_t)n);
-            } else {
-                luaL_addchar(&pb, (char)c);
-            }
+        for (size_t i = 0; i < show; i++) {
+            if (k[i] == '"' || k[i] == '\\') luaL_addchar(&pb, '\\');
+            jw_addshow(&pb, k + i, 1);
         }
+        luaL_addstring(&pb, cut);
         luaL_addstring(&pb, "\"]");
     }
     luaL_pushresult(&pb);
@@ -512,13 +560,14 @@ static int enc_kind(jw_enc *e, int td, long long *n, int *pending)
         lua_pushliteral(L, "__jsontype");
         lua_rawget(L, -2);
         if (lua_type(L, -1) == LUA_TSTRING) {
-            const char *jt = lua_tostring(L, -1);
-            if (strcmp(jt, "object") == 0)
+            size_t jlen;
+            const char *jt = lua_tolstring(L, -1, &jlen);
+            if (jlen == 6 && memcmp(jt, "object", 6) == 0)
                 kind = JT_OBJECT;
-            else if (strcmp(jt, "array") == 0)
+            else if (jlen == 5 && memcmp(jt, "array", 5) == 0)
                 kind = JT_ARRAY;
             else
-                enc_fail(e, td - 1, "__jsontype must be 'object' or 'array', got '%s'", jt);
+                enc_fail(e, td - 1, "__jsontype must be 'object' or 'array', got '%s'", jw_pushshow(L, jt, jlen));
         } else if (!lua_isnil(L, -1)) {
             enc_fail(e, td - 1, "__jsontype must be 'object' or 'array', got %s", luaL_typename(L, -1));
         }
@@ -555,6 +604,7 @@ static void enc_table(jw_enc *e, int td, int flags)
 {
     lua_State *L = e->L;
     jw_out *w = e->w;
+    /* Also what stops a cycle (docs/architecture.md). */
     if (td > JW_MAX_DEPTH) enc_fail(e, td - 1, "nesting deeper than %d", JW_MAX_DEPTH);
     luaL_checkstack(L, 6, "wechat.core: JSON encoder");
     long long n;

@@ -100,6 +100,13 @@ void jw_number(jw_out *w, const jw_num *num);
  * U+10FFFF are invalid); the output then holds a partial string and must be abandoned (raise). */
 size_t jw_string(jw_out *w, const char *s, size_t len);
 
+/* Error messages quote user strings up to this many bytes, then "...": a message must stay small whatever the
+ * input (a path repeats a key at every level). */
+#define JW_SHOW_MAX 40
+
+/* Pushes s cut to JW_SHOW_MAX bytes at a UTF-8 boundary, "..." after a cut; returns it. */
+const char *jw_pushshow(lua_State *L, const char *s, size_t len);
+
 /* Pushes an empty spill table for jw_open; call it before luaL_buffinit. Returns its absolute index. */
 int jw_spill_table(lua_State *L);
 

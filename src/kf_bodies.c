@@ -21,6 +21,7 @@
  *   <path>: invalid UTF-8 at byte 3         1-based offset of the first byte of the bad sequence
  *   <path>: only [0-9a-zA-Z_-] allowed      msgid, msg_id
  *   <path>: must start with http:// or https://   link url, view menu item url (scheme case-insensitive)
+ * User strings quoted in a message (keys, types) are cut after 40 bytes, with "..." after the cut.
  *   msg: unknown key 'foo'                  any table but opts; a key that is not a string:
  *                                           "unknown key of type number"
  *   opts: unknown option 'foo'
@@ -59,13 +60,15 @@ enum { K_STR, K_TEXT, K_URL, K_MSGID, K_LAT, K_LNG, K_BIT, K_LIMIT, K_LIST };
 typedef struct kf_spec {
     const char *name;
     size_t nlen;
+    const char *qname; /* "name": as written */
+    size_t qlen;
     int kind;
     int required;
     size_t max;
 } kf_spec;
 
-#define KF_F(name, kind, req, max) {name, sizeof(name) - 1, kind, req, max}
-#define KF_END {NULL, 0, 0, 0, 0}
+#define KF_F(name, kind, req, max) {name, sizeof(name) - 1, "\"" name "\":", sizeof(name) + 2, kind, req, max}
+#define KF_END {NULL, 0, NULL, 0, 0, 0, 0}
 
 static const kf_spec TEXT_MSG[] = {KF_F("content", K_STR, 1, 2048), KF_END};
 static const kf_spec MEDIA_MSG[] = {KF_F("media_id", K_STR, 1, 0), KF_END};
@@ -113,6 +116,14 @@ static const struct {
 
 #define ITEM_TYPES 4
 static const char *const ITEM_NAMES[ITEM_TYPES] = {"click", "view", "miniprogram", "text"};
+static const size_t ITEM_LENS[ITEM_TYPES] = {5, 4, 11, 4};
+/* What each item starts with: {"type":"click","click": */
+#define KF_ITEM_PREFIX(t) {"{\"type\":\"" t "\",\"" t "\":", 2 * sizeof(t) + 12}
+static const struct {
+    const char *s;
+    size_t len;
+} ITEM_PREFIXES[ITEM_TYPES] = {KF_ITEM_PREFIX("click"), KF_ITEM_PREFIX("view"), KF_ITEM_PREFIX("miniprogram"),
+                               KF_ITEM_PREFIX("text")};
 static const kf_spec *const ITEM_SPECS[ITEM_TYPES] = {CLICK_ITEM, VIEW_ITEM, MINIPROGRAM_ITEM, TEXT_ITEM};
 
 /* Where a value sits, for messages: head, "[idx]" when idx > 0, ".mid", ".field" when not NULL. */
@@ -229,6 +240,12 @@ static const char *kf_sizestr(char *buf, size_t n)
 /* ---------------------------------------------------------------------------------------------------------------
  * Checks (phase one) */
 
+/* A Lua string (which may hold '\0') equals a C string. */
+static int kf_eq(const char *s, size_t len, const char *cstr)
+{
+    return strlen(cstr) == len && memcmp(s, cstr, len) == 0;
+}
+
 static int kf_prefix_ci(const char *s, size_t len, const char *prefix)
 {
     size_t n = strlen(prefix);
@@ -300,13 +317,14 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
 {
     lua_State *L = c->L;
     char a[JW_NUMBUF], b[JW_NUMBUF];
+    int t = lua_type(L, idx);
     v->present = 0;
     v->sidx = idx;
-    if (lua_isnoneornil(L, idx)) {
+    if (t <= LUA_TNIL) {
         if (f->required) kf_expected(c, v, f->kind, "nil");
         return;
     }
-    if (f->kind == K_MSGID && lua_type(L, idx) == LUA_TBOOLEAN && lua_toboolean(L, idx)) {
+    if (f->kind == K_MSGID && t == LUA_TBOOLEAN && lua_toboolean(L, idx)) {
         kf_make_msgid(c, idx, v);
         return;
     }
@@ -315,7 +333,7 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
     case K_TEXT:
     case K_URL:
     case K_MSGID:
-        if (lua_type(L, idx) != LUA_TSTRING) kf_expected(c, v, f->kind, luaL_typename(L, idx));
+        if (t != LUA_TSTRING) kf_expected(c, v, f->kind, lua_typename(L, t));
         v->s = lua_tolstring(L, idx, &v->len);
         if (v->len == 0 && f->kind != K_TEXT) KF_VFAIL(c, v, "must not be empty");
         if (f->max > 0 && v->len > f->max)
@@ -331,7 +349,7 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
     case K_LNG:
     case K_BIT:
     case K_LIMIT: {
-        if (lua_type(L, idx) != LUA_TNUMBER) kf_expected(c, v, f->kind, luaL_typename(L, idx));
+        if (t != LUA_TNUMBER) kf_expected(c, v, f->kind, lua_typename(L, t));
         jw_tonum(L, idx, &v->num);
         switch (jw_num_special(&v->num)) {
         case 1: KF_VFAIL(c, v, "NaN not allowed"); break;
@@ -358,7 +376,7 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
         break;
     }
     default:
-        if (lua_type(L, idx) != LUA_TTABLE) kf_expected(c, v, f->kind, luaL_typename(L, idx));
+        if (t != LUA_TTABLE) kf_expected(c, v, f->kind, lua_typename(L, t));
         break;
     }
     v->present = 1;
@@ -386,7 +404,7 @@ static void kf_gather(const kf_ctx *c, int t, const kf_spec *spec, kf_val *vals,
     int nspec = 0;
     while (spec[nspec].name != NULL) nspec++;
     kf_init_vals(spec, vals, argn, tp);
-    luaL_checkstack(L, nspec + 4, "wechat.core: message table");
+    luaL_checkstack(L, 2 * nspec + 4, "wechat.core: message table");
     lua_pushnil(L);
     while (lua_next(L, t)) {
         int j = -1;
@@ -395,10 +413,10 @@ static void kf_gather(const kf_ctx *c, int t, const kf_spec *spec, kf_val *vals,
         size_t klen;
         const char *k = lua_tolstring(L, -2, &klen);
         for (int i = 0; i < nspec && j < 0; i++)
-            if (spec[i].nlen == klen && memcmp(spec[i].name, k, klen) == 0) j = i;
-        if (j < 0) kf_fail(c, argn, tp, "unknown %s '%s'", what, k);
-        /* The value stays on the stack, under the key lua_next resumes from. */
-        lua_insert(L, -2);
+            if (spec[i].nlen == klen && spec[i].name[0] == k[0] && memcmp(spec[i].name, k, klen) == 0) j = i;
+        if (j < 0) kf_fail(c, argn, tp, "unknown %s '%s'", what, jw_pushshow(L, k, klen));
+        /* Key and value stay on the stack (a copy of the key is what lua_next resumes from). */
+        lua_pushvalue(L, -2);
         kf_check(c, &spec[j], lua_gettop(L) - 1, &vals[j]);
     }
     for (int j = 0; j < nspec; j++) {
@@ -419,30 +437,34 @@ static void kf_gather_item(const kf_ctx *c, int item, int i, int argn, kf_item *
     if (lua_type(L, item) != LUA_TTABLE) kf_fail(c, argn, &ip, "table expected, got %s", luaL_typename(L, item));
     int typed[ITEM_TYPES] = {0, 0, 0, 0};
     const char *type = NULL;
-    luaL_checkstack(L, ITEM_TYPES + 4, "wechat.core: menu item");
+    size_t tlen = 0;
+    luaL_checkstack(L, 2 * ITEM_TYPES + 6, "wechat.core: menu item");
     lua_pushnil(L);
     while (lua_next(L, item)) {
         if (lua_type(L, -2) != LUA_TSTRING)
             kf_fail(c, argn, &ip, "unknown key of type %s", luaL_typename(L, -2));
-        const char *k = lua_tostring(L, -2);
+        size_t klen;
+        const char *k = lua_tolstring(L, -2, &klen);
         int which = -1;
-        if (strcmp(k, "type") == 0) {
+        if (klen == 4 && memcmp(k, "type", 4) == 0) {
             if (lua_type(L, -1) != LUA_TSTRING)
                 kf_fail(c, argn, &typep, "string expected, got %s", luaL_typename(L, -1));
-            type = lua_tostring(L, -1);
+            type = lua_tolstring(L, -1, &tlen);
         } else {
             for (int t = 0; t < ITEM_TYPES && which < 0; t++)
-                if (strcmp(k, ITEM_NAMES[t]) == 0) which = t;
-            if (which < 0) kf_fail(c, argn, &ip, "unknown key '%s'", k);
+                if (ITEM_LENS[t] == klen && memcmp(k, ITEM_NAMES[t], klen) == 0) which = t;
+            if (which < 0) kf_fail(c, argn, &ip, "unknown key '%s'", jw_pushshow(L, k, klen));
         }
-        lua_insert(L, -2);
+        lua_pushvalue(L, -2);
         if (which >= 0) typed[which] = lua_gettop(L) - 1;
     }
     if (type == NULL) kf_fail(c, argn, &typep, "string expected, got nil");
     int tk = -1;
     for (int t = 0; t < ITEM_TYPES && tk < 0; t++)
-        if (strcmp(type, ITEM_NAMES[t]) == 0) tk = t;
-    if (tk < 0) kf_fail(c, argn, &typep, "'click', 'view', 'miniprogram' or 'text' expected, got '%s'", type);
+        if (ITEM_LENS[t] == tlen && memcmp(type, ITEM_NAMES[t], tlen) == 0) tk = t;
+    if (tk < 0)
+        kf_fail(c, argn, &typep, "'click', 'view', 'miniprogram' or 'text' expected, got '%s'",
+                jw_pushshow(L, type, tlen));
     for (int t = 0; t < ITEM_TYPES; t++)
         if (t != tk && typed[t] != 0)
             kf_fail(c, argn, &ip, "key '%s' does not match type '%s'", ITEM_NAMES[t], ITEM_NAMES[tk]);
@@ -536,7 +558,7 @@ static void kf_settype(kf_body *b, int type)
 static int kf_find_type(const char *s, size_t len)
 {
     for (int t = 0; t < T_COUNT; t++)
-        if (strlen(KF_TYPES[t].name) == len && memcmp(KF_TYPES[t].name, s, len) == 0) return t;
+        if (kf_eq(s, len, KF_TYPES[t].name)) return t;
     return -1;
 }
 
@@ -552,13 +574,6 @@ static void kf_put_str(const kf_ctx *c, jw_out *w, const kf_val *v)
     }
 }
 
-static void kf_put_name(jw_out *w, const char *name, size_t nlen)
-{
-    jw_putc(w, '"');
-    jw_add(w, name, nlen);
-    jw_lit(w, "\":");
-}
-
 static void kf_write_obj(const kf_ctx *c, jw_out *w, const kf_spec *spec, const kf_val *vals,
                          const kf_body *b);
 
@@ -567,13 +582,8 @@ static void kf_write_list(const kf_ctx *c, jw_out *w, const kf_body *b)
     jw_putc(w, '[');
     for (size_t i = 0; i < b->nitems; i++) {
         const kf_item *it = &b->items[i];
-        const char *name = ITEM_NAMES[it->type];
-        size_t nlen = strlen(name);
         if (i > 0) jw_putc(w, ',');
-        jw_lit(w, "{\"type\":\"");
-        jw_add(w, name, nlen);
-        jw_lit(w, "\",");
-        kf_put_name(w, name, nlen);
+        jw_add(w, ITEM_PREFIXES[it->type].s, ITEM_PREFIXES[it->type].len);
         kf_write_obj(c, w, ITEM_SPECS[it->type], it->v, NULL);
         jw_putc(w, '}');
     }
@@ -590,7 +600,7 @@ static void kf_write_obj(const kf_ctx *c, jw_out *w, const kf_spec *spec, const 
         if (!v->present) continue;
         if (!first) jw_putc(w, ',');
         first = 0;
-        kf_put_name(w, spec[j].name, spec[j].nlen);
+        jw_add(w, spec[j].qname, spec[j].qlen);
         switch (spec[j].kind) {
         case K_STR:
         case K_TEXT:
@@ -805,12 +815,13 @@ static int kf_on_event(lua_State *L, const char *fname, int type, int event_argn
     if (event_argn > 0) {
         kf_val evtype;
         kf_arg(&c, event_argn, &ARG_EVENT_TYPE, &evtype);
-        if (evtype.len == 4 && memcmp(evtype.s, "text", 4) == 0)
+        if (kf_eq(evtype.s, evtype.len, "text"))
             type = T_TEXT;
-        else if (evtype.len == 7 && memcmp(evtype.s, "msgmenu", 7) == 0)
+        else if (kf_eq(evtype.s, evtype.len, "msgmenu"))
             type = T_MSGMENU;
         else
-            kf_fail(&c, event_argn, &evtype.path, "'text' or 'msgmenu' expected, got '%s'", evtype.s);
+            kf_fail(&c, event_argn, &evtype.path, "'text' or 'msgmenu' expected, got '%s'",
+                    jw_pushshow(L, evtype.s, evtype.len));
     }
     if (content_arg)
         kf_arg(&c, msg_argn, &TEXT_MSG[0], &b.f[0]);
