@@ -9,6 +9,7 @@
 --   anything else (HTTP 500, a body that is not JSON, a response over the cap, a WeCom errcode): never.
 -- The counts per fault, on both transports, are in the table at the top of spec/retry_spec.lua.
 local socket = require "socket"
+local interpreter = require "helpers.interpreter"
 local standin = require "helpers.standin"
 local work = require "wechat.work"
 local kf = require "wechat.work.kf.message"
@@ -436,10 +437,6 @@ describe("faults over libcurl", function()
         "|", err.message)
     ]]
 
-    local function interpreter()
-      return rawget(_G, "jit") and "luajit" or "lua5.4"
-    end
-
     local function shell_quote(s)
       return "'" .. s:gsub("'", "'\\''") .. "'"
     end
@@ -458,7 +455,7 @@ describe("faults over libcurl", function()
       end
       local setup_paths = "package.path = " .. string.format("%q", package.path)
         .. " package.cpath = " .. string.format("%q", package.cpath)
-      local out = read_command("unshare -n " .. interpreter() .. " -e " .. shell_quote(setup_paths)
+      local out = read_command("unshare -n " .. interpreter.command() .. " -e " .. shell_quote(setup_paths)
         .. " -e " .. shell_quote(CHILD) .. " 2>&1")
       assert.are.equal("nil|transport|resolve|2|2|gettoken: Could not resolve host: wecom-standin.invalid", out)
     end)
