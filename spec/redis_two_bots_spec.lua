@@ -153,7 +153,7 @@ describe("two bots sharing one Redis", function()
     -- B1 handles 40 messages (5 pages of 7, then 5 of the 6th page), then stops before handling the 41st
     launch("B1", 40)
     assert.are.equal("1", wait_for("bots:paused:B1", "B1"))
-    assert.are.equal("5:SC35", server:call("GET", "wechat:kf:cursor:wwCORP:wkBOTS"))
+    assert.are.equal("5:SC35:m40", server:call("GET", "wechat:kf:cursor:wwCORP:wkBOTS"))
     assert.are.equal(1, server:call("EXISTS", "wechat:kf:cursor:wwCORP:wkBOTS:lock"))
     launch("A")
     assert.is_true(succeeded(os.execute("kill -9 " .. pid_of("B1"))))

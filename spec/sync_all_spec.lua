@@ -1,6 +1,7 @@
 -- kf.sync_all against the WeCom stand-in (pages, empty pages, scripted errors) with its cursor in a memory store
 -- and in a real redis-server (spec/helpers/redis.lua): every message once, in order, across pages and across
 -- pulls that stop half way.
+local cjson = require "cjson"
 local errors = require "wechat.work.errors"
 local kf = require "wechat.work.kf.message"
 local memory_store = require "wechat.work.store.memory"
@@ -135,7 +136,7 @@ describe("kf.sync_all", function()
         pull:close()
         assert.are.same(ids(1, 4), first)
         assert.are.equal(4, pull.handled)
-        assert.are.equal("1:SC3", store:get(KEY))
+        assert.are.equal("1:SC3:m4", store:get(KEY))
         local rest = pull_ids()
         assert.are.same(ids(5, 10), rest)
         -- the page of m4..m6 was asked for again from its start cursor, m4 skipped
@@ -154,7 +155,7 @@ describe("kf.sync_all", function()
           end
         end
         pull:close()
-        assert.are.equal("2:SC3", store:get(KEY))
+        assert.are.equal("2:SC3:m5", store:get(KEY))
         -- the ack of the last message of a page moves on to the next cursor
         pull = kf.sync_all(client, "kf", { open_kfid = "wkA", cursor_store = store })
         got[#got + 1] = pull().msgid
@@ -166,6 +167,65 @@ describe("kf.sync_all", function()
           got[#got + 1] = id
         end
         assert.are.same(ids(1, 10), got)
+      end)
+
+      -- WeCom need not answer one cursor with the same page twice: the stand-in is scripted to answer the resumed
+      -- cursor SC3 with another page than the first time ([m4, m5, m6]), after m4 was handled and m5 was in hand.
+      local function resume_with(page, next_cursor)
+        queue(1, 10, 3)
+        local first, pull = pull_ids(nil, 4)
+        pull:close()
+        assert.are.same(ids(1, 4), first)
+        assert.are.equal("1:SC3:m4", store:get(KEY))
+        local list = {}
+        for i, id in ipairs(page) do
+          list[i] = text(tonumber(id:sub(2)))
+        end
+        standin.script(SYNC, { status = 200, body = '{"errcode":0,"errmsg":"ok","next_cursor":"' .. next_cursor
+          .. '","has_more":1,"msg_list":' .. cjson.encode(list) .. '}' })
+        local rest
+        rest, pull = pull_ids()
+        assert.is_nil(pull.err)
+        local sent = cursors_sent()
+        assert.are.same({ "-", "SC3", "SC3", next_cursor }, { sent[1], sent[2], sent[3], sent[4] })
+        assert.are.equal("0:SC10", store:get(KEY))
+        return rest
+      end
+
+      it("resumes after the last handled msgid when the page of its cursor starts earlier and is longer", function()
+        assert.are.same(ids(5, 10), resume_with({ "m2", "m3", "m4", "m5", "m6", "m7" }, "SC7"))
+      end)
+
+      it("resumes with the whole page when the page of its cursor no longer holds the last handled msgid", function()
+        -- m4 gone from the page: nothing after it is skipped
+        assert.are.same(ids(5, 10), resume_with({ "m5", "m6" }, "SC6"))
+      end)
+
+      it("errs towards handing out again: a page without the msgid is handed out whole, handled ones too", function()
+        assert.are.same({ "m3", "m5", "m6", "m7", "m8", "m9", "m10" }, resume_with({ "m3", "m5", "m6" }, "SC6"))
+      end)
+
+      it("keeps cursors and msgids with ':', '%' and spaces apart in the stored state", function()
+        local page = { text(1), text(2), text(3) }
+        page[1].msgid, page[2].msgid = "id:1 %x", "id:2 %y"
+        standin.script(SYNC, { status = 200, body = '{"errcode":0,"errmsg":"ok","next_cursor":"c:1%","has_more":0,'
+          .. '"msg_list":' .. cjson.encode(page) .. '}' })
+        local pull = kf.sync_all(client, "kf", { open_kfid = "wkA", cursor_store = store })
+        assert.are.equal("id:1 %x", pull().msgid)
+        assert.are.equal("id:2 %y", pull().msgid)
+        assert.are.same({ true }, { pull:close() })
+        assert.are.equal("1::id%3A1%20%25x", store:get(KEY))
+        -- the same page again: resumes after "id:1 %x"
+        standin.script(SYNC, { status = 200, body = '{"errcode":0,"errmsg":"ok","next_cursor":"c:1%","has_more":0,'
+          .. '"msg_list":' .. cjson.encode(page) .. '}' })
+        local got = pull_ids()
+        assert.are.same({ "id:2 %y", "m3" }, got)
+        assert.are.equal("0:c%3A1%25", store:get(KEY))
+        -- and from that cursor (sent as WeCom gave it) onwards
+        standin.script(SYNC, { status = 200, body = '{"errcode":0,"errmsg":"ok","next_cursor":"c:1%","has_more":0,'
+          .. '"msg_list":[]}' })
+        assert.are.same({}, (pull_ids()))
+        assert.are.equal("c:1%", standin.bodies(SYNC)[3].cursor)
       end)
 
       it("stops on an error on the 2nd page, the cursor left at the last handled message", function()
@@ -250,7 +310,17 @@ describe("kf.sync_all", function()
               recall_msgid = "m1" },
           },
           {
-            msgid = "x1", open_kfid = "wkA", external_userid = "wmC", send_time = 5, origin = 3,
+            msgid = "e5", open_kfid = "wkA", send_time = 5, origin = 4, msgtype = "event",
+            event = { event_type = "servicer_status_change", open_kfid = "wkA", servicer_userid = "zhangsan",
+              status = 2, stop_type = 1 },
+          },
+          {
+            msgid = "e6", open_kfid = "wkA", external_userid = "wmC", send_time = 6, origin = 4, msgtype = "event",
+            event = { event_type = "servicer_recall_msg", open_kfid = "wkA", external_userid = "wmC",
+              recall_msgid = "r1", servicer_userid = "zhangsan" },
+          },
+          {
+            msgid = "x1", open_kfid = "wkA", external_userid = "wmC", send_time = 7, origin = 3,
             msgtype = "hologram",
             hologram = { frames = { 1, 2, 3 }, codec = "h", nested = { deep = { deeper = true } } },
             brand_new_field = "kept",
@@ -382,21 +452,73 @@ describe("kf.sync_all", function()
       end
     end)
 
+    -- Waits (bounded) until the lock's ttl has run out in Redis.
+    local function wait_expired()
+      for _ = 1, 200 do
+        if server:call("EXISTS", LOCK) == 0 then
+          return
+        end
+        socket.sleep(0.02)
+      end
+      error("the lock never expired")
+    end
+
+    it("renews the lock with every cursor write, and extends it before each page", function()
+      local store = redis_store.new{ port = PORT }
+      queue(1, 4, 2)
+      local pull = kf.sync_all(new_client(), "kf", { open_kfid = "wkA", cursor_store = store, lock_ttl = 100 })
+      assert.are.equal("m1", pull().msgid)
+      -- as if time had passed: 50 s left of the lock's 100
+      server:call("PEXPIRE", LOCK, 50000)
+      assert.are.equal("m2", pull().msgid)    -- m1 recorded: the lock renewed
+      assert.is_true(server:call("PTTL", LOCK) > 50000)
+      assert.is_true(pull:ack())
+      server:call("PEXPIRE", LOCK, 50000)
+      assert.are.equal("m3", pull().msgid)    -- the next page fetched: the lock extended first
+      assert.is_true(server:call("PTTL", LOCK) > 50000)
+      assert.are.equal(2, #standin.requests(SYNC))
+      assert.is_true(pull:close())
+      assert.are.equal(0, server:call("EXISTS", LOCK))
+    end)
+
+    it("refuses the cursor write of a puller whose lock ran out and was taken over: it stops, 'lost'", function()
+      local store = redis_store.new{ port = PORT }
+      queue(1, 6, 3)
+      local slow = kf.sync_all(new_client(), "kf", { open_kfid = "wkA", cursor_store = store, lock_ttl = 0.2 })
+      assert.are.equal("m1", slow().msgid)
+      assert.are.equal("m2", slow().msgid)     -- m1 recorded; m2's handler now takes longer than the lock's ttl
+      wait_expired()
+      -- meanwhile another puller takes the lock, hands out m2 and m3 and is in the middle of m4
+      local other = kf.sync_all(new_client(), "kf", { open_kfid = "wkA",
+        cursor_store = redis_store.new{ port = PORT }, lock_ttl = 30 })
+      assert.are.same({ "m2", "m3", "m4" }, { other().msgid, other().msgid, other().msgid })
+      assert.are.equal("0:SC3", store:get(KEY))
+      -- the slow one's handler returns: its write of m2 would move the cursor back under the new holder
+      assert.is_nil(slow())
+      assert.are.equal("lost", slow.err.reason)
+      assert.are.equal("wechat: store error: lock " .. KEY .. " lost: " .. KEY .. " not written in sync_all",
+        tostring(slow.err))
+      assert.are.equal(1, slow.handled)
+      assert.are.equal("0:SC3", store:get(KEY))
+      -- and it did not release the other's lock
+      assert.is_true(server:call("GET", LOCK) == other.lock.token)
+      local rest = {}
+      for msg in other do
+        rest[#rest + 1] = msg.msgid
+      end
+      assert.are.same(ids(5, 6), rest)
+      assert.are.equal("0:SC6", store:get(KEY))
+      assert.are.equal(0, server:call("EXISTS", LOCK))
+    end)
+
     it("stops before the next page when its lock expired meanwhile", function()
       local store = redis_store.new{ port = PORT }
       queue(1, 4, 2)
       local pull = kf.sync_all(new_client(), "kf", { open_kfid = "wkA", cursor_store = store, lock_ttl = 0.1 })
       assert.are.equal("m1", pull().msgid)
       assert.are.equal("m2", pull().msgid)
-      local expired = false
-      for _ = 1, 200 do
-        if server:call("EXISTS", LOCK) == 0 then
-          expired = true
-          break
-        end
-        socket.sleep(0.02)
-      end
-      assert.is_true(expired)
+      assert.is_true(pull:ack())
+      wait_expired()
       assert.is_nil(pull())
       assert.are.equal("wechat: store error: lock " .. KEY .. " had expired in sync_all", tostring(pull.err))
       assert.are.equal("expired", pull.err.reason)

@@ -9,24 +9,36 @@
 --
 -- Progress ("what was handled") is kept in a cursor store (the shape of the token store: memory, lua_shared_dict,
 -- Redis) under `wechat:kf:cursor:<corp_id>:<open_kfid>` (`*` for all KF accounts), as the text
--- `<n>:<cursor>`: the page fetched with `cursor` ("" for the very first pull) has had its first `n` messages
--- handled. The rules, so that a crash neither loses a message nor repeats one that was handled:
+-- `<n>:<cursor>:<msgid>`: the page fetched with `cursor` ("" for the very first pull) has had `n` messages
+-- handled, the last of them `msgid`; or `0:<cursor>`: nothing of that page handled yet. (`%`, `:`, spaces and
+-- control bytes in the cursor and the msgid are written as `%XX`.) The rules:
 --   * A message counts as handled when the loop asks for the next one (or when `pull:ack()` is called). At that
---     moment, before the next message is handed out or fetched, the store gets `<n>:<page cursor>`, or
+--     moment, before the next message is handed out or fetched, the store gets `<n>:<page cursor>:<msgid>`, or
 --     `0:<next_cursor>` when it was the last one of its page. One store write per message.
 --   * A page with nothing to hand out (empty, `has_more` 1 included) moves the store to `0:<next_cursor>` at once.
---   * Starting, the pull reads the stored state, fetches the page of its cursor again and skips the first `n`
---     messages. The message in hand when a process died, or when the loop was left with `break` without
---     `pull:ack()`, was not handled, and comes first next time.
+--   * Starting, the pull reads the stored state and fetches the page of its cursor again. WeCom need not answer
+--     the same cursor with the same page (messages may have been added or dropped since), so the pull looks for
+--     the stored msgid in it and hands out what follows it. When the page does not hold that msgid, it hands out
+--     the whole page: the rule errs towards handing a message out again, never towards skipping one. (A state
+--     without a msgid, written for a message that had none, skips the first `n` messages.)
+--   * The message in hand when a process died, or when the loop was left with `break` without `pull:ack()`, was
+--     not handled, and comes first next time.
 --   * A run-time failure (network, WeCom error, store) stops the iteration; `pull.err` holds the error value and
---     the store still names the last handled message. If the store write itself fails, the message just handled
---     was not recorded: it comes again next time (the only case of a repeat; make handlers idempotent by msgid
---     if that matters).
+--     the store still names the last handled message.
+-- So every message is handed out at least once. It is handed out again only when its handler's work was done
+-- but not recorded: the process died (or the store write failed, or the lock was lost) between the handler's
+-- side effect and the write, or a resumed page no longer held the last handled msgid. Handlers that must not
+-- act twice check the msgid (the KF bot example sends each reply under a msgid made from the customer's one,
+-- which WeCom delivers once).
 -- With a store that has `lock` (lua_shared_dict, Redis), the pull holds the lock of its key from the first
 -- message until the end, so two processes never pull the same pages at once: the one that comes second waits up
--- to `lock_timeout` and then ends with a "store" error (the Redis store sets `reason = "timeout"`). The lock
--- has a ttl (`lock_ttl`), so a killed holder blocks the others only that long; it is extended before each page,
--- and a lock found expired (a page took longer than `lock_ttl` to handle) stops the pull with an error.
+-- to `lock_timeout` and then ends with a "store" error (`reason = "timeout"`). The lock has a ttl (`lock_ttl`),
+-- so a killed holder blocks the others only that long. Each cursor write renews it (`lock:set`, which writes only
+-- while the lock is still this pull's: compare and write in one step), and it is extended before each page; so
+-- `lock_ttl` must exceed the time to handle one message or to fetch one page. A pull whose lock ran out anyway
+-- (and may be held by another now) writes nothing more: it stops with a "store" error, `reason = "lost"` (the
+-- message just handled was not recorded, and comes again to whoever pulls next) or `"expired"` (found before a
+-- page). A store whose lock has no `set` gets plain `store:set` writes, without that fence.
 -- The stored state is read after the lock is taken.
 --
 -- Events (msgtype "event") and every other message type come as WeCom sent them: `msg.event.event_type`,
@@ -39,7 +51,8 @@ local work = require "wechat.work"
 
 local error, pairs, setmetatable, tonumber, tostring, type = error, pairs, setmetatable, tonumber, tostring, type
 local floor = math.floor
-local format, match = string.format, string.match
+local byte, char, find, format, gsub, match = string.byte, string.char, string.find, string.format, string.gsub,
+  string.match
 
 local M = {}
 
@@ -99,12 +112,48 @@ function M.cursor_key(client, open_kfid)
   return "wechat:kf:cursor:" .. client.corp_id .. ":" .. (open_kfid or "*")
 end
 
-local function parse_state(value)
-  local n, cursor = match(value, "^(%d+):(.*)$")
-  if not n then
+local function escape(s)
+  return (gsub(s, "[%%:%s%c]", function(c)
+    return format("%%%02X", byte(c))
+  end))
+end
+
+local function unescape(s)
+  if find(s, "%%[^%x]") or find(s, "%%%x?$") then
     return nil
   end
-  return cursor, tonumber(n)
+  return (gsub(s, "%%(%x%x)", function(h)
+    return char(tonumber(h, 16))
+  end))
+end
+
+local function encode_state(n, cursor, msgid)
+  if n == 0 or not msgid then
+    return n .. ":" .. escape(cursor)
+  end
+  return n .. ":" .. escape(cursor) .. ":" .. escape(msgid)
+end
+
+-- cursor, n, msgid (nil in the states without one); nil when malformed.
+local function parse_state(value)
+  local n, cursor, msgid = match(value, "^(%d+):([^:]*):([^:]+)$")
+  if not n then
+    n, cursor = match(value, "^(%d+):([^:]*)$")
+    if not n then
+      return nil
+    end
+  end
+  cursor = unescape(cursor)
+  if msgid then
+    msgid = unescape(msgid)
+    if not msgid then
+      return nil
+    end
+  end
+  if not cursor then
+    return nil
+  end
+  return cursor, tonumber(n), msgid
 end
 
 local function fail(self, err)
@@ -136,8 +185,16 @@ local function finish(self, err)
   return nil
 end
 
-local function save(self, cursor, n)
-  local ok, err = self.store:set(self.key, n .. ":" .. cursor)
+-- Records the state; under a lock that can fence writes, only while the lock is still this pull's.
+local function save(self, cursor, n, msgid)
+  local value = encode_state(n, cursor, msgid)
+  local lock = self.lock
+  local ok, err
+  if lock and lock.set then
+    ok, err = lock:set(self.key, value)
+  else
+    ok, err = self.store:set(self.key, value)
+  end
   if not ok then
     return nil, err or errors.new(errors.STORE, "cursor store refused the write")
   end
@@ -155,20 +212,20 @@ local function start(self)
     self.lock = lock
   end
   if self.start_cursor then
-    self.page_cursor, self.skip = self.start_cursor, 0
+    self.page_cursor, self.skip, self.skip_msgid = self.start_cursor, 0, nil
   else
     local value, err = self.store:get(self.key)
     if err ~= nil then
       return nil, err
     end
     if value == nil then
-      self.page_cursor, self.skip = "", 0
+      self.page_cursor, self.skip, self.skip_msgid = "", 0, nil
     else
-      local cursor, n = parse_state(tostring(value))
+      local cursor, n, msgid = parse_state(tostring(value))
       if not cursor then
         return nil, errors.new(errors.STORE, "malformed cursor state under " .. self.key)
       end
-      self.page_cursor, self.skip = cursor, n
+      self.page_cursor, self.skip, self.skip_msgid = cursor, n, msgid
     end
   end
   self.cursor = self.page_cursor ~= "" and self.page_cursor or nil
@@ -183,12 +240,26 @@ local function commit(self)
     ok, err = save(self, self.next_cursor, 0)
     self.page_cursor, self.page, self.index = self.next_cursor, {}, 0
   else
-    ok, err = save(self, self.page_cursor, self.index)
+    local msg = self.page[self.index]
+    local msgid = type(msg) == "table" and msg.msgid
+    ok, err = save(self, self.page_cursor, self.index, type(msgid) == "string" and msgid ~= "" and msgid or nil)
   end
   if ok then
     self.handled = self.handled + 1
   end
   return ok, err
+end
+
+-- How many messages of a resumed page were handled: up to and including msgid, or none when the page does
+-- not hold it (handing out again rather than skipping what was never handled).
+local function handled_through(list, msgid)
+  for i = 1, #list do
+    local msg = list[i]
+    if type(msg) == "table" and msg.msgid == msgid then
+      return i
+    end
+  end
+  return 0
 end
 
 local function fetch(self)
@@ -223,7 +294,10 @@ local function fetch(self)
   self.page, self.next_cursor, self.has_more = list, next_cursor, has_more
   self.cursor = next_cursor ~= "" and next_cursor or nil
   local skip = self.skip
-  self.skip = 0
+  if self.skip_msgid then
+    skip = handled_through(list, self.skip_msgid)
+  end
+  self.skip, self.skip_msgid = 0, nil
   if skip >= #list then
     -- nothing to hand out here: move on at once (an empty page with has_more 1 included)
     local ok

@@ -41,7 +41,9 @@ local DEFAULT_TIMEOUT = 2             -- seconds, connect and each command
 local DEFAULT_KEEPALIVE = 60          -- seconds a pooled cosocket connection may idle (OpenResty)
 local DEFAULT_POOL_SIZE = 32          -- pooled connections per worker (OpenResty)
 local DEFAULT_LOCK_TIMEOUT = 5        -- seconds lock() waits for a lock another holds
-local DEFAULT_LOCK_TTL = 30           -- seconds a lock lives unless released or extended
+-- Seconds a lock taken without a ttl lives unless released or extended: the client's token lock, which must
+-- outlast the slowest gettoken with retries (see wechat.work.store.shared_dict, the same number).
+M.DEFAULT_LOCK_TTL = 150
 local POLL_FIRST, POLL_MAX = 0.005, 0.1
 local LUA51_TREES = "/usr/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?.lua"
 
@@ -57,6 +59,17 @@ return 0
 local COMPARE_AND_EXPIRE = [[
 if redis.call("get", KEYS[1]) == ARGV[1] then
   return redis.call("pexpire", KEYS[1], ARGV[2])
+end
+return 0
+]]
+
+-- KEYS[1] lock key, KEYS[2] key to write, ARGV[1] token, ARGV[2] ttl of the lock in ms, ARGV[3] value.
+-- The fence: the value is written only while the lock is still the writer's, in one step.
+local COMPARE_AND_SET = [[
+if redis.call("get", KEYS[1]) == ARGV[1] then
+  redis.call("pexpire", KEYS[1], ARGV[2])
+  redis.call("set", KEYS[2], ARGV[3])
+  return 1
 end
 return 0
 ]]
@@ -179,7 +192,8 @@ end
 -- @param opts a table: `host` (default "127.0.0.1"), `port` (6379), `db` (index for SELECT, default none),
 --   `password` (AUTH; with `username` for Redis 6 ACL users), `prefix` (put in front of every key, default ""),
 --   `timeout` (seconds, connect and each command, default 2), `keepalive` (seconds idle in the OpenResty pool,
---   default 60), `pool_size` (OpenResty, default 32);
+--   default 60), `pool_size` (OpenResty, default 32), `lock_ttl` (seconds a lock taken without a ttl lives,
+--   default 150: it must outlast the client's slowest gettoken, retries included);
 --   or a connection: a redis-lua client or a connected resty.redis object (anything with get/set/del/eval
 --   methods), used as it is.
 -- @return the store; raises on a wrong argument.
@@ -187,7 +201,7 @@ function M.new(opts)
   if type(opts) ~= "table" then
     error(format("bad argument #1 to 'new' (table expected, got %s)", type(opts)), 2)
   end
-  local self = { prefix = "", id = random_id(), serial = 0 }
+  local self = { prefix = "", id = random_id(), serial = 0, lock_ttl = M.DEFAULT_LOCK_TTL }
   if type(opts.get) == "function" and type(opts.eval) == "function" then
     self.conn, self.given = opts, true
     return setmetatable(self, Store)
@@ -201,6 +215,7 @@ function M.new(opts)
   self.timeout = check_option(opts, "timeout", "number", positive, "positive number") or DEFAULT_TIMEOUT
   self.keepalive = check_option(opts, "keepalive", "number", nonneg, "non-negative number") or DEFAULT_KEEPALIVE
   self.pool_size = check_option(opts, "pool_size", "number", positive, "positive number") or DEFAULT_POOL_SIZE
+  self.lock_ttl = check_option(opts, "lock_ttl", "number", positive, "positive number") or M.DEFAULT_LOCK_TTL
   return setmetatable(self, Store)
 end
 
@@ -405,12 +420,13 @@ end
 
 --- Takes the lock on `key`, waiting while another holds it.
 -- @param opts optional: `timeout` (seconds to wait, default 5; 0: one try), `ttl` (seconds the lock lives
---   unless released or extended, default 30: a killed holder does not block the others longer)
--- @return a lock with `unlock()` and `extend(ttl)`, or nil, err (`err.reason == "timeout"` when another held
---   it the whole time)
+--   unless released or extended, default the store's `lock_ttl`, 150: a killed holder does not block the
+--   others longer)
+-- @return a lock with `unlock()`, `extend(ttl)` and `set(key, value)`, or nil, err (`err.reason ==
+--   "timeout"` when another held it the whole time)
 function Store:lock(key, opts)
   opts = opts or {}
-  local timeout, ttl = opts.timeout or DEFAULT_LOCK_TIMEOUT, opts.ttl or DEFAULT_LOCK_TTL
+  local timeout, ttl = opts.timeout or DEFAULT_LOCK_TIMEOUT, opts.ttl or self.lock_ttl
   if type(timeout) ~= "number" or timeout < 0 then
     error(format("bad argument #2 to 'lock' (timeout: non-negative number expected, got %s)", tostring(timeout)), 2)
   end
@@ -469,13 +485,42 @@ function Lock:unlock()
   return held(self, COMPARE_AND_DELETE)
 end
 
---- Gives the lock `ttl` more seconds (default: its ttl), only if it is still this one.
+--- Gives the lock `ttl` more seconds from now (default: the ttl it was taken or last extended with), only if it
+-- is still this one.
 -- @return true, or nil, err (`err.reason == "expired"` when its ttl ran out first)
 function Lock:extend(ttl)
   if self.released then
     return nil, store_error("lock released")
   end
-  return held(self, COMPARE_AND_EXPIRE, ms(ttl or self.ttl))
+  ttl = ttl or self.ttl
+  local ok, err = held(self, COMPARE_AND_EXPIRE, ms(ttl))
+  if ok then
+    self.ttl = ttl
+  end
+  return ok, err
+end
+
+--- Stores `value` under `key` (no expiry) only while the lock is still this one, and renews the lock for its
+-- ttl: compare, renew and write in one EVAL, so a holder whose lock ran out (and may be another's now) writes
+-- nothing. sync_all writes its cursor this way. (Two keys in one script: on a Redis Cluster both must hash to
+-- one slot.)
+-- @return true, or nil, err (`err.reason == "lost"` when the lock was not this one's any more)
+function Lock:set(key, value)
+  if self.released then
+    return nil, store_error("lock released")
+  end
+  local store = self.store
+  local full = store.prefix .. key
+  local res, err = run(store, function(conn)
+    return call(conn, "eval", COMPARE_AND_SET, 2, self.key, full, self.token, ms(self.ttl), value)
+  end)
+  if err then
+    return nil, err
+  end
+  if tonumber(res) ~= 1 then
+    return nil, store_error("lock " .. self.name .. " lost: " .. key .. " not written", { reason = "lost" })
+  end
+  return true
 end
 
 return M
