@@ -6,11 +6,12 @@
 --     port = 18372, workers = 2,          -- listens on 127.0.0.1:port
 --     base_url = standin.url(),           -- WECOM_BASE_URL
 --     token = "...", aes_key = "...",     -- WECOM_CALLBACK_TOKEN, WECOM_CALLBACK_AES_KEY
+--     redis = "127.0.0.1:16397",          -- KF_BOT_REDIS (optional: the cursor in that Redis)
 --   }                                     -- corp wwCORP, secret KF_SECRET (the stand-in's) unless given
 --   bot:url()                             -- http://127.0.0.1:18372/wecom/kf
 --   local status, body = bot:request("GET", "/wecom/kf?msg_signature=...")
 --   bot:restart()                         -- fresh workers and shared dict (token, cursor)
---   bot:stop()
+--   bot:stop()  bot:start()               -- the same, in two steps
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 
@@ -61,11 +62,14 @@ function Bot:command(action)
     WECOM_CALLBACK_TOKEN = self.token,
     WECOM_CALLBACK_AES_KEY = self.aes_key,
     WECOM_BASE_URL = self.base_url,
+    KF_BOT_REDIS = self.redis,
   }
   local parts = { "env" }
   for _, name in ipairs({ "KF_BOT_PREFIX", "KF_BOT_LISTEN", "KF_BOT_WORKERS", "KF_BOT_LOG_LEVEL", "WECOM_CORP_ID",
-    "WECOM_KF_SECRET", "WECOM_CALLBACK_TOKEN", "WECOM_CALLBACK_AES_KEY", "WECOM_BASE_URL" }) do
-    parts[#parts + 1] = name .. "=" .. shell_quote(env[name])
+    "WECOM_KF_SECRET", "WECOM_CALLBACK_TOKEN", "WECOM_CALLBACK_AES_KEY", "WECOM_BASE_URL", "KF_BOT_REDIS" }) do
+    if env[name] ~= nil then
+      parts[#parts + 1] = name .. "=" .. shell_quote(env[name])
+    end
   end
   parts[#parts + 1] = "bash " .. shell_quote(M.SCRIPT) .. " " .. action
   return concat(parts, " ")
@@ -82,7 +86,7 @@ end
 --- Starts the bot (a bot left running on the same prefix by an earlier run is restarted).
 -- @param opts `port` (required), `workers` (default 2), `base_url` (required), `token`, `aes_key` (required),
 --   `corp_id` (default "wwCORP"), `secret` (default "KF_SECRET"), `name` (prefix /tmp/wechat-kf-bot-<name>,
---   default the port)
+--   default the port), `redis` (KF_BOT_REDIS, default unset: the cursor in the shared dict)
 function M.start(opts)
   assert(type(opts) == "table" and tonumber(opts.port) and opts.base_url and opts.token and opts.aes_key,
     "helpers.bot_nginx.start: port, base_url, token and aes_key expected")
@@ -95,6 +99,7 @@ function M.start(opts)
     aes_key = opts.aes_key,
     corp_id = opts.corp_id or "wwCORP",
     secret = opts.secret or "KF_SECRET",
+    redis = opts.redis,
   }, Bot)
   act(self, "restart")
   return self
@@ -107,6 +112,11 @@ end
 
 function Bot:stop()
   act(self, "stop")
+end
+
+--- Starts the bot after stop(): a new nginx, an empty shared dict.
+function Bot:start()
+  act(self, "start")
 end
 
 function Bot:url(path)

@@ -7,6 +7,7 @@ local cjson = require "cjson"
 local callback = require "wechat.work.callback"
 local core = require "wechat.core"
 local bot_nginx = require "helpers.bot_nginx"
+local redis = require "helpers.redis"
 local standin = require "helpers.standin"
 local socket = require "socket"
 
@@ -297,5 +298,85 @@ describe("examples/openresty/kf_bot #openresty", function()
     }, standin.delivered())
     local counts = standin.counts()
     assert.are.same({ 2, 2 }, { counts["/cgi-bin/kf/send_msg"], counts[SYNC] })
+  end)
+end)
+
+describe("examples/openresty/kf_bot with its cursor in Redis (KF_BOT_REDIS) #openresty", function()
+  local REDIS_PORT = 16397
+  local CURSOR = "wechat:kf:cursor:wwCORP:" .. KFID
+  local server
+
+  -- Waits until the bot's last pull is over: its lock gone from Redis and its closing line in the log.
+  local function pulled(n_messages)
+    eventually("a pull of " .. n_messages .. " message(s)", function()
+      return server:call("EXISTS", CURSOR .. ":lock") == 0
+        and bot:error_log():find("kf_bot: pulled %d+ page%(s%), " .. n_messages .. " message%(s%)") ~= nil
+    end)
+  end
+
+  setup(function()
+    standin.start()
+    server = redis.start(REDIS_PORT)
+    bot = bot_nginx.start{ port = PORT + 10, workers = 2, base_url = standin.url(), token = TOKEN, aes_key = AES_KEY,
+      redis = "127.0.0.1:" .. REDIS_PORT }
+  end)
+
+  teardown(function()
+    if bot then
+      bot:stop()
+    end
+    if server then
+      server:stop()
+    end
+    standin.stop()
+  end)
+
+  before_each(function()
+    bot:restart()
+    standin.reset()
+    server:flush()
+  end)
+
+  it("repeats no reply after nginx is stopped and started again: the cursor outlives it", function()
+    customer_writes({ enter_session("enter-1", "WELCOME-1"), text("text-1", "hello") })
+    delivered_count(2)
+    pulled(2)
+    assert.are.equal("0:SC2", server:call("GET", CURSOR))
+
+    bot:stop()
+    bot:start()
+    -- WeCom calls again (its retry, or another event): the new nginx pulls from the stored cursor
+    customer_writes()
+    answered(2)
+    pulled(0)
+    customer_writes({ text("text-2", "still there?") })
+    delivered_count(3)
+    pulled(1)
+
+    assert.are.same({
+      { code = "WELCOME-1", msgid = "re-enter-1", msgtype = "msgmenu", msgmenu = WELCOME },
+      reply("re-text-1", "You said: hello"),
+      reply("re-text-2", "You said: still there?"),
+    }, standin.delivered())
+    local counts = standin.counts()
+    -- nothing sent again, not even under the same msgid
+    assert.are.same({ 1, 2, 3 }, { counts["/cgi-bin/kf/send_msg_on_event"], counts["/cgi-bin/kf/send_msg"],
+      counts[SYNC] })
+    assert.are.same({
+      { token = "standin-sync-token-1", open_kfid = KFID },
+      { cursor = "SC2", token = "standin-sync-token-2", open_kfid = KFID },
+      { cursor = "SC2", token = "standin-sync-token-3", open_kfid = KFID },
+    }, standin.bodies(SYNC))
+    assert.are.equal("0:SC3", server:call("GET", CURSOR))
+  end)
+
+  it("refuses to start with a malformed KF_BOT_REDIS, naming it", function()
+    bot:stop()
+    local ok, err = pcall(bot_nginx.start, { port = PORT + 10, workers = 2, base_url = standin.url(), token = TOKEN,
+      aes_key = AES_KEY, redis = "127.0.0.1" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("kf_bot: redis is not host:port or host:port/db (environment KF_BOT_REDIS)", 1,
+      true), tostring(err))
+    bot:start()
   end)
 end)

@@ -5,15 +5,22 @@
 --   * on an event (POST), checks the signature, decrypts it and answers "success" at once: WeCom wants an answer
 --     within 5 seconds and sends the event again otherwise. A `kf_msg_or_event` ("pull now, with this token")
 --     starts a timer that does the pulling, after the answer is on its way;
---   * pulls with `kf.sync_all` (cursor in a lua_shared_dict, under its lock: two workers or two events never pull
---     the same pages) and answers each message: the welcome menu on `enter_session`, "You chose: <item>" for a
---     menu tap, "You said: <text>" for any other text; the rest is logged and left alone.
+--   * pulls with `kf.sync_all` (the cursor under its lock, so two workers or two events never pull the same
+--     pages) and answers each message: the welcome menu on `enter_session`, "You chose: <item>" for a menu tap,
+--     "You said: <text>" for any other text; the rest is logged and left alone.
+-- Where the cursor lives (setting `redis`, environment KF_BOT_REDIS):
+--   * unset: in the lua_shared_dict. It survives a reload (HUP) and a crashed worker, not a stop and start of
+--     nginx: then the next pull starts from the very first message WeCom still holds, and the replies go out
+--     again (under the same msgids, so customers see each one once).
+--   * "host:port" or "host:port/db" (an IP address, or add a `resolver` to nginx.conf): in that Redis (password
+--     from KF_BOT_REDIS_PASSWORD), cursor and lock. It survives restarts of nginx and of the machine (as far as
+--     Redis keeps its data), and several nginx on several machines can share it: one pulls at a time.
 -- Each reply carries a msgid made from the customer's msgid, so a message pulled twice (after a crash, or when a
 -- send failed and the pull stopped) can never reach the customer twice: WeCom keeps one message per msgid.
 --
 -- nginx.conf (see nginx.conf next to this file):
 --   env WECOM_CORP_ID; env WECOM_KF_SECRET; env WECOM_CALLBACK_TOKEN; env WECOM_CALLBACK_AES_KEY;
---   env WECOM_BASE_URL;
+--   env WECOM_BASE_URL; env KF_BOT_REDIS; env KF_BOT_REDIS_PASSWORD;
 --   http { lua_shared_dict kf_bot 1m;
 --          init_worker_by_lua_block { require("kf_bot.bot").setup() }
 --          server { location = /wecom/kf { content_by_lua_block { require("kf_bot.bot").handle() } } } }
@@ -23,17 +30,19 @@ local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local kf = require "wechat.work.kf.message"
 local menu = require "wechat.work.kf.menu"
+local redis_store = require "wechat.work.store.redis"
 local shared_dict = require "wechat.work.store.shared_dict"
 local work = require "wechat.work"
 
 local ngx = ngx
-local error, ipairs, os, pairs, pcall, tostring, type = error, ipairs, os, pairs, pcall, tostring, type
-local byte, find, format, sub = string.byte, string.find, string.format, string.sub
+local error, ipairs, os, pairs, pcall, tonumber, tostring, type =
+  error, ipairs, os, pairs, pcall, tonumber, tostring, type
+local byte, find, format, match, sub = string.byte, string.find, string.format, string.match, string.sub
 
 local M = {}
 
 M.AGENT = "kf"                 -- the client's name for the KF secret
-M.DICT = "kf_bot"              -- lua_shared_dict: access token, cursor, their locks
+M.DICT = "kf_bot"              -- lua_shared_dict: access token, cursor (unless in Redis), their locks
 M.DEFAULT_BASE_URL = "http://127.0.0.1:18080"   -- the local stand-in (tools/wecom-standin)
 
 local MAX_TEXT = 2048          -- bytes of a KF text message
@@ -67,11 +76,14 @@ local ENV = {
   token = "WECOM_CALLBACK_TOKEN",
   encoding_aes_key = "WECOM_CALLBACK_AES_KEY",
   base_url = "WECOM_BASE_URL",
+  redis = "KF_BOT_REDIS",
+  redis_password = "KF_BOT_REDIS_PASSWORD",
 }
 
 local bot   -- this worker's { callback, client, cursors }, made by setup()
 
---- The settings from the environment: corp_id, secret, token, encoding_aes_key, base_url (unset ones absent).
+--- The settings from the environment: corp_id, secret, token, encoding_aes_key, base_url, redis,
+-- redis_password (unset ones absent).
 function M.env_config()
   local conf = {}
   for name, var in pairs(ENV) do
@@ -87,13 +99,28 @@ end
 -- (never showing a value).
 -- @param conf optional table (default `env_config()`): `corp_id`, `secret` (the KF secret), `token` and
 --   `encoding_aes_key` (the callback settings of the KF admin page), `base_url` (default the local stand-in),
---   `cafile` (unused by the cosocket transport: nginx trusts `lua_ssl_trusted_certificate`)
+--   `redis` ("host:port" or "host:port/db": the cursor and its lock in that Redis instead of the shared dict),
+--   `redis_password`, `cafile` (unused by the cosocket transport: nginx trusts `lua_ssl_trusted_certificate`)
 function M.setup(conf)
   conf = conf or M.env_config()
   for _, name in ipairs({ "corp_id", "secret", "token", "encoding_aes_key" }) do
     if type(conf[name]) ~= "string" or conf[name] == "" then
       error(format("kf_bot: %s is not set (environment %s)", name, ENV[name]), 2)
     end
+  end
+  local cursors
+  if conf.redis then
+    local host, port, db = match(tostring(conf.redis), "^([^:/]+):(%d+)$")
+    if not host then
+      host, port, db = match(tostring(conf.redis), "^([^:/]+):(%d+)/(%d+)$")
+    end
+    if not host then
+      error(format("kf_bot: redis is not host:port or host:port/db (environment %s)", ENV.redis), 2)
+    end
+    cursors = redis_store.new{ host = host, port = tonumber(port), db = tonumber(db),
+      password = conf.redis_password }
+  else
+    cursors = shared_dict.new(M.DICT)
   end
   bot = {
     callback = callback.new{ token = conf.token, encoding_aes_key = conf.encoding_aes_key, corp_id = conf.corp_id },
@@ -106,7 +133,7 @@ function M.setup(conf)
       shared_dict = M.DICT,
       transport = "cosocket",
     },
-    cursors = shared_dict.new(M.DICT),
+    cursors = cursors,
   }
   return true
 end
