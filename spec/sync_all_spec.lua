@@ -501,7 +501,7 @@ describe("kf.sync_all", function()
       assert.are.equal(1, slow.handled)
       assert.are.equal("0:SC3", store:get(KEY))
       -- and it did not release the other's lock
-      assert.is_true(server:call("GET", LOCK) == other.lock.token)
+      assert.are.equal(other.lock.token, server:call("GET", LOCK))
       local rest = {}
       for msg in other do
         rest[#rest + 1] = msg.msgid
