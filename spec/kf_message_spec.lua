@@ -42,6 +42,23 @@ describe("wechat.work.kf.message over libcurl", function()
     assert.truthy(raw:find("选一个", 1, true))
   end)
 
+  -- kf_cases compares decoded bodies; these are the bytes, so nothing is there that should not be (no "list":[]
+  -- or "title":"" made up for a field left out).
+  it("leaves optional fields out of the bytes: miniprogram title, menu list and tail", function()
+    assert.truthy(kf.send_mini_program(client, cases.AGENT, "wm1", "wk1",
+      { appid = "wx1", thumb_media_id = "T", pagepath = "p" }))
+    assert.truthy(kf.send_menu(client, cases.AGENT, "wm1", "wk1", { head_content = "稍等" }, { msgid = "h1" }))
+    assert.truthy(kf.send_menu_on_event(client, cases.AGENT, "CODE9", { tail_content = "谢谢" }, "t1"))
+    local sent = standin.requests("/cgi-bin/kf/send_msg")
+    assert.equal('{"touser":"wm1","open_kfid":"wk1","msgtype":"miniprogram","miniprogram":{"appid":"wx1",'
+      .. '"thumb_media_id":"T","pagepath":"p"}}', sent[1].body)
+    assert.equal('{"touser":"wm1","open_kfid":"wk1","msgid":"h1","msgtype":"msgmenu","msgmenu":'
+      .. '{"head_content":"稍等"}}', sent[2].body)
+    assert.equal('{"code":"CODE9","msgid":"t1","msgtype":"msgmenu","msgmenu":{"tail_content":"谢谢"}}',
+      standin.requests("/cgi-bin/kf/send_msg_on_event")[1].body)
+    assert.equal(3, #standin.delivered())
+  end)
+
   it("returns WeCom's generated msgid when none is given", function()
     local res = assert(kf.send_text(client, cases.AGENT, "wm1", "wk1", "hi"))
     assert.equal(0, res.errcode)
