@@ -40,8 +40,9 @@
  * Generic bodies (send_message/3, unknown msgtypes, encode) use the encoder's messages, listed in json_writer.c,
  * with root "body", "msg" or "value".
  *
- * Every send builder returns the body and the msgid it wrote (nil when none): the Lua layer retries a send after
- * an ambiguous failure only when it carries a msgid, which WeCom delivers once. A msgid given as `true`, or left
+ * Every send builder returns the body and the msgid it wrote (nil when none, or "" in a raw body): the Lua layer
+ * retries a send after an ambiguous failure only when it carries a msgid, which WeCom delivers once. WeCom reads
+ * an empty msgid as none, which is why the builders refuse "" (opts.msgid, msg_id: must not be empty). A msgid given as `true`, or left
  * out while the client (argument 1) has `auto_msgid = true`, is made here: 32 random hex digits. */
 #include <stdarg.h>
 #include <string.h>
@@ -806,10 +807,11 @@ static int l_send_message(lua_State *L)
         kf_open(L, &B, &w, spill);
         jw_encode(&w, 3, c.fname, 3, "body", JW_OBJECT);
         kf_result(&B, &w);
-        /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). */
+        /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). An empty
+         * one is none: WeCom makes its own then, so a retry of that send could deliver it twice. */
         lua_pushliteral(L, "msgid");
         lua_rawget(L, 3);
-        if (lua_type(L, -1) != LUA_TSTRING) {
+        if (lua_type(L, -1) != LUA_TSTRING || wechat_rawlen(L, -1) == 0) {
             lua_pop(L, 1);
             lua_pushnil(L);
         }
