@@ -27,7 +27,7 @@ local WELCOME_CODE_LIFETIME = 20     -- seconds, about: WeCom takes an event's c
 
 if AGAINST_WECOM and not (getenv("WECOM_KF_SECRET") and getenv("WECOM_OPEN_KFID")) then
   io.stderr:write("against WeCom, set WECOM_CORP_ID, WECOM_KF_SECRET and WECOM_OPEN_KFID\n")
-  os.exit(2)
+  os.exit(2, true) -- true: close the Lua state first, so everything is freed (the curl handle too)
 end
 
 local client = work.client{
@@ -65,7 +65,7 @@ repeat
                                                 token = getenv("WECOM_SYNC_TOKEN") })
   if not page then
     print("sync_msg failed: " .. tostring(err))
-    os.exit(1)
+    os.exit(1, true)
   end
   for _, msg in ipairs(page.msg_list) do
     messages[#messages + 1] = msg
