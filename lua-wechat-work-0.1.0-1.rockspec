@@ -1,7 +1,8 @@
 -- luarocks --lua-version 5.4 make                                         (Lua 5.4)
 -- luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1      (LuaJIT / OpenResty)
--- Add `--tree DIR` to install somewhere else than the system tree. lua-cjson (Debian: lua-cjson) is needed at
--- run time but not listed below, so that the commands work offline against Debian's packages; see README.
+-- Add `--tree DIR` to install somewhere else than the system tree. tools/install-check runs both commands.
+-- lua-cjson (Debian: lua-cjson) is needed at run time but not listed below: Debian's luarocks does not count
+-- Debian's Lua packages as installed rocks, so a listed rock would be downloaded (and fail offline); see README.
 rockspec_format = "3.0"
 package = "lua-wechat-work"
 version = "0.1.0-1"
@@ -21,9 +22,12 @@ for OpenResty.]],
 dependencies = {
   "lua >= 5.1, < 5.5",
 }
+-- CURL by its library, not curl/curl.h: Debian keeps that header in the multiarch directory
+-- (/usr/include/x86_64-linux-gnu), where luarocks does not look for headers but does look for libraries.
+-- libcurl.so comes with the -dev package, the compiler finds the header by itself.
 external_dependencies = {
-  CURL = { header = "curl/curl.h" },
-  OPENSSL = { header = "openssl/evp.h" },
+  CURL = { library = "curl" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 build = {
   type = "builtin",

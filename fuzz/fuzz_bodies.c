@@ -131,9 +131,9 @@ static void call_builder(int idx, int args, int nargs, int volatile_)
         }
         check_success(name, lua_gettop(L), args, nargs, volatile_);
         if (nres == 2) {
-            /* the body's msgid when it is a string (a raw body may carry anything there), else nil */
+            /* the body's msgid when it is a non-empty string (a raw body may carry anything there), else nil */
             lua_getfield(L, -1, "msgid");
-            if (lua_type(L, -1) != LUA_TSTRING) lua_pushnil(L);
+            if (lua_type(L, -1) != LUA_TSTRING || wechat_rawlen(L, -1) == 0) lua_pushnil(L);
             if (!lua_rawequal(L, -1, base + 2)) fz_die("%s: the msgid returned is not the body's", name);
         }
     } else {

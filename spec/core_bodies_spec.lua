@@ -272,6 +272,12 @@ describe("wechat.core body builders", function()
       assert.equal([[{}]], core.send_message(nil, nil, setmetatable({}, { __jsontype = "object" })))
     end)
 
+    it("(c, a, body) returns the body's msgid, and none for \"\", which WeCom reads as none", function()
+      assert.same({ [[{"msgid":"m-1"}]], "m-1" }, { core.send_message(nil, nil, { msgid = "m-1" }) })
+      assert.same({ [[{"msgid":""}]], nil }, { core.send_message(nil, nil, { msgid = "" }) })
+      assert.equal(2, select("#", core.send_message(nil, nil, { msgid = "" })))
+    end)
+
     it("takes the body form when arguments 4 to 7 are nil, as a Lua wrapper passes them", function()
       assert.equal([[{"a":1}]], core.send_message(nil, nil, { a = 1 }, nil, nil, nil, nil))
     end)

@@ -54,6 +54,54 @@ describe("fuzz regressions", function()
     end)
   end)
 
+  describe("fuzz_decrypt", function()
+    -- Found (fuzz/corpus/fuzz_decrypt/regress-key_matches_message, "\255callback_encrypt"): flags 0xff chose a
+    -- malformed key in text form, which came out as the 15 characters "allback_encrypt", and callback_encrypt
+    -- raised "bad argument #1 to 'callback_encrypt' (encoding_aes_key: 43 characters expected, got 15)". The
+    -- oracle's rule "no error holds the key" fired: the key was part of the function's name. No leak: errors
+    -- about a key give its length or the position of a bad character, never its text. The oracle now treats only
+    -- a well-formed key (43 base64 characters) as a secret; errors about malformed keys are compared whole.
+    local ZERO16 = rep("\0", 16)
+
+    it("a malformed key is described by its length or a position, never its text", function()
+      assert.equal("bad argument #1 to 'callback_encrypt' (encoding_aes_key: 43 characters expected, got 15)",
+        raised(core.callback_encrypt, "allback_encrypt", "", 42, ZERO16))
+      assert.equal("bad argument #1 to 'callback_decrypt' (encoding_aes_key: 43 characters expected, got 15)",
+        raised(core.callback_decrypt, "allback_encrypt", "", "wwCORP"))
+      local key = rep("k", 20) .. "#" .. rep("k", 22)
+      local err = raised(core.callback_encrypt, key, "", "wwCORP", ZERO16)
+      assert.equal("bad argument #1 to 'callback_encrypt' (encoding_aes_key: not base64 (character 21))", err)
+      assert.is_nil(err:find(key, 1, true))
+    end)
+
+    it("a well-formed key appears in no error of callback_decrypt or callback_encrypt", function()
+      local good = core.callback_encrypt(u.KEY, "<xml/>", u.CORP_ID, ZERO16)
+      local raw = #u.b64decode(good)
+      assert.equal("<xml/>", core.callback_decrypt(u.KEY, good, u.CORP_ID))
+      local errors = {
+        select(2, core.callback_decrypt(u.KEY, "!!!!", u.CORP_ID)),
+        select(2, core.callback_decrypt(u.KEY, "AAAA", u.CORP_ID)),
+        select(2, core.callback_decrypt(u.KEY, u.tamper(good, raw, 1), u.CORP_ID)),
+        select(2, core.callback_decrypt(u.KEY, good, "wwOTHER")),
+        raised(core.callback_encrypt, u.KEY, "", 42, ZERO16),
+        raised(core.callback_encrypt, u.KEY, "", u.CORP_ID, "short"),
+        raised(core.callback_decrypt, u.KEY, {}, u.CORP_ID),
+      }
+      assert.same({
+        "ciphertext is not valid base64",
+        "ciphertext length 3 is not a positive multiple of 16",
+        "bad padding",
+        "receive id mismatch",
+        "bad argument #3 to 'callback_encrypt' (string expected, got number)",
+        "bad argument #4 to 'callback_encrypt' (random16: 16 bytes expected, got 5)",
+        "bad argument #2 to 'callback_decrypt' (string expected, got table)",
+      }, errors)
+      for _, err in ipairs(errors) do
+        assert.is_nil(err:find(u.KEY, 1, true), err)
+      end
+    end)
+  end)
+
   describe("fuzz_callback_xml", function()
     -- Found: the error for a refused event named an element that held the handler's token. The name came from
     -- the (signed, encrypted) request itself, so its sender knew the token already: no leak. The rule the fuzz

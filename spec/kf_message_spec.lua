@@ -42,11 +42,115 @@ describe("wechat.work.kf.message over libcurl", function()
     assert.truthy(raw:find("选一个", 1, true))
   end)
 
+  -- kf_cases compares decoded bodies; these are the bytes, so nothing is there that should not be (no "list":[]
+  -- or "title":"" made up for a field left out).
+  it("leaves optional fields out of the bytes: miniprogram title, menu list and tail", function()
+    assert.truthy(kf.send_mini_program(client, cases.AGENT, "wm1", "wk1",
+      { appid = "wx1", thumb_media_id = "T", pagepath = "p" }))
+    assert.truthy(kf.send_menu(client, cases.AGENT, "wm1", "wk1", { head_content = "稍等" }, { msgid = "h1" }))
+    assert.truthy(kf.send_menu_on_event(client, cases.AGENT, "CODE9", { tail_content = "谢谢" }, "t1"))
+    local sent = standin.requests("/cgi-bin/kf/send_msg")
+    assert.equal('{"touser":"wm1","open_kfid":"wk1","msgtype":"miniprogram","miniprogram":{"appid":"wx1",'
+      .. '"thumb_media_id":"T","pagepath":"p"}}', sent[1].body)
+    assert.equal('{"touser":"wm1","open_kfid":"wk1","msgid":"h1","msgtype":"msgmenu","msgmenu":'
+      .. '{"head_content":"稍等"}}', sent[2].body)
+    assert.equal('{"code":"CODE9","msgid":"t1","msgtype":"msgmenu","msgmenu":{"tail_content":"谢谢"}}',
+      standin.requests("/cgi-bin/kf/send_msg_on_event")[1].body)
+    assert.equal(3, #standin.delivered())
+  end)
+
   it("returns WeCom's generated msgid when none is given", function()
     local res = assert(kf.send_text(client, cases.AGENT, "wm1", "wk1", "hi"))
     assert.equal(0, res.errcode)
     assert.equal("string", type(res.msgid))
     assert.is_nil(standin.bodies("/cgi-bin/kf/send_msg")[1].msgid)
+  end)
+
+  -- What a user sees from the public functions, whole: the position of the user's call (this file's line),
+  -- the public function's name, the argument's number as the user counts it, the path in it and the words.
+  -- (core_args_spec.lua proves every check of wechat.core; these prove the numbers and names come through.)
+  describe("raises exactly, at the caller's line", function()
+    local unpack = table.unpack or unpack -- luacheck: ignore 143
+    local SRC = debug.getinfo(1, "S").short_src
+    local AGENT, TO, KFID = cases.AGENT, "wmU", "wkK"
+    local ELEVEN = {}
+    for i = 1, 11 do
+      ELEVEN[i] = { type = "click", click = { id = tostring(i), content = "c" } }
+    end
+    local LINK = { title = "t", desc = "d\xC0\xAF", url = "https://e.com", thumb_media_id = "m" }
+
+    -- { message after the position, function, arguments after the client }
+    local function case(expected, name, ...)
+      return { expected = expected, name = name, n = select("#", ...), ... }
+    end
+    local CASES = {
+      case("bad argument #1 to 'send_text' (wechat.work client expected, got no value)", "send_text"),
+      case("bad argument #2 to 'send_text' (unknown agent 'nope')", "send_text", "nope", TO, KFID, "x"),
+      case("bad argument #3 to 'send_text' (string expected, got number)", "send_text", AGENT, 42, KFID, "x"),
+      case("bad argument #5 to 'send_image' (string expected, got nil)", "send_image", AGENT, TO, KFID),
+      case("bad argument #5 to 'send_text' (content: at most 2048 bytes, got 2049)", "send_text", AGENT, TO, KFID,
+        ("x"):rep(2049)),
+      case("bad argument #5 to 'send_text' (content: invalid UTF-8 at byte 3)", "send_text", AGENT, TO, KFID,
+        "ab\xff"),
+      case("bad argument #5 to 'send_link' (msg.desc: invalid UTF-8 at byte 2)", "send_link", AGENT, TO, KFID, LINK),
+      case("bad argument #6 to 'send_text' (opts.msgid: only [0-9a-zA-Z_-] allowed)", "send_text", AGENT, TO, KFID,
+        "x", { msgid = "order 42" }),
+      case("bad argument #6 to 'send_text' (opts.msgid: at most 32 bytes, got 33)", "send_text", AGENT, TO, KFID,
+        "x", { msgid = ("m"):rep(33) }),
+      case("bad argument #6 to 'send_file' (opts.msgid: must not be empty)", "send_file", AGENT, TO, KFID, "m",
+        { msgid = "" }),
+      case("bad argument #6 to 'send_text' (table expected, got string)", "send_text", AGENT, TO, KFID, "x", "m1"),
+      case("bad argument #6 to 'send_text' (opts: unknown option 'msg_id')", "send_text", AGENT, TO, KFID, "x",
+        { msg_id = "m1" }),
+      case("bad argument #8 to 'send_video' (opts.msgid: string expected, got number)", "send_video", AGENT, TO,
+        KFID, "m", nil, nil, { msgid = 7 }),
+      case("bad argument #5 to 'send_menu' (msg.list: at most 10 items, got 11)", "send_menu", AGENT, TO, KFID,
+        { list = ELEVEN }),
+      case("bad argument #5 to 'send_location' (msg.latitude: must be between -90 and 90, got 91)", "send_location",
+        AGENT, TO, KFID, { latitude = 91, longitude = 0 }),
+      case("bad argument #7 to 'send_message' (opts.msgid: only [0-9a-zA-Z_-] allowed)", "send_message", AGENT,
+        TO, KFID, "image", { media_id = "m" }, { msgid = "a/b" }),
+      case("bad argument #3 to 'send_message' (body.text.content: invalid UTF-8 at byte 1)", "send_message", AGENT,
+        { touser = TO, open_kfid = KFID, msgtype = "text", text = { content = "\xff" } }),
+      case("bad argument #4 to 'send_msg_on_event' (on_event_msg_type: 'text' or 'msgmenu' expected, got 'image')",
+        "send_msg_on_event", AGENT, "CODE", "image", { media_id = "m" }, "e1"),
+      case("bad argument #5 to 'send_text_on_event' (msg_id: only [0-9a-zA-Z_-] allowed)", "send_text_on_event",
+        AGENT, "CODE", "hi", "a.b"),
+      case("bad argument #4 to 'send_menu_on_event' (msg.list: at most 10 items, got 11)", "send_menu_on_event",
+        AGENT, "CODE", { list = ELEVEN }, "e2"),
+      case("bad argument #3 to 'sync_msg' (opts.limit: must be between 1 and 1000, got 0)", "sync_msg", AGENT,
+        { limit = 0 }),
+      case("bad argument #3 to 'sync_msg' (opts: unknown option 'cursour')", "sync_msg", AGENT, { cursour = "c" }),
+    }
+
+    for _, c in ipairs(CASES) do
+      it(c.expected, function()
+        local line
+        local ok, err = pcall(function()
+          line = debug.getinfo(1, "l").currentline; local r = kf[c.name](c.n > 0 and client or nil, unpack(c, 1, c.n))
+          return r
+        end)
+        assert.is_false(ok)
+        assert.equal(SRC .. ":" .. line .. ": " .. c.expected, err)
+        assert.same({}, standin.counts())
+      end)
+    end
+  end)
+
+  -- Why an empty msgid raises (README, Sending KF messages): WeCom, like the stand-in, reads "" as no msgid and
+  -- makes its own, so the same body sent twice reaches the customer twice. A raw body's "" therefore does not
+  -- make a send retry-safe either.
+  it("does not retry a raw body whose msgid is \"\": WeCom would deliver it twice", function()
+    local body = { touser = "wm1", open_kfid = "wk1", msgid = "", msgtype = "text", text = { content = "hi" } }
+    standin.script("/cgi-bin/kf/send_msg", { truncate = true }, 1) -- the answer is cut: did it go out?
+    local res, err = kf.send_message(client, cases.AGENT, body)
+    assert.is_nil(res)
+    assert.same({ "transport", "recv", 1 }, { err.kind, err.reason, err.attempts })
+    assert.equal(1, standin.counts()["/cgi-bin/kf/send_msg"])
+    -- what WeCom does with the same body twice: two messages, two msgids of its own
+    assert.same({ errcode = 0, errmsg = "ok", msgid = "standin-msg-1" }, kf.send_message(client, cases.AGENT, body))
+    assert.same({ errcode = 0, errmsg = "ok", msgid = "standin-msg-2" }, kf.send_message(client, cases.AGENT, body))
+    assert.equal(2, #standin.delivered())
   end)
 
   it("a wrong argument sends nothing, not even a gettoken", function()

@@ -177,13 +177,14 @@ describe("wecom stand-in", function()
         err(41006, "link.thumb_media_id missing") },
       { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"title":"t","thumb_media_id":"T","pagepath":"p"}}',
         err(40058, "miniprogram.appid missing") },
-      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","thumb_media_id":"T","pagepath":"p"}}',
-        err(41016, "miniprogram.title missing") },
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":7,"thumb_media_id":"T",'
+        .. '"pagepath":"p"}}', err(40058, "invalid miniprogram.title") },
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"' .. rep("t", 65)
+        .. '","thumb_media_id":"T","pagepath":"p"}}', err(40058, "invalid miniprogram.title") },
       { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","pagepath":"p"}}',
         err(41006, "miniprogram.thumb_media_id missing") },
       { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"T"}}',
         err(40058, "miniprogram.pagepath missing") },
-      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":"h"}}', err(40058, "msgmenu.list missing") },
       { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":{}}}', err(40058, "invalid msgmenu.list") },
       { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[' .. rep('{"type":"text","text":{"content":"x"}},', 10)
         .. '{"type":"text","text":{"content":"x"}}]}}', err(40058, "invalid msgmenu.list") },
@@ -232,6 +233,20 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "[" .. table.concat(bodies, ",") .. "]" }, { req("GET", "/_standin/delivered") })
       assert.are.equal("你好 👋", standin.delivered()[1].text.content)
       assert.are.same({ [GETTOKEN] = 1, [SEND] = 9 }, standin.counts())
+    end)
+
+    it("takes what WeCom marks optional: miniprogram.title, msgmenu head_content, list and tail_content", function()
+      local token = standin.token()
+      local bodies = {
+        "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","thumb_media_id":"T","pagepath":"p"}}',
+        "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":"h"}}',
+        "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"tail_content":"t"}}',
+        "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{}}',
+      }
+      for i, body in ipairs(bodies) do
+        assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, body) })
+      end
+      assert.are.same({ 200, "[" .. table.concat(bodies, ",") .. "]" }, { req("GET", "/_standin/delivered") })
     end)
 
     it("answers a repeated msgid ok and delivers it once", function()

@@ -20,7 +20,9 @@
  *   <path>: at most 64 bytes, got 70
  *   <path>: invalid UTF-8 at byte 3         1-based offset of the first byte of the bad sequence
  *   <path>: only [0-9a-zA-Z_-] allowed      msgid, msg_id
- *   <path>: must start with http:// or https://   link url, view menu item url (scheme case-insensitive)
+ *   <path>: http:// or https:// URL with a host expected   link url, view menu item url: the scheme (any case),
+ *                                           then a non-empty host (see kf_url_ok); link.lua and menu.lua
+ *                                           apply the same rule with the same words
  * User strings quoted in a message (keys, types) are cut after 40 bytes, with "..." after the cut.
  *   msg: unknown key 'foo'                  any table but opts; a key that is not a string:
  *                                           "unknown key of type number"
@@ -38,8 +40,9 @@
  * Generic bodies (send_message/3, unknown msgtypes, encode) use the encoder's messages, listed in json_writer.c,
  * with root "body", "msg" or "value".
  *
- * Every send builder returns the body and the msgid it wrote (nil when none): the Lua layer retries a send after
- * an ambiguous failure only when it carries a msgid, which WeCom delivers once. A msgid given as `true`, or left
+ * Every send builder returns the body and the msgid it wrote (nil when none, or "" in a raw body): the Lua layer
+ * retries a send after an ambiguous failure only when it carries a msgid, which WeCom delivers once. WeCom reads
+ * an empty msgid as none, which is why the builders refuse "" (opts.msgid, msg_id: must not be empty). A msgid given as `true`, or left
  * out while the client (argument 1) has `auto_msgid = true`, is made here: 32 random hex digits. */
 #include <stdarg.h>
 #include <string.h>
@@ -258,6 +261,31 @@ static int kf_prefix_ci(const char *s, size_t len, const char *prefix)
     return 1;
 }
 
+/* The one url rule (also link.valid_url in Lua): http:// or https:// in any case, then an authority (up to the
+ * first '/', '?' or '#') whose host, less any "userinfo@" and ":port", is not empty; an IPv6 host is "[...]"
+ * with something between the brackets. */
+static int kf_url_ok(const char *s, size_t len)
+{
+    size_t start;
+    if (kf_prefix_ci(s, len, "http://"))
+        start = 7;
+    else if (kf_prefix_ci(s, len, "https://"))
+        start = 8;
+    else
+        return 0;
+    size_t end = start, host = start;
+    while (end < len && s[end] != '/' && s[end] != '?' && s[end] != '#') end++;
+    for (size_t i = start; i < end; i++)
+        if (s[i] == '@') host = i + 1;
+    if (host < end && s[host] == '[') {
+        const char *close = memchr(s + host, ']', end - host);
+        return close != NULL && close > s + host + 1;
+    }
+    size_t h = host;
+    while (h < end && s[h] != ':') h++;
+    return h > host;
+}
+
 static int kf_msgid_char(unsigned char ch)
 {
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
@@ -338,8 +366,8 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
         if (v->len == 0 && f->kind != K_TEXT) KF_VFAIL(c, v, "must not be empty");
         if (f->max > 0 && v->len > f->max)
             KF_VFAIL(c, v, "at most %s bytes, got %s", kf_sizestr(a, f->max), kf_sizestr(b, v->len));
-        if (f->kind == K_URL && !kf_prefix_ci(v->s, v->len, "http://") && !kf_prefix_ci(v->s, v->len, "https://"))
-            KF_VFAIL(c, v, "must start with http:// or https://");
+        if (f->kind == K_URL && !kf_url_ok(v->s, v->len))
+            KF_VFAIL(c, v, "http:// or https:// URL with a host expected");
         if (f->kind == K_MSGID) {
             for (size_t i = 0; i < v->len; i++)
                 if (!kf_msgid_char((unsigned char)v->s[i])) KF_VFAIL(c, v, "only [0-9a-zA-Z_-] allowed");
@@ -779,10 +807,11 @@ static int l_send_message(lua_State *L)
         kf_open(L, &B, &w, spill);
         jw_encode(&w, 3, c.fname, 3, "body", JW_OBJECT);
         kf_result(&B, &w);
-        /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). */
+        /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). An empty
+         * one is none: WeCom makes its own then, so a retry of that send could deliver it twice. */
         lua_pushliteral(L, "msgid");
         lua_rawget(L, 3);
-        if (lua_type(L, -1) != LUA_TSTRING) {
+        if (lua_type(L, -1) != LUA_TSTRING || wechat_rawlen(L, -1) == 0) {
             lua_pop(L, 1);
             lua_pushnil(L);
         }

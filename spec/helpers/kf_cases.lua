@@ -46,6 +46,9 @@ local MENU = {
 
 local LINK = { title = "退货说明", desc = "七天无理由", url = "https://example.com/return", thumb_media_id = "MEDIA_T" }
 local MINI = { appid = "wx123456", title = "查看订单", thumb_media_id = "MEDIA_M", pagepath = "pages/order?id=7" }
+-- WeCom marks miniprogram.title and msgmenu's head_content, list and tail_content optional ("否").
+local MINI_NO_TITLE = { appid = "wx123456", thumb_media_id = "MEDIA_M", pagepath = "pages/order?id=8" }
+local MENU_HEAD_ONLY = { head_content = "稍等，马上为您转人工" }
 local LOCATION = { name = "广州塔", address = "广州市海珠区阅江西路222号", latitude = 23.106, longitude = 113.324 }
 
 local function send(msgid, msgtype, msg)
@@ -81,6 +84,15 @@ M.cases = {
   case("send_mini_program", "send_mini_program", SEND_MSG,
     send("c08", "miniprogram", MINI), ok("c08"),
     TO, KFID, MINI, { msgid = "c08" }),
+  case("send_mini_program without title", "send_mini_program", SEND_MSG,
+    send("c17", "miniprogram", MINI_NO_TITLE), ok("c17"),
+    TO, KFID, MINI_NO_TITLE, { msgid = "c17" }),
+  case("send_menu with head only", "send_menu", SEND_MSG,
+    send("c18", "msgmenu", MENU_HEAD_ONLY), ok("c18"),
+    TO, KFID, MENU_HEAD_ONLY, { msgid = "c18" }),
+  case("send_menu_on_event with head only", "send_menu_on_event", SEND_MSG_ON_EVENT,
+    on_event("WELCOME_CODE_5", "c19", "msgmenu", MENU_HEAD_ONLY), ok("c19"),
+    "WELCOME_CODE_5", MENU_HEAD_ONLY, "c19"),
   case("send_menu", "send_menu", SEND_MSG,
     send("c09", "msgmenu", MENU), ok("c09"),
     TO, KFID, MENU, { msgid = "c09" }),

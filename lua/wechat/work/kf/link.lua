@@ -3,11 +3,11 @@
 --   local msg = link.new{ url = "https://example.com/a", title = "Your order", desc = "Shipped today",
 --                         thumb_media_id = "MEDIA_ID" }
 --
--- The url must carry its scheme (http:// or https://) and fit 2048 bytes, the title 128 bytes, the desc 512
--- bytes. WeCom cuts a longer desc itself; `truncate = true` cuts it here instead, on a UTF-8 character
--- boundary, so no half character reaches the customer.
+-- The url must be an http:// or https:// URL with a host (`link.valid_url`) and fit 2048 bytes, the title 128
+-- bytes, the desc 512 bytes. WeCom cuts a longer desc itself; `truncate = true` cuts it here instead, on a UTF-8
+-- character boundary, so no half character reaches the customer.
 local error, pairs, tostring, type = error, pairs, tostring, type
-local byte, find, format = string.byte, string.find, string.format
+local byte, find, format, match, sub = string.byte, string.find, string.format, string.match, string.sub
 
 local M = {}
 
@@ -30,8 +30,27 @@ local function cut_utf8(s, max)
   return s:sub(1, n)
 end
 
+--- True when `url` follows the one url rule of the library (link urls, menu view urls, and wechat.core's checks
+-- of both): http:// or https:// in any case, then a host that is not empty. The host is what comes before the
+-- first "/", "?" or "#", less any "userinfo@" and ":port"; an IPv6 host is "[...]" with something inside.
+function M.valid_url(url)
+  if type(url) ~= "string" then
+    return false
+  end
+  local rest = match(url, "^[hH][tT][tT][pP][sS]?://(.*)$")
+  if not rest then
+    return false
+  end
+  local authority = match(rest, "^[^/?#]*")
+  local host = match(authority, "^.*@(.*)$") or authority
+  if sub(host, 1, 1) == "[" then
+    return find(host, "^%[[^%]]+%]") ~= nil
+  end
+  return match(host, "^[^:]*") ~= ""
+end
+
 --- Makes a link `msg`: `{ url, title, desc, thumb_media_id }` (desc optional); option `truncate`.
--- Raises on a missing field, a field too long or a url without http(s) scheme, naming the field.
+-- Raises on a missing field, a field too long or a url that is not `valid_url`, naming the field.
 function M.new(opts)
   if type(opts) ~= "table" then
     error(format("bad argument #1 to 'new' (table expected, got %s)", opts == nil and "no value" or type(opts)), 2)
@@ -63,8 +82,8 @@ function M.new(opts)
       msg[field] = value
     end
   end
-  if not find(msg.url, "^[hH][tT][tT][pP][sS]?://[^/]") then
-    fail("url", "http:// or https:// URL expected")
+  if not M.valid_url(msg.url) then
+    fail("url", "http:// or https:// URL with a host expected")
   end
   return msg
 end

@@ -6,6 +6,8 @@
 --
 -- Each method checks its arguments against WeCom's byte limits at once, so a bad item raises where it is
 -- added, not later inside a send. `build()` returns a fresh plain table each time.
+local valid_url = require("wechat.work.kf.link").valid_url
+
 local error, pairs, setmetatable, type = error, pairs, setmetatable, type
 local format = string.format
 
@@ -31,13 +33,15 @@ local function check_text(method, argn, name, value, max, optional)
   end
 end
 
+-- A full menu is the fault of self, the menu the method is called on: Lua's own argument errors say
+-- "calling 'm' on bad self (...)" then (luaL_argerror), and so does this one. Level 3 is the method's caller:
+-- the methods call add in a statement, never as a tail call, which would take their level away.
 local function add(self, method, item)
   local list = self.list
   if #list >= MAX_ITEMS then
-    error(format("'%s': a menu has at most %d items", method, MAX_ITEMS), 3)
+    error(format("calling '%s' on bad self (menu: at most %d items, got %d)", method, MAX_ITEMS, #list + 1), 3)
   end
   list[#list + 1] = item
-  return self
 end
 
 --- Starts a menu. `head` (optional) is the text above the items, at most 1024 bytes.
@@ -51,17 +55,20 @@ end
 function Menu:click(id, content)
   check_text("click", 1, "id", id, 64)
   check_text("click", 2, "content", content, 128)
-  return add(self, "click", { type = "click", click = { id = id, content = content } })
+  add(self, "click", { type = "click", click = { id = id, content = content } })
+  return self
 end
 
---- Adds a link: url 1..2048 bytes (with its http:// or https:// scheme), content 1..1024 bytes.
+--- Adds a link: url 1..2048 bytes, an http:// or https:// URL with a host (`link.valid_url`), content 1..1024
+-- bytes.
 function Menu:view(url, content)
   check_text("view", 1, "url", url, 2048)
-  if not url:find("^[hH][tT][tT][pP][sS]?://") then
-    error(format("bad argument #1 to 'view' (url: http:// or https:// URL expected, got '%s')", url), 2)
+  if not valid_url(url) then
+    error("bad argument #1 to 'view' (url: http:// or https:// URL with a host expected)", 2)
   end
   check_text("view", 2, "content", content, 1024)
-  return add(self, "view", { type = "view", view = { url = url, content = content } })
+  add(self, "view", { type = "view", view = { url = url, content = content } })
+  return self
 end
 
 --- Adds a mini program entry: appid 1..32 bytes, pagepath 1..1024, content 1..1024.
@@ -69,8 +76,9 @@ function Menu:miniprogram(appid, pagepath, content)
   check_text("miniprogram", 1, "appid", appid, 32)
   check_text("miniprogram", 2, "pagepath", pagepath, 1024)
   check_text("miniprogram", 3, "content", content, 1024)
-  return add(self, "miniprogram",
+  add(self, "miniprogram",
     { type = "miniprogram", miniprogram = { appid = appid, pagepath = pagepath, content = content } })
+  return self
 end
 
 --- Adds a line of plain text; `no_newline` true keeps the next item on the same line.
@@ -83,7 +91,8 @@ function Menu:text(content, no_newline)
   if no_newline ~= nil then
     text.no_newline = no_newline and 1 or 0
   end
-  return add(self, "text", { type = "text", text = text })
+  add(self, "text", { type = "text", text = text })
+  return self
 end
 
 --- Sets the text below the items, at most 1024 bytes.

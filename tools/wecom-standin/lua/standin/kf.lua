@@ -17,6 +17,7 @@ local M = {}
 local MAX_CONTENT = 2048
 local MAX_MENU_ITEMS = 10
 local MAX_MENU_TEXT = 1024
+local MAX_MINIPROGRAM_TITLE = 64
 local MAX_MSGID = 32
 local MAX_CURSOR = 64
 local MAX_SYNC_TOKEN = 128
@@ -115,7 +116,8 @@ local TYPED = {
   miniprogram = function(msg)
     return first(
       function() return need_string(msg, "appid", "miniprogram.appid", 40058) end,
-      function() return need_string(msg, "title", "miniprogram.title", 41016) end,
+      -- title, head_content, tail_content and list are optional in WeCom's documentation ("否")
+      function() return may_string(msg, "title", "miniprogram.title", MAX_MINIPROGRAM_TITLE) end,
       function() return need_string(msg, "thumb_media_id", "miniprogram.thumb_media_id", 41006) end,
       function() return need_string(msg, "pagepath", "miniprogram.pagepath", 40058) end)
   end,
@@ -128,7 +130,7 @@ local TYPED = {
     end
     local list_raw = json_raw.get(raw, "list")
     if not list_raw or json_raw.kind(list_raw) == "null" then
-      return 40058, "msgmenu.list missing"
+      return
     end
     -- the raw text, because cjson decodes [] and {} alike and "list":{} is a classic encoder bug
     if json_raw.kind(list_raw) ~= "array" or #msg.list > MAX_MENU_ITEMS then
