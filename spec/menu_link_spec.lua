@@ -69,18 +69,19 @@ describe("wechat.work.kf.menu", function()
 
   it("checks byte limits, naming the argument", function()
     local m = menu.new()
-    assert.equal("bad argument #1 to 'click' (id: 1 to 64 bytes expected, got 65)",
+    assert.equal("bad argument #1 to 'click' (id: at most 64 bytes, got 65)",
       raised(m.click, m, string.rep("x", 65), "a"))
-    assert.equal("bad argument #2 to 'click' (content: 1 to 128 bytes expected, got 129)",
+    assert.equal("bad argument #2 to 'click' (content: at most 128 bytes, got 129)",
       raised(m.click, m, "1", string.rep("字", 43)))
     assert.equal("bad argument #2 to 'click' (content: string expected, got no value)", raised(m.click, m, "1"))
-    assert.equal("bad argument #1 to 'new' (head: 1 to 1024 bytes expected, got 1025)",
+    assert.equal("bad argument #1 to 'click' (id: must not be empty)", raised(m.click, m, "", "a"))
+    assert.equal("bad argument #1 to 'new' (head: at most 1024 bytes, got 1025)",
       raised(menu.new, string.rep("h", 1025)))
     assert.equal("bad argument #1 to 'view' (url: http:// or https:// URL with a host expected)",
       raised(m.view, m, "example.com", "x"))
     assert.equal("bad argument #1 to 'view' (url: http:// or https:// URL with a host expected)",
       raised(m.view, m, "https://", "x"))
-    assert.equal("bad argument #1 to 'miniprogram' (appid: 1 to 32 bytes expected, got 33)",
+    assert.equal("bad argument #1 to 'miniprogram' (appid: at most 32 bytes, got 33)",
       raised(m.miniprogram, m, string.rep("a", 33), "p", "c"))
     assert.equal("bad argument #2 to 'text' (no_newline: boolean expected, got number)", raised(m.text, m, "t", 1))
     assert.same({ list = {} }, m:build())

@@ -173,6 +173,8 @@ describe("wecom stand-in", function()
       { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","thumb_media_id":"T"}}', err(41010, "link.url missing") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"a.example","thumb_media_id":"T"}}',
         err(40058, "invalid link.url") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"https://","thumb_media_id":"T"}}',
+        err(40058, "invalid link.url") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"http://a.example"}}',
         err(41006, "link.thumb_media_id missing") },
       { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"title":"t","thumb_media_id":"T","pagepath":"p"}}',

@@ -27,9 +27,11 @@ local function check_text(method, argn, name, value, max, optional)
     error(format("bad argument #%d to '%s' (%s: string expected, got %s)", argn, method, name,
       value == nil and "no value" or type(value)), 3)
   end
-  if #value < 1 or #value > max then
-    error(format("bad argument #%d to '%s' (%s: 1 to %d bytes expected, got %d)", argn, method, name, max,
-      #value), 3)
+  if #value == 0 then
+    error(format("bad argument #%d to '%s' (%s: must not be empty)", argn, method, name), 3)
+  end
+  if #value > max then
+    error(format("bad argument #%d to '%s' (%s: at most %d bytes, got %d)", argn, method, name, max, #value), 3)
   end
 end
 

@@ -107,7 +107,7 @@ local TYPED = {
         if code then
           return code, err
         end
-        if not find(msg.url, "^https?://") then
+        if not find(msg.url, "^[hH][tT][tT][pP][sS]?://[^/?#]") then
           return 40058, "invalid link.url"
         end
       end,
