@@ -11,6 +11,7 @@ local PORT = 18360        -- the app
 local KEEPALIVE_PORT = 18361 -- a second server, only for the keep-alive count
 local UNTRUSTED_PORT = 18362 -- an app that does not trust the stand-in's CA
 local STALE_PORT = 18359    -- a server that drops a kept-alive connection when the next request comes
+local STALE_MANY_PORT = 18358 -- the same server on a port of its own, so that its connections pool apart
 
 -- The job runner and the phase probes, shared by both apps.
 local HTTP = [[
@@ -28,18 +29,21 @@ local HTTP = [[
     }
     server {
       listen 127.0.0.1:@STALE_PORT@;
+      listen 127.0.0.1:@STALE_MANY_PORT@;
       # answers with keep-alive, then reads the next request on the connection and closes without a byte, as a
       # server does that drops an idle connection just when the client reuses it
+      # requests seen in all are counted under the name in ?key= (default "stale")
       location = /stale {
         content_by_lua_block {
           local seen = ngx.shared.results
-          local n = seen:incr("stale", 1, 0)
+          local key = ngx.var.arg_key or "stale"
+          local n = seen:incr(key, 1, 0)
           local sock = assert(ngx.req.socket(true))
           local body = "answer " .. n
           assert(sock:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: keep-alive\r\n\r\n"
             .. body))
           if sock:receiveuntil("\r\n\r\n")() then
-            seen:incr("stale", 1, 0)
+            seen:incr(key, 1, 0)
           end
           return ngx.exit(444)
         }
@@ -55,10 +59,29 @@ local SERVER = [[
         ngx.req.read_body()
         local job = cjson.decode(ngx.req.get_body_data())
         local t = cosocket.new(job.opts)
+        local function run(req)
+          if req.body_size then -- a body of that many bytes, made here rather than carried in the job
+            req.body = string.rep("b", req.body_size)
+          end
+          local res, err = t:request(req)
+          return res or { kind = err.kind, reason = err.reason, message = err.message, text = tostring(err),
+            resent = err.resent }
+        end
         local out = {}
         for i, req in ipairs(job.requests) do
-          local res, err = t:request(req)
-          out[i] = res or { kind = err.kind, reason = err.reason, message = err.message, text = tostring(err) }
+          if req.together then -- these at once, each in its own light thread (so each on its own connection)
+            local threads, results = {}, {}
+            for k, r in ipairs(req.together) do
+              threads[k] = ngx.thread.spawn(run, r)
+            end
+            for k, thread in ipairs(threads) do
+              local _, res = ngx.thread.wait(thread)
+              results[k] = res
+            end
+            out[i] = results
+          else
+            out[i] = run(req)
+          end
         end
         ngx.print(cjson.encode({ results = out, stats = t:stats() }))
       }
@@ -165,7 +188,7 @@ local SERVER = [[
 
 local function fill(text, port)
   return (text:gsub("@PORT@", tostring(port)):gsub("@KEEPALIVE_PORT@", tostring(KEEPALIVE_PORT))
-    :gsub("@STALE_PORT@", tostring(STALE_PORT)))
+    :gsub("@STALE_PORT@", tostring(STALE_PORT)):gsub("@STALE_MANY_PORT@", tostring(STALE_MANY_PORT)))
 end
 
 local app, untrusted
@@ -378,6 +401,27 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
     assert.same({ { status = 200, body = "answer 1" }, { status = 200, body = "answer 3" } }, results)
     assert.same({ requests = 2, connects = 2 }, stats)
     assert.same({ 200, "3" }, { app:request("GET", "/result?key=stale") })
+  end)
+
+  it("resends over a new connection, never over another pooled one the server dropped as well", function()
+    local stale = "http://127.0.0.1:" .. STALE_MANY_PORT .. "/stale?key=many"
+    local get = { method = "GET", url = stale }
+    local results, stats = call(app, nil, {
+      { together = { get, get, get } }, -- three connections at once, all three pooled afterwards
+      { method = "POST", url = stale, body = "{}" },
+    })
+    local bodies = {}
+    for k, res in ipairs(results[1]) do
+      assert.are.equal(200, res.status)
+      bodies[k] = res.body
+    end
+    table.sort(bodies)
+    assert.same({ "answer 1", "answer 2", "answer 3" }, bodies)
+    -- the POST reached the server on one of the pooled connections (seen: 4), which dropped it; it went again on
+    -- a new connection (5), not on the next pooled one (which would have been dropped too: "receive: closed")
+    assert.same({ status = 200, body = "answer 5" }, results[2])
+    assert.same({ requests = 4, connects = 4 }, stats)
+    assert.same({ 200, "5" }, { app:request("GET", "/result?key=many") })
   end)
 
   it("refuses response headers over 64 KiB", function()
