@@ -357,7 +357,7 @@ describe("faults inside nginx, over cosockets #openresty", function()
     it("expiring on every call: refreshed once, then the 42001 comes back", function()
       standin.script(SYNC_MSG, { expire_token = true }, -1)
       local results = run{ calls = { SYNC } }
-      assert.are.same({ kind = "api", errcode = 42001, attempts = 1 }, fields(results[1].err))
+      assert.are.same({ kind = "api", errcode = 42001, attempts = 2 }, fields(results[1].err))
       assert.are.same({ [GETTOKEN] = 2, [SYNC_MSG] = 2 }, standin.counts())
     end)
   end)
