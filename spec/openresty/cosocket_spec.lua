@@ -16,6 +16,12 @@ local STALE_MANY_PORT = 18358 -- the same server on a port of its own, so that i
 -- The job runner and the phase probes, shared by both apps.
 local HTTP = [[
     lua_shared_dict results 1m;
+    # a call while nginx loads its configuration must come back at once, or nginx would not start
+    init_by_lua_block {
+      local t = require("wechat.work.transport.cosocket").new()
+      local res, err = t:request{ method = "GET", url = "http://127.0.0.1:@PORT@/hello?access_token=SECRET_TOKEN" }
+      ngx.shared.results:set("init", res and "no error" or (err.kind .. "|" .. tostring(err)))
+    }
     init_worker_by_lua_block {
       local t = require("wechat.work.transport.cosocket").new()
       local res, err = t:request{ method = "GET", url = "http://127.0.0.1:@PORT@/hello?access_token=SECRET_TOKEN" }
@@ -151,6 +157,21 @@ local SERVER = [[
         local res, err = t:request{ method = "GET", url = "http://127.0.0.1:@PORT@/hello" }
         ngx.shared.results:set("header_filter", res and "no error" or (err.kind .. "|" .. tostring(err)))
       }
+    }
+    location = /body_filter_phase {
+      content_by_lua_block { ngx.print("answered") }
+      body_filter_by_lua_block {
+        local t = require("wechat.work.transport.cosocket").new()
+        local res, err = t:request{ method = "GET", url = "http://127.0.0.1:@PORT@/hello" }
+        -- the filter runs once per buffer: the first result stays
+        ngx.shared.results:add("body_filter", res and "no error" or (err.kind .. "|" .. tostring(err)))
+      }
+    }
+    # reads neither the body nor anything else for a while: a client sending a large body fills the socket
+    # buffers and has to wait
+    location = /no_read {
+      client_max_body_size 0;
+      content_by_lua_block { ngx.sleep(3) ngx.print("late") }
     }
     location = /args {
       content_by_lua_block {
@@ -371,6 +392,46 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
       }, results)
     end)
 
+    it("reports a connect timeout, then works again", function()
+      -- a listener whose accept queue is full (backlog 0 holds one connection, which nobody accepts): the kernel
+      -- drops further SYNs, so a connect waits until its timeout
+      local server = assert(socket.tcp())
+      assert(server:bind("127.0.0.1", 0))
+      assert(server:listen(0))
+      local _, port = server:getsockname()
+      local filler = socket.tcp()
+      filler:settimeout(2)
+      assert(filler:connect("127.0.0.1", port))
+      local results, stats = call(app, { connect_timeout = 0.3, timeout = 10 }, {
+        { method = "POST", url = "http://127.0.0.1:" .. port .. "/cgi-bin/kf/send_msg?access_token=SECRET_TOKEN",
+          body = "{}" },
+        { method = "GET", url = url("/hello") },
+      })
+      filler:close()
+      server:close()
+      local message = "cannot connect to 127.0.0.1:" .. port .. ": timeout"
+      assert.same({
+        { kind = "transport", reason = "timeout", message = message, text = "wechat: transport error: " .. message },
+        { status = 200, body = "hello" },
+      }, results)
+      assert.same({ requests = 2, connects = 1 }, stats)
+    end)
+
+    it("reports a send timeout when the server reads nothing of a large body, then works again", function()
+      -- 32 MiB: far more than both socket buffers hold: the sender's is at most tcp_wmem's maximum (4 MiB on
+      -- Debian), the receiver's stays near tcp_rmem's default (128 KiB), as the kernel enlarges it only as the
+      -- server reads
+      local results = call(app, { timeout = 0.3 }, {
+        { method = "POST", url = url("/no_read?access_token=SECRET_TOKEN"), body_size = 32 * 1024 * 1024 },
+        { method = "GET", url = url("/hello") },
+      })
+      assert.same({
+        { kind = "transport", reason = "timeout", message = "send: timeout",
+          text = "wechat: transport error: send: timeout" },
+        { status = 200, body = "hello" },
+      }, results)
+    end)
+
     it("reports a refused connection without the query string", function()
       local port = closed_port()
       local res = one(nil, { method = "POST",
@@ -489,6 +550,15 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
     it("fails in header_filter_by_lua with a phase error", function()
       assert.same({ 200, "answered" }, { app:request("GET", "/header_filter_phase") })
       assert.are.equal(phase_error("header_filter"), result("header_filter"))
+    end)
+
+    it("fails in init_by_lua with a phase error, at once (nginx started)", function()
+      assert.are.equal(phase_error("init"), result("init"))
+    end)
+
+    it("fails in body_filter_by_lua with a phase error, and the answer goes out whole", function()
+      assert.same({ 200, "answered" }, { app:request("GET", "/body_filter_phase") })
+      assert.are.equal(phase_error("body_filter"), result("body_filter"))
     end)
 
     it("never puts the access token in the error log", function()
