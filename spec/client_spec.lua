@@ -167,6 +167,7 @@ describe("wechat.work client", function()
       local function send(client)
         local res, err = kf.send_text(client, "kf", "wmC", "wkK", "at " .. now)
         assert.is_nil(err)
+        assert.equal(0, res.errcode)
         return { count(GETTOKEN), count(SEND_MSG) }
       end
 

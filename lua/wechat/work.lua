@@ -236,7 +236,8 @@ function M.is_client(value)
   return type(value) == "table" and getmetatable(value) == Client
 end
 
---- The agent record for `name`, or nil.
+--- The agent record `{ name = , secret = }` of `name`, or nil when the client was not made with that agent.
+-- The KF calls use it to check their agent argument.
 function Client:agent(name)
   return self.agents[name]
 end
