@@ -381,7 +381,7 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
 
   describe("transport failures", function()
     it("reports a read timeout, then works again", function()
-      local results = call(app, { timeout = 0.3 }, {
+      local results = call(app, { timeout = 1 }, { -- /slow answers after 3 s
         { method = "GET", url = url("/slow?access_token=SECRET_TOKEN") },
         { method = "GET", url = url("/hello") },
       })
@@ -414,15 +414,17 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
         { kind = "transport", reason = "timeout", message = message, text = "wechat: transport error: " .. message },
         { status = 200, body = "hello" },
       }, results)
-      assert.same({ requests = 2, connects = 1 }, stats)
+      -- (no count of connects: /hello may go over a connection an earlier spec left in the pool)
+      assert.are.equal(2, stats.requests)
     end)
 
     it("reports a send timeout when the server reads nothing of a large body, then works again", function()
       -- 32 MiB: far more than both socket buffers hold: the sender's is at most tcp_wmem's maximum (4 MiB on
       -- Debian), the receiver's stays near tcp_rmem's default (128 KiB), as the kernel enlarges it only as the
       -- server reads
-      local results = call(app, { timeout = 0.3 }, {
-        { method = "POST", url = url("/no_read?access_token=SECRET_TOKEN"), body_size = 32 * 1024 * 1024 },
+      local results = call(app, { timeout = 1 }, { -- /no_read reads nothing for 3 s
+        -- (no access_token in this URL: the receiving server, this nginx, logs its request line at info level)
+        { method = "POST", url = url("/no_read?x=1"), body_size = 32 * 1024 * 1024 },
         { method = "GET", url = url("/hello") },
       })
       assert.same({
