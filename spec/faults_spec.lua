@@ -8,13 +8,13 @@
 --   (gettoken, sync_msg, a send carrying a msgid, which WeCom delivers once);
 --   anything else (HTTP 500, a body that is not JSON, a response over the cap, a WeCom errcode): never.
 -- The counts per fault, on both transports, are in the table at the top of spec/retry_spec.lua.
-local socket = require "socket"
 local interpreter = require "helpers.interpreter"
 local standin = require "helpers.standin"
 local work = require "wechat.work"
 local kf = require "wechat.work.kf.message"
 local curl = require "wechat.work.transport.curl"
 local memory = require "wechat.work.store.memory"
+local ports = require "helpers.ports"
 
 local SEND_MSG = "/cgi-bin/kf/send_msg"
 local SYNC_MSG = "/cgi-bin/kf/sync_msg"
@@ -24,6 +24,10 @@ local SHORT = 1       -- client timeout where the timeout is the point
 local HOLD = 3        -- seconds the stand-in holds a request that "never answers": well past SHORT
 local MB = 1024 * 1024
 local CAP = 4 * MB    -- the default max_response
+
+local closed_port = ports.closed
+local settle = standin.settle
+local written = standin.written
 
 -- A client over its own curl transport, so the spec can read how many exchanges the library made
 -- (transport:stats().requests) beside what the stand-in saw. warm: the token is fetched first (one gettoken) by
@@ -52,23 +56,6 @@ local function exchanges(transport)
   return transport:stats().requests
 end
 
--- A port on 127.0.0.1 that nothing listens on: bound by the kernel's choice, then closed.
-local function closed_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
-
--- Waits (at most 30 s) until no request the stand-in delayed still sleeps; returns how many slept. Scripts with a
--- delay end with this, so that no late request acts on the stand-in after the spec looked at it.
-local function settle()
-  standin.script("/_settle", { settle = 30 })
-  local status, body = standin.request("GET", "/_settle")
-  assert.are.equal(200, status, body)
-  return tonumber(body:match('"waited_for":(%d+)'))
-end
-
 -- A field of /proc/self/status in kB: VmRSS (resident now), VmHWM (the peak since the last reset_peak).
 local function status_kb(field)
   local f = assert(io.open("/proc/self/status", "r"))
@@ -86,19 +73,6 @@ local function reset_peak()
   assert(f:write("5"))
   f:close()
   return status_kb("VmHWM")
-end
-
--- How many bytes each huge answer since the reset managed to write before the client hung up (the stand-in
--- waits until none is still being written).
-local function written()
-  standin.script("/_written", { written = 30 })
-  local status, body = standin.request("GET", "/_written")
-  assert.are.equal(200, status, body)
-  local list = {}
-  for n in body:match('"written":%[([%d,]*)%]'):gmatch("%d+") do
-    list[#list + 1] = tonumber(n)
-  end
-  return list
 end
 
 local function msgids(path)

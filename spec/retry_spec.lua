@@ -53,12 +53,12 @@
 --   token expiring on every call                  send                      gettoken 2, send 2  2   api 42001
 --   retries = 0                                   send with msgid, truncate send 1             1   transport recv
 --   retries = 3                                   refused / 503 with msgid  4 exchanges / send 4  4
-local socket = require "socket"
 local standin = require "helpers.standin"
 local work = require "wechat.work"
 local kf = require "wechat.work.kf.message"
 local curl = require "wechat.work.transport.curl"
 local memory = require "wechat.work.store.memory"
+local ports = require "helpers.ports"
 
 local SEND_MSG = "/cgi-bin/kf/send_msg"
 local SEND_MSG_ON_EVENT = "/cgi-bin/kf/send_msg_on_event"
@@ -68,6 +68,9 @@ local TIMEOUT = 10 -- client timeout (seconds) for exchanges that should succeed
 local SHORT = 1    -- client timeout where the timeout is the point
 local HOLD = 3     -- seconds a delayed request sleeps: well past SHORT
 local MSGID = "^[0-9a-zA-Z_-]+$"
+
+local closed_port = ports.closed
+local settle = standin.settle
 
 -- warm: the token is fetched first (one gettoken) by another client, with TIMEOUT, into the store this one uses,
 -- so that a short timeout applies to the fault alone.
@@ -102,20 +105,6 @@ local function cold_client(opts)
   opts = opts or {}
   opts.token_store = store
   return new_client(opts)
-end
-
-local function closed_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
-
-local function settle()
-  standin.script("/_settle", { settle = 30 })
-  local status, body = standin.request("GET", "/_settle")
-  assert.are.equal(200, status, body)
-  return tonumber(body:match('"waited_for":(%d+)'))
 end
 
 local function msgids(path)

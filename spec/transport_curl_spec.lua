@@ -9,7 +9,7 @@ local errors = require "wechat.work.errors"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
 local cjson = require "cjson"
-local socket = require "socket"
+local ports = require "helpers.ports"
 
 local PORT = 18190
 local BASE = "http://127.0.0.1:" .. PORT
@@ -40,13 +40,7 @@ local SERVER = [[
     }
 ]]
 
--- A port nothing listens on: bound by the kernel's choice, then released.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local closed_port = ports.closed
 
 describe("wechat.work.transport.curl", function()
   local app
@@ -147,20 +141,11 @@ describe("wechat.work.transport.curl", function()
     end)
 
     it("reports a connect timeout, then works again", function()
-      -- a listener whose accept queue is full (backlog 0 holds one connection, which nobody accepts): the kernel
-      -- drops further SYNs, so a connect waits until its timeout
-      local server = assert(socket.tcp())
-      assert(server:bind("127.0.0.1", 0))
-      assert(server:listen(0))
-      local _, port = server:getsockname()
-      local filler = socket.tcp()
-      filler:settimeout(2)
-      assert(filler:connect("127.0.0.1", port))
+      local port, close = ports.unanswered() -- its accept queue is full: a connect waits until its timeout
       t = assert(curl.new{ connect_timeout = 0.3, timeout = 10 })
       local res, err = t:request{ method = "POST",
         url = "http://127.0.0.1:" .. port .. "/cgi-bin/kf/send_msg?access_token=SECRET_TOKEN", body = "{}" }
-      filler:close()
-      server:close()
+      close()
       assert.is_nil(res)
       assert.are.same({ "transport", "timeout" }, { err.kind, err.reason })
       assert.matches("^Failed to connect to 127%.0%.0%.1 port " .. port .. " after %d+ ms: Timeout was reached$",

@@ -6,6 +6,7 @@ local cjson = require "cjson"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
 local socket = require "socket"
+local ports = require "helpers.ports"
 
 local PORT = 18360        -- the app
 local KEEPALIVE_PORT = 18361 -- a second server, only for the keep-alive count
@@ -207,6 +208,8 @@ local SERVER = [[
     }
 ]]
 
+local closed_port = ports.closed
+
 local function fill(text, port)
   return (text:gsub("@PORT@", tostring(port)):gsub("@KEEPALIVE_PORT@", tostring(KEEPALIVE_PORT))
     :gsub("@STALE_PORT@", tostring(STALE_PORT)):gsub("@STALE_MANY_PORT@", tostring(STALE_MANY_PORT)))
@@ -236,14 +239,6 @@ end
 
 local function url(path)
   return "http://127.0.0.1:" .. PORT .. path
-end
-
--- A port nothing listens on: bound by the kernel's choice, then released.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 -- The value a phase probe stored, once it is there (log handlers run after the answer went out).
@@ -393,22 +388,13 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
     end)
 
     it("reports a connect timeout, then works again", function()
-      -- a listener whose accept queue is full (backlog 0 holds one connection, which nobody accepts): the kernel
-      -- drops further SYNs, so a connect waits until its timeout
-      local server = assert(socket.tcp())
-      assert(server:bind("127.0.0.1", 0))
-      assert(server:listen(0))
-      local _, port = server:getsockname()
-      local filler = socket.tcp()
-      filler:settimeout(2)
-      assert(filler:connect("127.0.0.1", port))
+      local port, close = ports.unanswered() -- its accept queue is full: a connect waits until its timeout
       local results, stats = call(app, { connect_timeout = 0.3, timeout = 10 }, {
         { method = "POST", url = "http://127.0.0.1:" .. port .. "/cgi-bin/kf/send_msg?access_token=SECRET_TOKEN",
           body = "{}" },
         { method = "GET", url = url("/hello") },
       })
-      filler:close()
-      server:close()
+      close()
       local message = "cannot connect to 127.0.0.1:" .. port .. ": timeout"
       assert.same({
         { kind = "transport", reason = "timeout", message = message, text = "wechat: transport error: " .. message },

@@ -5,7 +5,7 @@
 local cjson = require "cjson"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
-local socket = require "socket"
+local ports = require "helpers.ports"
 
 local PORT = 18376
 local SEND_MSG = "/cgi-bin/kf/send_msg"
@@ -77,18 +77,9 @@ local SERVER = [[
 
 local app
 
-local function closed_port(kind)
-  local s
-  if kind == "udp" then
-    s = assert(socket.udp())
-    assert(s:setsockname("127.0.0.1", 0))
-  else
-    s = assert(socket.bind("127.0.0.1", 0))
-  end
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local closed_port = ports.closed
+local settle = standin.settle
+local written = standin.written
 
 -- Runs a job: { calls = { { op =, args = {} }, ... }, base_url =, timeout =, retries =, max_response =,
 -- token_from = }; returns the list of results ({res =} or {err =}) and the number of exchanges.
@@ -111,13 +102,6 @@ local SYNC = { op = "sync_msg" }
 local function fields(err)
   return { kind = err.kind, reason = err.reason, status = err.status, errcode = err.errcode,
     attempts = err.attempts, message = err.message }
-end
-
-local function settle()
-  standin.script("/_settle", { settle = 30 })
-  local status, body = standin.request("GET", "/_settle")
-  assert.are.equal(200, status, body)
-  return tonumber(body:match('"waited_for":(%d+)'))
 end
 
 local function msgids(path)
@@ -144,18 +128,6 @@ local function reset_peak(pid)
   assert(f:write("5"))
   f:close()
   return status_kb(pid, "VmHWM")
-end
-
--- How many bytes each huge answer since the reset managed to write before the client hung up.
-local function written()
-  standin.script("/_written", { written = 30 })
-  local status, body = standin.request("GET", "/_written")
-  assert.are.equal(200, status, body)
-  local list = {}
-  for n in body:match('"written":%[([%d,]*)%]'):gmatch("%d+") do
-    list[#list + 1] = tonumber(n)
-  end
-  return list
 end
 
 describe("faults inside nginx, over cosockets #openresty", function()

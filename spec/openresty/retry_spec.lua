@@ -6,7 +6,7 @@
 local cjson = require "cjson"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
-local socket = require "socket"
+local ports = require "helpers.ports"
 
 local PORT = 18377
 local SEND_MSG = "/cgi-bin/kf/send_msg"
@@ -59,6 +59,9 @@ local SERVER = [[
 
 local app
 
+local closed_port = ports.closed
+local settle = standin.settle
+
 local function run(job)
   job.base_url = job.base_url or standin.url()
   local status, body = app:request("POST", "/run", cjson.encode(job))
@@ -72,20 +75,6 @@ local function send(opts)
 end
 
 local SYNC = { op = "sync_msg" }
-
-local function closed_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
-
-local function settle()
-  standin.script("/_settle", { settle = 30 })
-  local status, body = standin.request("GET", "/_settle")
-  assert.are.equal(200, status, body)
-  return tonumber(body:match('"waited_for":(%d+)'))
-end
 
 local function msgids(list)
   local out = {}

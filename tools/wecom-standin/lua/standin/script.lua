@@ -118,13 +118,18 @@ end
 
 local JSON = "application/json; charset=utf-8"
 
-local function truncate()
+-- A 200 announcing 72 bytes, of which the first 36 go out (and are handed to the connection).
+local function half_answer()
   local body = '{"errcode":0,"errmsg":"ok","note":"the stand-in cuts this answer short"}'
   ngx.status = 200
   ngx.header["Content-Type"] = JSON
   ngx.header["Content-Length"] = #body
   ngx.print(sub(body, 1, floor(#body / 2)))
   ngx.flush(true)
+end
+
+local function truncate()
+  half_answer()
   -- NGX_ERROR after the headers are out closes the connection without finishing the body
   return ngx.exit(ngx.ERROR)
 end
@@ -168,12 +173,7 @@ end
 
 -- Like truncate, but the connection ends with a TCP reset (RST), as a crashing server or a middlebox sends it.
 local function reset()
-  local body = '{"errcode":0,"errmsg":"ok","note":"the stand-in cuts this answer short"}'
-  ngx.status = 200
-  ngx.header["Content-Type"] = JSON
-  ngx.header["Content-Length"] = #body
-  ngx.print(sub(body, 1, floor(#body / 2)))
-  ngx.flush(true)
+  half_answer()
   local fd = client_fd()
   if not fd then
     ngx.log(ngx.ERR, "standin: reset: cannot find the client connection")
