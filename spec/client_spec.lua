@@ -2,6 +2,7 @@ local standin = require "helpers.standin"
 local work = require "wechat.work"
 local kf = require "wechat.work.kf.message"
 local errors = require "wechat.work.errors"
+local memory = require "wechat.work.store.memory"
 
 local SEND_MSG = "/cgi-bin/kf/send_msg"
 local GETTOKEN = "/cgi-bin/gettoken"
@@ -14,8 +15,12 @@ local function new_client(opts)
     base_url = opts.base_url or standin.url(),
     timeout = opts.timeout or 5,
     cafile = opts.cafile,
+    token_store = opts.token_store,
+    token_margin = opts.token_margin,
   }
 end
+
+local AGENTS = { kf = { secret = "s" } }
 
 local function count(path)
   return standin.counts()[path] or 0
@@ -48,6 +53,40 @@ describe("wechat.work client", function()
         raised(work.client, { corp_id = "ww", agents = { kf = { secret = "s" } }, transport = "carrier pigeon" }))
     end)
 
+    it("takes retries as an integer from 0 to 10 only", function()
+      local function bad(value)
+        return raised(work.client, { corp_id = "ww", agents = AGENTS, retries = value })
+      end
+      assert.equal("bad argument #1 to 'client' (retries: integer from 0 to 10 expected, got inf)", bad(math.huge))
+      assert.equal("bad argument #1 to 'client' (retries: integer from 0 to 10 expected, got nan)", bad(0 / 0))
+      assert.equal("bad argument #1 to 'client' (retries: integer from 0 to 10 expected, got 1.5)", bad(1.5))
+      assert.equal("bad argument #1 to 'client' (retries: integer from 0 to 10 expected, got -1)", bad(-1))
+      assert.equal("bad argument #1 to 'client' (retries: integer from 0 to 10 expected, got 11)", bad(11))
+      assert.equal("bad argument #1 to 'client' (retries: integer from 0 to 10 expected, got string)", bad("1"))
+      assert.equal(0, work.client{ corp_id = "ww", agents = AGENTS, retries = 0 }.retries)
+      assert.equal(10, work.client{ corp_id = "ww", agents = AGENTS, retries = 10 }.retries)
+      assert.equal(1, work.client{ corp_id = "ww", agents = AGENTS }.retries)
+    end)
+
+    it("takes token_wait as seconds from 0 to 3600", function()
+      local function bad(value)
+        return raised(work.client, { corp_id = "ww", agents = AGENTS, token_wait = value })
+      end
+      assert.equal("bad argument #1 to 'client' (token_wait: number from 0 to 3600 expected, got -1)", bad(-1))
+      assert.equal("bad argument #1 to 'client' (token_wait: number from 0 to 3600 expected, got inf)", bad(1 / 0))
+      assert.equal("bad argument #1 to 'client' (token_wait: number from 0 to 3600 expected, got nan)", bad(0 / 0))
+      assert.equal("bad argument #1 to 'client' (token_wait: number from 0 to 3600 expected, got string)", bad("5"))
+      assert.equal(0.25, work.client{ corp_id = "ww", agents = AGENTS, token_wait = 0.25 }.token_wait)
+      assert.equal(5, work.client{ corp_id = "ww", agents = AGENTS }.token_wait)
+    end)
+
+    it("never shows a secret in an option error", function()
+      local err = raised(work.client, { corp_id = "ww", agents = { kf = { secret = 12345 } } })
+      assert.equal("bad argument #1 to 'client' (agents.kf.secret: non-empty string expected, got number)", err)
+      err = raised(work.client, { corp_id = "ww", agents = { kf = { secret = "TOP-SECRET" } }, retries = "TOP-SECRET" })
+      assert.equal("bad argument #1 to 'client' (retries: integer from 0 to 10 expected, got string)", err)
+    end)
+
     it("checks client and agent before anything goes out", function()
       local client = new_client()
       assert.equal("bad argument #1 to 'send_text' (wechat.work client expected, got table)",
@@ -56,6 +95,28 @@ describe("wechat.work client", function()
         raised(kf.send_text, client, "sales", "wm1", "wk1", "hi"))
       assert.equal("bad argument #2 to 'sync_msg' (agent name expected, got no value)", raised(kf.sync_msg, client))
       assert.same({}, standin.counts())
+    end)
+
+    it("raises on an agent it does not know in token, post and invalidate_token, like the KF calls", function()
+      local client = new_client()
+      assert.equal("bad argument #1 to 'token' (unknown agent 'sales')", raised(client.token, client, "sales"))
+      assert.equal("bad argument #1 to 'token' (agent name expected, got nil)", raised(client.token, client))
+      assert.equal("bad argument #1 to 'post' (unknown agent 'sales')",
+        raised(client.post, client, "sales", "/cgi-bin/kf/send_msg", "{}", "send_msg"))
+      assert.equal("bad argument #1 to 'invalidate_token' (unknown agent 'sales')",
+        raised(client.invalidate_token, client, "sales"))
+      assert.equal("bad argument #1 to 'invalidate_token' (agent name expected, got number)",
+        raised(client.invalidate_token, client, 5))
+      assert.same({}, standin.counts())
+    end)
+
+    it("tells its own clients apart and gives an agent's record", function()
+      local client = new_client()
+      assert.is_true(work.is_client(client))
+      assert.is_false(work.is_client({}))
+      assert.is_false(work.is_client(nil))
+      assert.same({ "kf", standin.KF_SECRET }, { client:agent("kf").name, client:agent("kf").secret })
+      assert.is_nil(client:agent("sales"))
     end)
   end)
 
@@ -98,6 +159,57 @@ describe("wechat.work client", function()
       assert.equal(2, count(SEND_MSG))
     end)
 
+    describe("is kept until token_margin seconds before expires_in (memory store, its clock turned by hand)", function()
+      local now
+      local function clock()
+        return now
+      end
+      local function send(client)
+        local res, err = kf.send_text(client, "kf", "wmC", "wkK", "at " .. now)
+        assert.is_nil(err)
+        assert.equal(0, res.errcode)
+        return { count(GETTOKEN), count(SEND_MSG) }
+      end
+
+      it("expires_in 1000, margin 300 (default): fetched again at 700 s, not before", function()
+        standin.config{ expires_in = 1000 }
+        now = 5000
+        local client = new_client{ token_store = memory.new{ clock = clock } }
+        assert.same({ 1, 1 }, send(client))
+        now = 5699
+        assert.same({ 1, 2 }, send(client))
+        now = 5700
+        assert.same({ 2, 3 }, send(client))
+        -- the new one is kept as long again, from when it came
+        now = 6399
+        assert.same({ 2, 4 }, send(client))
+        now = 6400
+        assert.same({ 3, 5 }, send(client))
+      end)
+
+      it("expires_in 400: at most half its life is taken off, so fetched again at 200 s", function()
+        standin.config{ expires_in = 400 }
+        now = 0
+        local client = new_client{ token_store = memory.new{ clock = clock } }
+        assert.same({ 1, 1 }, send(client))
+        now = 199
+        assert.same({ 1, 2 }, send(client))
+        now = 200
+        assert.same({ 2, 3 }, send(client))
+      end)
+
+      it("token_margin 0: kept for the whole of expires_in", function()
+        standin.config{ expires_in = 1000 }
+        now = 0
+        local client = new_client{ token_store = memory.new{ clock = clock }, token_margin = 0 }
+        assert.same({ 1, 1 }, send(client))
+        now = 999
+        assert.same({ 1, 2 }, send(client))
+        now = 1000
+        assert.same({ 2, 3 }, send(client))
+      end)
+    end)
+
     it("reports a gettoken refusal as an api error without the secret", function()
       local client = new_client{ secret = "WRONG-SECRET-123" }
       local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
@@ -123,9 +235,11 @@ describe("wechat.work client", function()
     end)
 
     it("a timeout", function()
-      local client = new_client{ timeout = 0.3 }
-      assert.truthy(kf.send_text(client, "kf", "wmC", "wkK", "warm up"))
-      standin.script(SEND_MSG, { delay = 2 })
+      -- the token comes with the default timeout; only the send that times out has a short one
+      local store = memory.new()
+      assert.truthy(new_client{ token_store = store }:token("kf"))
+      local client = new_client{ timeout = 1, token_store = store }
+      standin.script(SEND_MSG, { delay = 3, close = true }) -- held past the timeout, then closed: nothing delivered
       local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
       assert.is_nil(res)
       assert.equal("transport", err.kind)
@@ -163,7 +277,7 @@ describe("wechat.work client", function()
     end)
 
     it("never shows the access token", function()
-      local client = new_client{ timeout = 0.3 }
+      local client = new_client()
       assert.truthy(kf.send_text(client, "kf", "wmC", "wkK", "warm up"))
       local token = standin.token()
       -- libcurl silently resends once on a reused connection that died, so close twice
@@ -171,6 +285,32 @@ describe("wechat.work client", function()
       local _, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
       assert.equal("transport", err.kind)
       assert.is_nil(tostring(err):find(token, 1, true))
+    end)
+  end)
+
+  describe("error values (wechat.work.errors)", function()
+    it("are made by errors.new with a kind, a message and fields, and read well", function()
+      local err = errors.new(errors.API, nil, { errcode = 45009, errmsg = "api freq out of limit", op = "send_text" })
+      assert.same({ "api", 45009, "api freq out of limit", "send_text" }, { err.kind, err.errcode, err.errmsg, err.op })
+      assert.equal("wechat: api error 45009 (api freq out of limit) in send_text", tostring(err))
+      err = errors.new(errors.TRANSPORT, "receive: timeout", { reason = "timeout" })
+      assert.equal("wechat: transport error: receive: timeout", tostring(err))
+      assert.equal("wechat: http error status 502: unexpected HTTP status",
+        tostring(errors.new(errors.HTTP, "unexpected HTTP status", { status = 502 })))
+    end)
+
+    it("are told from other values by errors.is, with a kind or without", function()
+      local err = errors.new(errors.STORE, "lock taken", { reason = "timeout" })
+      assert.is_true(errors.is(err))
+      assert.is_true(errors.is(err, errors.STORE))
+      assert.is_false(errors.is(err, errors.API))
+      assert.is_false(errors.is({ kind = "store" }))
+      assert.is_false(errors.is("wechat: store error"))
+    end)
+
+    it("have one constant per kind", function()
+      assert.same({ "transport", "http", "decode", "api", "phase", "store", "callback" }, { errors.TRANSPORT,
+        errors.HTTP, errors.DECODE, errors.API, errors.PHASE, errors.STORE, errors.CALLBACK })
     end)
   end)
 

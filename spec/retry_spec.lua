@@ -1,34 +1,37 @@
 -- Retries that cannot duplicate a message, over libcurl (the OpenResty twin is spec/openresty/retry_spec.lua).
 --
--- The rule (`Client:post` in lua/wechat/work.lua): a failed exchange goes again at most `retries` times (client
--- option, default 1; 0 turns retries off):
---   - when the connection could not be made (reason connect, resolve): always, since nothing reached WeCom;
+-- The rule (`Client:post` in lua/wechat/work.lua): a failed request goes again while
+--   - the connection could not be made (reason connect, resolve): always, since nothing reached WeCom;
 --   - after a timeout, a send or receive failure, HTTP 502/503/504: only when the request is idempotent, i.e.
 --     gettoken, sync_msg, or a send that carries a msgid (WeCom, like the stand-in, delivers a msgid once);
---   - never after HTTP 500, a body that is not WeCom's JSON, a response over max_response, or a WeCom errcode.
+--   - never after HTTP 500, a body that is not WeCom's JSON, a response over max_response, or a WeCom errcode;
+-- and in all, for one call, the request reaches WeCom at most `retries + 1` times (client option, integer 0..10,
+-- default 1). The budget is the call's, not an exchange's: the one repeat after WeCom refused the token
+-- (40014/42001: the token is fetched anew) shares it, and the refused exchange itself is not counted, since WeCom
+-- did not act on it. An exchange the transport itself sent twice (err.resent) counts as two.
 -- A send gets a msgid from `opts.msgid = "..."`, from `opts.msgid = true` (the library makes a random one and
 -- returns it in res.msgid), or from the client option `auto_msgid = true` (every send without one gets one).
 --
 -- Below both transports, one more resend can happen: libcurl, and the cosocket transport on purpose in the same
--- way, send a request again, once, when it went over a kept-alive connection that gave back not one byte (the
--- server dropped the idle connection as it was reused). That is outside the library's count: `err.attempts` and
+-- way, send a request again, once and over a new connection, when it went over a kept-alive connection that gave
+-- back not one byte (the server dropped the idle connection as it was reused). `err.attempts` and
 -- transport:stats().requests count exchanges, the stand-in's counts count requests. A transport that may have
--- resent says so (`err.resent`), and the library then does not retry: WeCom sees a request at most twice.
+-- resent says so on failure (`err.resent`), and the client counts that exchange twice.
 --
 -- Requests the stand-in saw per fault (faults_spec.lua, retry_spec.lua and their nginx twins): the same on libcurl
--- and on cosockets. "seen" is per path; attempts is err.attempts ("-": the call succeeded).
+-- and on cosockets. "seen" is per path; attempts is err.attempts ("-": the call succeeded); retries = 1 unless noted.
 --
 --   fault (script count -1 unless noted)          call                      seen               attempts  result
 --   connection refused (closed port)              send                      nothing            2   transport connect
 --   DNS failure (.invalid host)                   send                      nothing            2   transport resolve
---   never answers (delay 2 + close; timeout 0.5)  send without msgid        send 1             1   transport timeout
+--   never answers (delay 3 + close; timeout 1)    send without msgid        send 1             1   transport timeout
 --                                                 send with msgid           send 2, same msgid 2   transport timeout
 --                                                 sync_msg                  sync 2             2   transport timeout
 --                                                 gettoken                  gettoken 2, send 0 2   transport timeout
---   answers late (delay 2, count 1)               send with msgid           send 2, delivered 1  -  ok
+--   answers late (delay 3, count 1)               send with msgid           send 2, delivered 1  -  ok
 --                                                 send without msgid        send 1, delivered 1  1  transport timeout
---   reset mid-response (truncate)                 send without msgid        send 1             1   transport recv
---                                                 send with msgid           send 2             2   transport recv
+--   cut short (truncate: 36 of 72 bytes, FIN)     send without msgid        send 1             1   transport recv
+--   or TCP reset (reset: 36 of 72 bytes, RST)     send with msgid           send 2             2   transport recv
 --                                                 send with msgid, count 1  send 2, delivered 1  -  ok
 --                                                 gettoken                  gettoken 2         2   transport recv
 --   close, no byte, on a new connection (count 1) send with msgid           send 2, delivered 1  -  ok
@@ -40,38 +43,51 @@
 --                                                 send with msgid, sync_msg 2                  2   http
 --                                                 send with msgid, count 1  send 2, delivered 1  -  ok
 --                                                 gettoken 503, count 1     gettoken 2, send 1   -  ok
+--   503, 42001, 503, 503 (one each)               send with msgid           send 3, gettoken 2  3   http 503
+--   42001, 503, 503 (one each)                    send with msgid           send 3, gettoken 2  3   http 503
+--   42001 once, retries = 0                       send                      send 2, gettoken 2   -  ok
 --   200 not JSON / truncated JSON / empty         send with msgid           send 1             1   decode
 --   200, 100 MB (with or without Content-Length)  send with msgid           send 1             1   transport too_large
 --   gettoken errcode -1 (count 1), then again     send, send                gettoken 1+1, send 0+1  1, -  api, ok
 --   token expired between two calls              send, send                gettoken 2, send 1+2    -  ok
---   token expiring on every call                  send                      gettoken 2, send 2  1  api 42001
+--   token expiring on every call                  send                      gettoken 2, send 2  2   api 42001
 --   retries = 0                                   send with msgid, truncate send 1             1   transport recv
 --   retries = 3                                   refused / 503 with msgid  4 exchanges / send 4  4
-local socket = require "socket"
 local standin = require "helpers.standin"
 local work = require "wechat.work"
 local kf = require "wechat.work.kf.message"
 local curl = require "wechat.work.transport.curl"
 local memory = require "wechat.work.store.memory"
+local ports = require "helpers.ports"
 
 local SEND_MSG = "/cgi-bin/kf/send_msg"
 local SEND_MSG_ON_EVENT = "/cgi-bin/kf/send_msg_on_event"
 local GETTOKEN = "/cgi-bin/gettoken"
 local SYNC_MSG = "/cgi-bin/kf/sync_msg"
-local TIMEOUT = 0.5
-local HOLD = 2 -- seconds a delayed request sleeps: well past TIMEOUT
+local TIMEOUT = 10 -- client timeout (seconds) for exchanges that should succeed, however busy the machine
+local SHORT = 1    -- client timeout where the timeout is the point
+local HOLD = 3     -- seconds a delayed request sleeps: well past SHORT
 local MSGID = "^[0-9a-zA-Z_-]+$"
 
+local closed_port = ports.closed
+local settle = standin.settle
+
+-- warm: the token is fetched first (one gettoken) by another client, with TIMEOUT, into the store this one uses,
+-- so that a short timeout applies to the fault alone.
 local function new_client(opts)
   opts = opts or {}
-  local transport = assert(curl.new{ timeout = TIMEOUT })
+  local store = opts.token_store or memory.new()
+  if opts.warm then
+    assert(new_client{ token_store = store }:token("kf"))
+  end
+  local transport = assert(curl.new{ timeout = opts.timeout or TIMEOUT })
   local client = work.client{
     corp_id = standin.CORPID,
     agents = { kf = { secret = standin.KF_SECRET } },
     base_url = opts.base_url or standin.url(),
     retries = opts.retries,
     auto_msgid = opts.auto_msgid,
-    token_store = opts.token_store,
+    token_store = store,
     transport = transport,
   }
   return client, transport
@@ -89,20 +105,6 @@ local function cold_client(opts)
   opts = opts or {}
   opts.token_store = store
   return new_client(opts)
-end
-
-local function closed_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
-
-local function settle()
-  standin.script("/_settle", { settle = 30 })
-  local status, body = standin.request("GET", "/_settle")
-  assert.are.equal(200, status, body)
-  return tonumber(body:match('"waited_for":(%d+)'))
 end
 
 local function msgids(path)
@@ -145,7 +147,7 @@ describe("retries that cannot duplicate a message (libcurl)", function()
     end)
 
     it("no answer within the timeout, WeCom acting on it late: sent again, delivered once", function()
-      local client = new_client()
+      local client = new_client{ timeout = SHORT, warm = true }
       standin.script(SEND_MSG, { delay = HOLD }, 1) -- held, then the normal answer: the message goes through
       local res, err = send(client, { msgid = "m-late" })
       assert.is_nil(err)
@@ -158,7 +160,7 @@ describe("retries that cannot duplicate a message (libcurl)", function()
     end)
 
     it("never answered: two requests, then the timeout; never more", function()
-      local client = new_client()
+      local client = new_client{ timeout = SHORT, warm = true }
       standin.script(SEND_MSG, { delay = HOLD, close = true }, -1)
       local res, err = send(client, { msgid = "m-never" })
       assert.is_nil(res)
@@ -171,7 +173,7 @@ describe("retries that cannot duplicate a message (libcurl)", function()
 
   describe("without a msgid", function()
     it("no answer within the timeout: one request, the error comes back, and WeCom delivered it once", function()
-      local client = new_client()
+      local client = new_client{ timeout = SHORT, warm = true }
       standin.script(SEND_MSG, { delay = HOLD }, 1)
       local res, err = send(client)
       assert.is_nil(res)
@@ -314,6 +316,68 @@ describe("retries that cannot duplicate a message (libcurl)", function()
       assert.are.same({ "http", 503, 4 }, { err.kind, err.status, err.attempts })
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 4 }, standin.counts())
       assert.are.same({ "m-3", "m-3", "m-3", "m-3" }, msgids(SEND_MSG))
+    end)
+  end)
+
+  describe("one budget per call, shared with the repeat after a refused token", function()
+    local BUSY = { status = 503, body = "busy" }
+    local EXPIRE = { expire_token = true } -- every token expires, then the normal answer: 42001
+
+    it("503, 42001, 503, 503 with retries = 1: three requests, not four; the refused one is not counted", function()
+      local client, transport = new_client()
+      standin.script(SEND_MSG, BUSY, 1)
+      standin.script(SEND_MSG, EXPIRE, 1)
+      standin.script(SEND_MSG, BUSY, 1)
+      standin.script(SEND_MSG, BUSY, 1)
+      local res, err = send(client, { msgid = "m-budget" })
+      assert.is_nil(res)
+      assert.are.same({ "http", 503, 3 }, { err.kind, err.status, err.attempts })
+      -- 503 (1 of retries + 1 = 2), 42001 (refused: not counted), new token, 503 (2 of 2): the error comes back
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 3 }, standin.counts())
+      assert.are.same({ "m-budget", "m-budget", "m-budget" }, msgids(SEND_MSG))
+      assert.are.equal(2 + 3, exchanges(transport))
+      assert.are.same({}, delivered_msgids())
+    end)
+
+    it("42001, 503, 503 with retries = 1: the retry after the new token's 503 is still there", function()
+      local client = new_client()
+      standin.script(SEND_MSG, EXPIRE, 1)
+      standin.script(SEND_MSG, BUSY, 2)
+      local res, err = send(client, { msgid = "m-refused-first" })
+      assert.is_nil(res)
+      assert.are.same({ "http", 503, 3 }, { err.kind, err.status, err.attempts })
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 3 }, standin.counts())
+    end)
+
+    it("503, 42001, then ok with retries = 1: delivered once", function()
+      local client = new_client()
+      standin.script(SEND_MSG, BUSY, 1)
+      standin.script(SEND_MSG, EXPIRE, 1)
+      local res, err = send(client, { msgid = "m-through" })
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-through" }, res)
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 3 }, standin.counts())
+      assert.are.same({ "m-through" }, delivered_msgids())
+    end)
+
+    it("retries = 0 still fetches a refused token anew and makes the call once more", function()
+      local client = new_client{ retries = 0 }
+      standin.script(SEND_MSG, EXPIRE, 1)
+      local res, err = send(client, { msgid = "m-0-token" })
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-0-token" }, res)
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 2 }, standin.counts())
+    end)
+
+    it("retries = 3, 503 always with a refused token on the way: four requests WeCom may act on, plus one", function()
+      local client = new_client{ retries = 3 }
+      standin.script(SEND_MSG, BUSY, 1)
+      standin.script(SEND_MSG, EXPIRE, 1)
+      standin.script(SEND_MSG, BUSY, -1)
+      local res, err = send(client, { msgid = "m-3-budget" })
+      assert.is_nil(res)
+      assert.are.same({ "http", 503, 5 }, { err.kind, err.status, err.attempts })
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 5 }, standin.counts())
     end)
   end)
 

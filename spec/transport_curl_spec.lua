@@ -9,7 +9,7 @@ local errors = require "wechat.work.errors"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
 local cjson = require "cjson"
-local socket = require "socket"
+local ports = require "helpers.ports"
 
 local PORT = 18190
 local BASE = "http://127.0.0.1:" .. PORT
@@ -40,13 +40,7 @@ local SERVER = [[
     }
 ]]
 
--- A port nothing listens on: bound by the kernel's choice, then released.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local closed_port = ports.closed
 
 describe("wechat.work.transport.curl", function()
   local app
@@ -135,7 +129,7 @@ describe("wechat.work.transport.curl", function()
 
   describe("transport failures", function()
     it("reports a timeout, then works again", function()
-      t = assert(curl.new{ timeout = 0.3 })
+      t = assert(curl.new{ timeout = 1 }) -- /slow answers after 3 s
       local res, err = t:request{ method = "GET", url = BASE .. "/slow?access_token=SECRET_TOKEN" }
       assert.is_nil(res)
       assert.is_true(errors.is(err, "transport"))
@@ -144,6 +138,20 @@ describe("wechat.work.transport.curl", function()
       assert.are.equal("wechat: transport error: " .. err.message, tostring(err))
       assert.same({ status = 200, body = "hello" }, t:request{ method = "GET", url = BASE .. "/hello" })
       assert.same({ requests = 2, connects = 2 }, t:stats())
+    end)
+
+    it("reports a connect timeout, then works again", function()
+      local port, close = ports.unanswered() -- its accept queue is full: a connect waits until its timeout
+      t = assert(curl.new{ connect_timeout = 0.3, timeout = 10 })
+      local res, err = t:request{ method = "POST",
+        url = "http://127.0.0.1:" .. port .. "/cgi-bin/kf/send_msg?access_token=SECRET_TOKEN", body = "{}" }
+      close()
+      assert.is_nil(res)
+      assert.are.same({ "transport", "timeout" }, { err.kind, err.reason })
+      assert.matches("^Failed to connect to 127%.0%.0%.1 port " .. port .. " after %d+ ms: Timeout was reached$",
+        err.message)
+      assert.same({ status = 200, body = "hello" }, t:request{ method = "GET", url = BASE .. "/hello" })
+      assert.same({ requests = 2, connects = 1 }, t:stats())
     end)
 
     it("reports a refused connection without the query string", function()
@@ -211,9 +219,15 @@ describe("wechat.work.transport.curl", function()
       assert.are.equal("wechat.curl", getmetatable(h))
     end)
 
-    it("closes at the end of a to-be-closed variable (Lua 5.4)", function()
+    it("closes at the end of a to-be-closed variable (Lua 5.4; __close elsewhere)", function()
       if _VERSION ~= "Lua 5.4" then
-        pending("to-be-closed variables are Lua 5.4")
+        -- no <close> syntax here: the metamethod it would call is there and closes all the same
+        local kept = assert(curl.new())
+        assert.are.equal(kept.close, getmetatable(kept).__close)
+        getmetatable(kept).__close(kept)
+        assert.is_true(kept.closed)
+        assert.has_error(function() kept:request{ method = "GET", url = BASE .. "/hello" } end,
+          "curl transport is closed")
         return
       end
       local chunk = assert(load([[

@@ -19,23 +19,30 @@ local DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 local DEFAULT_TIMEOUT = 10            -- seconds, whole exchange
 local DEFAULT_TOKEN_MARGIN = 300      -- refresh this long before WeCom says the token expires
 local DEFAULT_EXPIRES_IN = 7200
-local DEFAULT_LOCK_TIMEOUT = 5        -- how long a caller waits for another one's gettoken (shared stores)
+local DEFAULT_TOKEN_WAIT = 5          -- how long a caller waits for another one's gettoken (stores with a lock)
+local MAX_TOKEN_WAIT = 3600
 local DEFAULT_RETRIES = 1             -- tries after the first, for failures a retry cannot make worse
+local MAX_RETRIES = 10
 local TOKEN_ERRORS = { [40014] = true, [42001] = true }
 
 local Client = {}
 Client.__index = Client
 
--- Says what was given without showing it: the value may be a secret.
-local function describe(value)
+-- Says what was given without showing it: the value may be a secret. A number is shown for the options that
+-- are numbers (a secret given as a number by mistake is not).
+local function describe(value, show_number)
   if type(value) == "table" and next(value) == nil then
     return "empty table"
+  end
+  if show_number and type(value) == "number" then
+    return value ~= value and "nan" or tostring(value)
   end
   return type(value)
 end
 
-local function option_error(name, expected, value)
-  error(format("bad argument #1 to 'client' (%s: %s expected, got %s)", name, expected, describe(value)), 3)
+local function option_error(name, expected, value, show_number)
+  error(format("bad argument #1 to 'client' (%s: %s expected, got %s)", name, expected,
+    describe(value, show_number)), 3)
 end
 
 local function check_string(opts, name, required)
@@ -49,15 +56,41 @@ local function check_string(opts, name, required)
   return value
 end
 
-local function check_number(opts, name, min_value)
+local function check_number(opts, name, min_value, max_value)
   local value = opts[name]
   if value == nil then
     return nil
   end
-  if type(value) ~= "number" or value ~= value or value < min_value then
-    option_error(name, format("number >= %s", tostring(min_value)), value)
+  if type(value) ~= "number" or value ~= value or value < min_value or (max_value and value > max_value) then
+    if max_value then
+      option_error(name, format("number from %s to %s", tostring(min_value), tostring(max_value)), value, true)
+    end
+    option_error(name, format("number >= %s", tostring(min_value)), value, true)
   end
   return value
+end
+
+local function check_integer(opts, name, min_value, max_value)
+  local value = opts[name]
+  if value == nil then
+    return nil
+  end
+  if type(value) ~= "number" or value ~= floor(value) or value < min_value or value > max_value then
+    option_error(name, format("integer from %d to %d", min_value, max_value), value, true)
+  end
+  return value
+end
+
+-- The agent record of `name`; raises naming argument `argn` of `fname` when there is none.
+local function check_agent(self, fname, argn, name)
+  if type(name) ~= "string" then
+    error(format("bad argument #%d to '%s' (agent name expected, got %s)", argn, fname, type(name)), 3)
+  end
+  local agent = self.agents[name]
+  if not agent then
+    error(format("bad argument #%d to '%s' (unknown agent '%s')", argn, fname, name), 3)
+  end
+  return agent
 end
 
 local function url_escape(s)
@@ -139,8 +172,9 @@ end
 --   timeout unless `connect_timeout` is given); `cafile` (PEM bundle for a private CA); `ssl_verify` (default
 --   true); `max_response` (bytes, default 4 MiB); `transport` ("curl", "cosocket" or an object; default: cosocket
 --   inside nginx, curl elsewhere); `token_store` (a store object) or `shared_dict` (name of an nginx
---   lua_shared_dict); `token_margin` (seconds before expiry to refresh, default 300); `retries` (how many
---   times a failed exchange goes again when that cannot duplicate a message, default 1; 0: never);
+--   lua_shared_dict); `token_margin` (seconds before expiry to refresh, default 300); `token_wait` (seconds a
+--   caller waits for another caller's gettoken, with a store that locks, default 5); `retries` (integer 0..10:
+--   how many times a failed request goes again when that cannot duplicate a message, default 1; 0: never);
 --   `auto_msgid` (true: every send without a msgid gets a random one, which makes it safe to retry).
 -- @return the client; raises on a wrong option, naming it.
 function M.client(opts)
@@ -174,7 +208,8 @@ function M.client(opts)
   check_number(opts, "connect_timeout", 0.001)
   check_number(opts, "max_response", 1)
   check_number(opts, "token_margin", 0)
-  check_number(opts, "retries", 0)
+  check_number(opts, "token_wait", 0, MAX_TOKEN_WAIT)
+  check_integer(opts, "retries", 0, MAX_RETRIES)
   check_string(opts, "cafile")
   for _, name in ipairs{ "ssl_verify", "auto_msgid" } do
     if opts[name] ~= nil and type(opts[name]) ~= "boolean" then
@@ -187,6 +222,7 @@ function M.client(opts)
     agents = agents,
     base_url = base_url,
     token_margin = opts.token_margin or DEFAULT_TOKEN_MARGIN,
+    token_wait = opts.token_wait or DEFAULT_TOKEN_WAIT,
     retries = opts.retries or DEFAULT_RETRIES,
     -- read by the C body builders: a send without msgid gets a random one, so it may be retried safely
     auto_msgid = opts.auto_msgid or false,
@@ -200,7 +236,8 @@ function M.is_client(value)
   return type(value) == "table" and getmetatable(value) == Client
 end
 
---- The agent record for `name`, or nil.
+--- The agent record `{ name = , secret = }` of `name`, or nil when the client was not made with that agent.
+-- The KF calls use it to check their agent argument.
 function Client:agent(name)
   return self.agents[name]
 end
@@ -254,12 +291,12 @@ local function exchange(self, method, url, body, op, ...)
     restore_integers(data)
   end
   local errcode = data.errcode
-  if errcode ~= nil and errcode ~= 0 then
+  if errcode ~= 0 then
     return nil, errors.new(errors.API, nil, {
       errcode = errcode,
       errmsg = type(data.errmsg) == "string" and scrub({ message = data.errmsg }, ...).message or nil,
       op = op,
-    }), data
+    })
   end
   return data
 end
@@ -273,33 +310,42 @@ local AMBIGUOUS_REASONS = { timeout = true, send = true, recv = true }
 local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
 
 local function may_retry(err, idempotent)
-  if err.resent then
-    return false -- the transport sent it again itself: a third copy would break "at most twice"
-  end
   if err.kind == errors.TRANSPORT then
     return SAFE_REASONS[err.reason] or (idempotent and AMBIGUOUS_REASONS[err.reason]) or false
   end
   return (idempotent and err.kind == errors.HTTP and RETRY_STATUS[err.status]) or false
 end
 
--- exchange, tried again at most `retries` times (client option, default 1) when may_retry allows.
-local function exchange_retrying(self, method, url, body, op, idempotent, ...)
-  local data, err, raw = exchange(self, method, url, body, op, ...)
-  local attempts = 1
-  while not data and attempts <= self.retries and may_retry(err, idempotent) do
-    attempts = attempts + 1
-    data, err, raw = exchange(self, method, url, body, op, ...)
+local function token_refused(err)
+  return err.kind == errors.API and TOKEN_ERRORS[err.errcode] or false
+end
+
+-- exchange, made again while may_retry allows and the request's budget lasts: it reaches WeCom at most
+-- `retries + 1` times (client option, default 1). `tries` counts for the whole call, across the repeat after a
+-- refused token: `tries.attempts` every exchange, `tries.sent` those WeCom may have acted on. An exchange the
+-- transport sent twice itself (err.resent: a kept-alive connection died under it) counts twice; one WeCom answered
+-- 40014/42001 counts not at all, since WeCom refused it without acting on it.
+local function exchange_retrying(self, method, url, body, op, idempotent, tries, ...)
+  while true do
+    local data, err = exchange(self, method, url, body, op, ...)
+    tries.attempts = tries.attempts + 1
+    if data then
+      return data
+    end
+    err.attempts = tries.attempts
+    if not token_refused(err) then
+      tries.sent = tries.sent + (err.resent and 2 or 1)
+    end
+    if tries.sent > self.retries or not may_retry(err, idempotent) then
+      return nil, err
+    end
   end
-  if err then
-    err.attempts = attempts
-  end
-  return data, err, raw
 end
 
 local function fetch_token(self, agent, op)
   local url = self.base_url .. "/cgi-bin/gettoken?corpid=" .. url_escape(self.corp_id)
     .. "&corpsecret=" .. url_escape(agent.secret)
-  local data, err = exchange_retrying(self, "GET", url, nil, op, true, agent.secret)
+  local data, err = exchange_retrying(self, "GET", url, nil, op, true, { attempts = 0, sent = 0 }, agent.secret)
   if not data then
     if err.kind ~= errors.PHASE then
       err.message = err.message and ("gettoken: " .. err.message) or "gettoken failed"
@@ -315,14 +361,14 @@ local function fetch_token(self, agent, op)
   return token, nil, ttl
 end
 
---- The access token of `agent`: from the store when it holds one, else fetched from /cgi-bin/gettoken and
--- stored. With a store that has `lock` (lua_shared_dict, Redis), one caller fetches and the others wait.
--- @return token, or nil and an error value
+--- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
+-- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
+-- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most.
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param op the operation's name, for errors (optional)
+-- @return token, or nil and an error value (kind "store" when the wait for another caller's gettoken ran out)
 function Client:token(agent_name, op)
-  local agent = self.agents[agent_name]
-  if not agent then
-    return nil, errors.new(errors.API, "unknown agent '" .. tostring(agent_name) .. "'", { op = op })
-  end
+  local agent = check_agent(self, "token", 1, agent_name)
   local store, key = self.store, token_key(self, agent)
   local token = store:get(key)
   if token then
@@ -330,7 +376,7 @@ function Client:token(agent_name, op)
   end
   local lock, err
   if store.lock then
-    lock, err = store:lock(key, { timeout = DEFAULT_LOCK_TIMEOUT })
+    lock, err = store:lock(key, { timeout = self.token_wait })
     if not lock then
       if errors.is(err) then
         err.op = op
@@ -355,43 +401,47 @@ function Client:token(agent_name, op)
   return token, err
 end
 
---- Forgets the cached token of `agent` (only if it is still `token`, when given).
+--- Forgets the cached token of an agent (only if it is still `token`, when given).
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param token optional: the token found wanting; a newer one another caller stored is kept
 function Client:invalidate_token(agent_name, token)
-  local agent = self.agents[agent_name]
-  if agent then
-    self.store:delete(token_key(self, agent), token)
-  end
+  local agent = check_agent(self, "invalidate_token", 1, agent_name)
+  self.store:delete(token_key(self, agent), token)
 end
 
 --- POSTs a JSON body to a WeCom API path with the agent's access token.
 -- A token WeCom calls invalid or expired (40014, 42001) is dropped, fetched anew and the call made once more.
--- @param agent_name the agent whose secret gets the token
+-- A failure to connect is tried again; a timeout, a reset or a 502/503/504 only when `idempotent` is true, since
+-- WeCom may have acted on the first try. Whatever happens, the body reaches WeCom at most `retries + 1` times
+-- (client option, default 1), not counting the one WeCom refused for its token.
+-- @param agent_name a name in the client's `agents`; another one raises
 -- @param path e.g. "/cgi-bin/kf/send_msg"
 -- @param body the JSON body (string)
--- A failure to connect is tried again (client option `retries`, default 1); a timeout, a reset or a
--- 502/503/504 only when `idempotent` is true, since WeCom may have acted on the first try.
 -- @param op the operation's name, for errors
 -- @param idempotent true when sending the body twice has the effect of sending it once
--- @return the decoded answer (a table with errcode 0), or nil and an error value
+-- @return the decoded answer (a table with errcode 0), or nil and an error value (`err.attempts`: how many
+--   exchanges of this request were made)
 function Client:post(agent_name, path, body, op, idempotent)
-  local err, data
-  for _ = 1, 2 do
-    local token
-    token, err = self:token(agent_name, op)
+  local agent = check_agent(self, "post", 1, agent_name)
+  local tries = { attempts = 0, sent = 0 }
+  local refreshed = false
+  while true do
+    local token, err = self:token(agent_name, op)
     if not token then
       return nil, err
     end
     local url = self.base_url .. path .. "?access_token=" .. url_escape(token)
-    data, err = exchange_retrying(self, "POST", url, body, op, idempotent, token, self.agents[agent_name].secret)
+    local data
+    data, err = exchange_retrying(self, "POST", url, body, op, idempotent, tries, token, agent.secret)
     if data then
       return data
     end
-    if not (err.kind == errors.API and TOKEN_ERRORS[err.errcode]) then
+    if refreshed or not token_refused(err) then
       return nil, err
     end
+    refreshed = true
     self:invalidate_token(agent_name, token)
   end
-  return nil, err
 end
 
 --- Closes the transport (the curl handle; cosockets are pooled by nginx). The client is unusable after.

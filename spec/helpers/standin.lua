@@ -206,6 +206,32 @@ function M.sync(spec)
   return control("POST", "/_standin/sync", spec).queued
 end
 
+-- Plays a reporting action (settle, written) on a path of its own, /_<name>, and returns the body of its answer.
+local function report(name, seconds)
+  M.script("/_" .. name, { [name] = seconds or 30 })
+  local status, body = M.request("GET", "/_" .. name)
+  if status ~= 200 then
+    error("standin: " .. name .. " failed: " .. tostring(status) .. " " .. tostring(body), 3)
+  end
+  return body
+end
+
+-- Waits (at most limit seconds, default 30) until no request the stand-in delayed still sleeps; returns how many
+-- slept. Specs with a delay end with this, so that no late request acts on the stand-in after they looked at it.
+function M.settle(limit)
+  return tonumber(report("settle", limit):match('"waited_for":(%d+)'))
+end
+
+-- How many bytes each huge answer since the reset managed to write before the client hung up, in order (waits, at
+-- most limit seconds, default 30, until none is still being written).
+function M.written(limit)
+  local list = {}
+  for n in report("written", limit):match('"written":%[([%d,]*)%]'):gmatch("%d+") do
+    list[#list + 1] = tonumber(n)
+  end
+  return list
+end
+
 -- Changes settings ({ expires_in = N, kf_secret_only = bool, record = bool }); returns them all.
 function M.config(tbl)
   return control("POST", "/_standin/config", tbl)

@@ -6,15 +6,23 @@ local cjson = require "cjson"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
 local socket = require "socket"
+local ports = require "helpers.ports"
 
 local PORT = 18360        -- the app
 local KEEPALIVE_PORT = 18361 -- a second server, only for the keep-alive count
 local UNTRUSTED_PORT = 18362 -- an app that does not trust the stand-in's CA
 local STALE_PORT = 18359    -- a server that drops a kept-alive connection when the next request comes
+local STALE_MANY_PORT = 18358 -- the same server on a port of its own, so that its connections pool apart
 
 -- The job runner and the phase probes, shared by both apps.
 local HTTP = [[
     lua_shared_dict results 1m;
+    # a call while nginx loads its configuration must come back at once, or nginx would not start
+    init_by_lua_block {
+      local t = require("wechat.work.transport.cosocket").new()
+      local res, err = t:request{ method = "GET", url = "http://127.0.0.1:@PORT@/hello?access_token=SECRET_TOKEN" }
+      ngx.shared.results:set("init", res and "no error" or (err.kind .. "|" .. tostring(err)))
+    }
     init_worker_by_lua_block {
       local t = require("wechat.work.transport.cosocket").new()
       local res, err = t:request{ method = "GET", url = "http://127.0.0.1:@PORT@/hello?access_token=SECRET_TOKEN" }
@@ -28,18 +36,21 @@ local HTTP = [[
     }
     server {
       listen 127.0.0.1:@STALE_PORT@;
+      listen 127.0.0.1:@STALE_MANY_PORT@;
       # answers with keep-alive, then reads the next request on the connection and closes without a byte, as a
       # server does that drops an idle connection just when the client reuses it
+      # requests seen in all are counted under the name in ?key= (default "stale")
       location = /stale {
         content_by_lua_block {
           local seen = ngx.shared.results
-          local n = seen:incr("stale", 1, 0)
+          local key = ngx.var.arg_key or "stale"
+          local n = seen:incr(key, 1, 0)
           local sock = assert(ngx.req.socket(true))
           local body = "answer " .. n
           assert(sock:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: keep-alive\r\n\r\n"
             .. body))
           if sock:receiveuntil("\r\n\r\n")() then
-            seen:incr("stale", 1, 0)
+            seen:incr(key, 1, 0)
           end
           return ngx.exit(444)
         }
@@ -55,10 +66,29 @@ local SERVER = [[
         ngx.req.read_body()
         local job = cjson.decode(ngx.req.get_body_data())
         local t = cosocket.new(job.opts)
+        local function run(req)
+          if req.body_size then -- a body of that many bytes, made here rather than carried in the job
+            req.body = string.rep("b", req.body_size)
+          end
+          local res, err = t:request(req)
+          return res or { kind = err.kind, reason = err.reason, message = err.message, text = tostring(err),
+            resent = err.resent }
+        end
         local out = {}
         for i, req in ipairs(job.requests) do
-          local res, err = t:request(req)
-          out[i] = res or { kind = err.kind, reason = err.reason, message = err.message, text = tostring(err) }
+          if req.together then -- these at once, each in its own light thread (so each on its own connection)
+            local threads, results = {}, {}
+            for k, r in ipairs(req.together) do
+              threads[k] = ngx.thread.spawn(run, r)
+            end
+            for k, thread in ipairs(threads) do
+              local _, res = ngx.thread.wait(thread)
+              results[k] = res
+            end
+            out[i] = results
+          else
+            out[i] = run(req)
+          end
         end
         ngx.print(cjson.encode({ results = out, stats = t:stats() }))
       }
@@ -129,6 +159,21 @@ local SERVER = [[
         ngx.shared.results:set("header_filter", res and "no error" or (err.kind .. "|" .. tostring(err)))
       }
     }
+    location = /body_filter_phase {
+      content_by_lua_block { ngx.print("answered") }
+      body_filter_by_lua_block {
+        local t = require("wechat.work.transport.cosocket").new()
+        local res, err = t:request{ method = "GET", url = "http://127.0.0.1:@PORT@/hello" }
+        -- the filter runs once per buffer: the first result stays
+        ngx.shared.results:add("body_filter", res and "no error" or (err.kind .. "|" .. tostring(err)))
+      }
+    }
+    # reads neither the body nor anything else for a while: a client sending a large body fills the socket
+    # buffers and has to wait
+    location = /no_read {
+      client_max_body_size 0;
+      content_by_lua_block { ngx.sleep(3) ngx.print("late") }
+    }
     location = /args {
       content_by_lua_block {
         local cosocket = require "wechat.work.transport.cosocket"
@@ -163,9 +208,11 @@ local SERVER = [[
     }
 ]]
 
+local closed_port = ports.closed
+
 local function fill(text, port)
   return (text:gsub("@PORT@", tostring(port)):gsub("@KEEPALIVE_PORT@", tostring(KEEPALIVE_PORT))
-    :gsub("@STALE_PORT@", tostring(STALE_PORT)))
+    :gsub("@STALE_PORT@", tostring(STALE_PORT)):gsub("@STALE_MANY_PORT@", tostring(STALE_MANY_PORT)))
 end
 
 local app, untrusted
@@ -192,14 +239,6 @@ end
 
 local function url(path)
   return "http://127.0.0.1:" .. PORT .. path
-end
-
--- A port nothing listens on: bound by the kernel's choice, then released.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 -- The value a phase probe stored, once it is there (log handlers run after the answer went out).
@@ -337,13 +376,46 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
 
   describe("transport failures", function()
     it("reports a read timeout, then works again", function()
-      local results = call(app, { timeout = 0.3 }, {
+      local results = call(app, { timeout = 1 }, { -- /slow answers after 3 s
         { method = "GET", url = url("/slow?access_token=SECRET_TOKEN") },
         { method = "GET", url = url("/hello") },
       })
       assert.same({
         { kind = "transport", reason = "timeout", message = "receive: timeout",
           text = "wechat: transport error: receive: timeout" },
+        { status = 200, body = "hello" },
+      }, results)
+    end)
+
+    it("reports a connect timeout, then works again", function()
+      local port, close = ports.unanswered() -- its accept queue is full: a connect waits until its timeout
+      local results, stats = call(app, { connect_timeout = 0.3, timeout = 10 }, {
+        { method = "POST", url = "http://127.0.0.1:" .. port .. "/cgi-bin/kf/send_msg?access_token=SECRET_TOKEN",
+          body = "{}" },
+        { method = "GET", url = url("/hello") },
+      })
+      close()
+      local message = "cannot connect to 127.0.0.1:" .. port .. ": timeout"
+      assert.same({
+        { kind = "transport", reason = "timeout", message = message, text = "wechat: transport error: " .. message },
+        { status = 200, body = "hello" },
+      }, results)
+      -- (no count of connects: /hello may go over a connection an earlier spec left in the pool)
+      assert.are.equal(2, stats.requests)
+    end)
+
+    it("reports a send timeout when the server reads nothing of a large body, then works again", function()
+      -- 32 MiB: far more than both socket buffers hold: the sender's is at most tcp_wmem's maximum (4 MiB on
+      -- Debian), the receiver's stays near tcp_rmem's default (128 KiB), as the kernel enlarges it only as the
+      -- server reads
+      local results = call(app, { timeout = 1 }, { -- /no_read reads nothing for 3 s
+        -- (no access_token in this URL: the receiving server, this nginx, logs its request line at info level)
+        { method = "POST", url = url("/no_read?x=1"), body_size = 32 * 1024 * 1024 },
+        { method = "GET", url = url("/hello") },
+      })
+      assert.same({
+        { kind = "transport", reason = "timeout", message = "send: timeout",
+          text = "wechat: transport error: send: timeout" },
         { status = 200, body = "hello" },
       }, results)
     end)
@@ -378,6 +450,27 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
     assert.same({ { status = 200, body = "answer 1" }, { status = 200, body = "answer 3" } }, results)
     assert.same({ requests = 2, connects = 2 }, stats)
     assert.same({ 200, "3" }, { app:request("GET", "/result?key=stale") })
+  end)
+
+  it("resends over a new connection, never over another pooled one the server dropped as well", function()
+    local stale = "http://127.0.0.1:" .. STALE_MANY_PORT .. "/stale?key=many"
+    local get = { method = "GET", url = stale }
+    local results, stats = call(app, nil, {
+      { together = { get, get, get } }, -- three connections at once, all three pooled afterwards
+      { method = "POST", url = stale, body = "{}" },
+    })
+    local bodies = {}
+    for k, res in ipairs(results[1]) do
+      assert.are.equal(200, res.status)
+      bodies[k] = res.body
+    end
+    table.sort(bodies)
+    assert.same({ "answer 1", "answer 2", "answer 3" }, bodies)
+    -- the POST reached the server on one of the pooled connections (seen: 4), which dropped it; it went again on
+    -- a new connection (5), not on the next pooled one (which would have been dropped too: "receive: closed")
+    assert.same({ status = 200, body = "answer 5" }, results[2])
+    assert.same({ requests = 4, connects = 4 }, stats)
+    assert.same({ 200, "5" }, { app:request("GET", "/result?key=many") })
   end)
 
   it("refuses response headers over 64 KiB", function()
@@ -445,6 +538,15 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
     it("fails in header_filter_by_lua with a phase error", function()
       assert.same({ 200, "answered" }, { app:request("GET", "/header_filter_phase") })
       assert.are.equal(phase_error("header_filter"), result("header_filter"))
+    end)
+
+    it("fails in init_by_lua with a phase error, at once (nginx started)", function()
+      assert.are.equal(phase_error("init"), result("init"))
+    end)
+
+    it("fails in body_filter_by_lua with a phase error, and the answer goes out whole", function()
+      assert.same({ 200, "answered" }, { app:request("GET", "/body_filter_phase") })
+      assert.are.equal(phase_error("body_filter"), result("body_filter"))
     end)
 
     it("never puts the access token in the error log", function()

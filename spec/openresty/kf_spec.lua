@@ -26,6 +26,10 @@ local HTTP = [[
         https = client("@HTTPS_URL@", { shared_dict = "wechat" }),
         memory = client("@URL@"),
       }
+      -- a call while nginx loads its configuration: the documented error at once, or nginx would not start
+      local kf = require "wechat.work.kf.message"
+      local res, err = kf.send_text(SPEC_CLIENTS.memory, "kf", "wmU", "wkK", "from init")
+      ngx.shared.results:set("init", res and "no error" or (err.kind .. "|" .. tostring(err)))
     }
     init_worker_by_lua_block {
       local kf = require "wechat.work.kf.message"
@@ -55,6 +59,14 @@ local SERVER = [[
         local kf = require "wechat.work.kf.message"
         local res, err = kf.send_text(SPEC_CLIENTS.http, "kf", "wmU", "wkK", "from log_by_lua")
         ngx.shared.results:set("log", res and "no error" or (err.kind .. "|" .. tostring(err)))
+      }
+    }
+    location = /body_filter_phase {
+      content_by_lua_block { ngx.print("answered") }
+      body_filter_by_lua_block {
+        local kf = require "wechat.work.kf.message"
+        local res, err = kf.send_text(SPEC_CLIENTS.http, "kf", "wmU", "wkK", "from body_filter_by_lua")
+        ngx.shared.results:add("body_filter", res and "no error" or (err.kind .. "|" .. tostring(err)))
       }
     }
     location = /result {
@@ -141,6 +153,16 @@ describe("KF operations inside nginx content handlers #openresty", function()
     it("fails in log_by_lua with the documented error, and nothing goes out", function()
       assert.same({ 200, "answered" }, { app:request("GET", "/log_phase") })
       assert.are.equal(phase_error("log", "send_text"), result("log"))
+      assert.same({}, standin.counts())
+    end)
+
+    it("fails in init_by_lua with the documented error", function()
+      assert.are.equal(phase_error("init", "send_text"), result("init"))
+    end)
+
+    it("fails in body_filter_by_lua with the documented error, and nothing goes out", function()
+      assert.same({ 200, "answered" }, { app:request("GET", "/body_filter_phase") })
+      assert.are.equal(phase_error("body_filter", "send_text"), result("body_filter"))
       assert.same({}, standin.counts())
     end)
   end)

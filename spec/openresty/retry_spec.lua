@@ -6,13 +6,14 @@
 local cjson = require "cjson"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
-local socket = require "socket"
+local ports = require "helpers.ports"
 
 local PORT = 18377
 local SEND_MSG = "/cgi-bin/kf/send_msg"
 local GETTOKEN = "/cgi-bin/gettoken"
 local SYNC_MSG = "/cgi-bin/kf/sync_msg"
-local HOLD = 2 -- seconds a delayed request sleeps; the client timeout is 0.5
+local SHORT = 1 -- client timeout (seconds) where the timeout is the point; 10 for every other job
+local HOLD = 3  -- seconds a delayed request sleeps: well past SHORT
 local MSGID = "^[0-9a-zA-Z_-]+$"
 
 local SERVER = [[
@@ -25,17 +26,21 @@ local SERVER = [[
         local memory = require "wechat.work.store.memory"
         ngx.req.read_body()
         local job = cjson.decode(ngx.req.get_body_data())
-        local function new_client(base_url, store)
-          local transport = cosocket.new{ timeout = 0.5 }
+        local function new_client(base_url, store, timeout)
+          local transport = cosocket.new{ timeout = timeout }
           return work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } }, base_url = base_url,
             retries = job.retries, auto_msgid = job.auto_msgid, token_store = store, transport = transport },
             transport
         end
         local store = memory.new()
         if job.token_from then
-          assert(kf.sync_msg((new_client(job.token_from, store)), "kf"))
+          assert(kf.sync_msg((new_client(job.token_from, store, 10)), "kf"))
         end
-        local client, transport = new_client(job.base_url, store)
+        if job.warm then
+          -- the token first (one gettoken), so that a short timeout applies to the fault alone
+          assert(new_client(job.base_url, store, 10):token("kf"))
+        end
+        local client, transport = new_client(job.base_url, store, job.timeout or 10)
         local out = {}
         for i, call in ipairs(job.calls) do
           local args = call.args or {}
@@ -54,6 +59,9 @@ local SERVER = [[
 
 local app
 
+local closed_port = ports.closed
+local settle = standin.settle
+
 local function run(job)
   job.base_url = job.base_url or standin.url()
   local status, body = app:request("POST", "/run", cjson.encode(job))
@@ -67,20 +75,6 @@ local function send(opts)
 end
 
 local SYNC = { op = "sync_msg" }
-
-local function closed_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
-
-local function settle()
-  standin.script("/_settle", { settle = 30 })
-  local status, body = standin.request("GET", "/_settle")
-  assert.are.equal(200, status, body)
-  return tonumber(body:match('"waited_for":(%d+)'))
-end
 
 local function msgids(list)
   local out = {}
@@ -121,7 +115,7 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
 
     it("no answer within the timeout, WeCom acting on it late: sent again, delivered once", function()
       standin.script(SEND_MSG, { delay = HOLD }, 1)
-      local results = run{ calls = { send{ msgid = "m-late" } } }
+      local results = run{ timeout = SHORT, warm = true, calls = { send{ msgid = "m-late" } } }
       assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-late" } }, results[1])
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 2 }, standin.counts())
       assert.are.same({ "m-late", "m-late" }, msgids(standin.bodies(SEND_MSG)))
@@ -133,7 +127,7 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
   describe("without a msgid", function()
     it("no answer within the timeout: one request, the error comes back, and WeCom delivered it once", function()
       standin.script(SEND_MSG, { delay = HOLD }, 1)
-      local results = run{ calls = { send() } }
+      local results = run{ timeout = SHORT, warm = true, calls = { send() } }
       assert.are.same({ kind = "transport", reason = "timeout", attempts = 1, message = "receive: timeout" },
         results[1].err)
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
@@ -162,6 +156,41 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
       assert.are.same({ "m-closed", "m-closed" }, msgids(standin.bodies(SEND_MSG)))
       assert.are.equal(2 + 1, exchanges)
       assert.are.same({}, standin.delivered())
+    end)
+  end)
+
+  describe("one budget per call, shared with the repeat after a refused token", function()
+    local BUSY = { status = 503, body = "busy" }
+    local EXPIRE = { expire_token = true }
+
+    it("503, 42001, 503, 503 with retries = 1: three requests, not four; the refused one is not counted", function()
+      standin.script(SEND_MSG, BUSY, 1)
+      standin.script(SEND_MSG, EXPIRE, 1)
+      standin.script(SEND_MSG, BUSY, 1)
+      standin.script(SEND_MSG, BUSY, 1)
+      local results, exchanges = run{ calls = { send{ msgid = "m-budget" } } }
+      assert.are.same({ kind = "http", status = 503, attempts = 3, message = "unexpected HTTP status" },
+        results[1].err)
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 3 }, standin.counts())
+      assert.are.same({ "m-budget", "m-budget", "m-budget" }, msgids(standin.bodies(SEND_MSG)))
+      assert.are.equal(2 + 3, exchanges)
+      assert.are.same({}, standin.delivered())
+    end)
+
+    it("42001, 503, 503 with retries = 1: the retry after the new token's 503 is still there", function()
+      standin.script(SEND_MSG, EXPIRE, 1)
+      standin.script(SEND_MSG, BUSY, 2)
+      local results = run{ calls = { send{ msgid = "m-refused-first" } } }
+      assert.are.same({ kind = "http", status = 503, attempts = 3, message = "unexpected HTTP status" },
+        results[1].err)
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 3 }, standin.counts())
+    end)
+
+    it("retries = 0 still fetches a refused token anew and makes the call once more", function()
+      standin.script(SEND_MSG, EXPIRE, 1)
+      local results = run{ retries = 0, calls = { send{ msgid = "m-0-token" } } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-0-token" } }, results[1])
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 2 }, standin.counts())
     end)
   end)
 

@@ -14,6 +14,9 @@ local HTTP = [[
     init_by_lua_block {
       SPEC_CLIENT = require("wechat.work").client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } },
         base_url = "@URL@", timeout = 5, shared_dict = "wechat" }
+      -- waits 0.2 s at most for another caller's gettoken
+      SPEC_IMPATIENT = require("wechat.work").client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } },
+        base_url = "@URL@", timeout = 5, shared_dict = "wechat", token_wait = 0.2 }
     }
 ]]
 
@@ -22,11 +25,12 @@ local SERVER = [[
       content_by_lua_block {
         local kf = require "wechat.work.kf.message"
         local i = ngx.var.arg_i
-        local res, err = kf.send_text(SPEC_CLIENT, "kf", "wmCUSTOMER", "wkKF", "burst " .. i, { msgid = "b" .. i })
+        local client = ngx.var.arg_client == "impatient" and SPEC_IMPATIENT or SPEC_CLIENT
+        local res, err = kf.send_text(client, "kf", "wmCUSTOMER", "wkKF", "burst " .. i, { msgid = "b" .. i })
         ngx.header["X-Worker"] = ngx.worker.pid()
         if not res then
           ngx.status = 500
-          ngx.print(tostring(err))
+          ngx.print(err.kind, "|", err.op, "|", tostring(err))
           return
         end
         ngx.print(res.msgid)
@@ -126,14 +130,16 @@ local function split(text)
   return lines
 end
 
--- n requests to /send at once (curl --parallel, all connections opened at once), numbered from first.
--- Returns the answers: { status = , worker = , body = } by request number.
-local function burst(first, n)
+-- n requests to /send at once (curl --parallel, all connections opened at once), numbered from first; query:
+-- more arguments before i ("client=impatient&"). Returns the answers: { status = , worker = , body = } by request
+-- number.
+local function burst(first, n, query)
   local dir = app.prefix .. "/burst"
   assert(os.execute("rm -rf " .. shell_quote(dir) .. " && mkdir -p " .. shell_quote(dir)))
   local cmd = "curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max " .. n
     .. " -w '%{http_code} %header{x-worker} %{url}\\n' -o " .. shell_quote(dir .. "/#1")
-    .. " " .. shell_quote(app:url("/send?i=[" .. first .. "-" .. (first + n - 1) .. "]")) .. " 2>/dev/null"
+    .. " " .. shell_quote(app:url("/send?" .. (query or "") .. "i=[" .. first .. "-" .. (first + n - 1) .. "]"))
+    .. " 2>/dev/null"
   local p = assert(io.popen(cmd))
   local out = p:read("*a")
   p:close()
@@ -227,6 +233,34 @@ describe("one access token for all nginx workers #openresty", function()
     local n = 0
     for _ in pairs(by_token) do n = n + 1 end
     assert.are.equal(2, n)
+  end)
+
+  it("gives nil, err (kind store) to the callers whose wait for the one gettoken runs out (token_wait)", function()
+    -- gettoken held 3 s; the callers that come while it is under way wait 0.2 s (token_wait), then give up
+    standin.script(GETTOKEN, { delay = 3 })
+    local answers = burst(1, 20, "client=impatient&")
+    local key = "wechat:token:wwCORP:" .. require("wechat.core").sha1_hex("wwCORP\0KF_SECRET"):sub(1, 16)
+    -- (the shared_dict store gives this error no err.reason yet; the Redis store's says "timeout")
+    local waited_out = "store|send_text|wechat: store error: lua_shared_dict 'wechat': lock " .. key
+      .. " still taken after 0.2 s in send_text"
+    local ok, gave_up, other = 0, 0, {}
+    for i = 1, 20 do
+      local a = answers[i]
+      if a and a.status == 200 and a.body == "b" .. i then
+        ok = ok + 1
+      elseif a and a.status == 500 and a.body == waited_out then
+        gave_up = gave_up + 1
+      else
+        other[#other + 1] = a and (a.status .. " " .. a.body) or ("no answer " .. i)
+      end
+    end
+    assert.same({}, other)
+    -- the one that fetched the token sent its message; the 19 others got the error and sent nothing
+    assert.same({ 1, 19 }, { ok, gave_up })
+    assert.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
+    -- the token is there now: the next call needs no gettoken and no wait
+    assert.same({ 200, "b21" }, { app:request("GET", "/send?i=21&client=impatient") })
+    assert.same({ [GETTOKEN] = 1, [SEND_MSG] = 2 }, standin.counts())
   end)
 
   it("answers from the same store after a reload and after a killed worker", function()

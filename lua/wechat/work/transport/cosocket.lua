@@ -1,8 +1,9 @@
 --- The OpenResty transport: one HTTP/1.1 exchange per `request` over `ngx.socket.tcp`, so a request handler
 -- waiting for WeCom yields to the nginx event loop instead of blocking the worker. Connections go back to
 -- nginx's keep-alive pool (one pool per scheme, host, port and verification mode). Pure Lua: `wechat.core`
--- does no I/O on this path. It knows nothing of access tokens and retries nothing, except that a pooled
--- connection the server dropped just as it was reused is replaced by a new one once (as libcurl does).
+-- does no I/O on this path. It knows nothing of access tokens and retries nothing, except that a request on a
+-- pooled connection the server dropped just as it was reused is sent once more, on a new connection (as libcurl
+-- does).
 --
 -- TLS certificates are checked against nginx's `lua_ssl_trusted_certificate` (the `cafile` option of the curl
 -- transport has no per-socket equivalent in ngx_lua and is ignored here).
@@ -343,10 +344,12 @@ local function handshake(sock, host, session, verify)
 end
 
 -- A connected socket (TLS done) from the pool or new, and how often it was reused before; or nil, err.
-local function open(self, host, port, tls, pool)
+-- fresh: a new connection for sure. It is made under a pool name of its own that never holds a connection (it is
+-- closed after its one exchange), since the pool proper may hold more connections the server has dropped.
+local function open(self, host, port, tls, pool, fresh)
   local sock = self.ngx.socket.tcp()
   sock:settimeouts(self.connect_ms, self.io_ms, self.io_ms)
-  local ok, err = sock:connect(host, port, { pool = pool })
+  local ok, err = sock:connect(host, port, { pool = fresh and (pool .. "#fresh") or pool })
   if not ok then
     local reason = "connect"
     if err == "timeout" then
@@ -372,9 +375,10 @@ local function open(self, host, port, tls, pool)
   return sock, reused
 end
 
--- Sends the request and reads the answer. On failure also returns true when nothing at all came back and the
--- failure looks like the peer having closed the connection while it sat in the pool.
-local function exchange(self, sock, head)
+-- Sends the request and reads the answer; the connection goes back to the pool when `keep` is true and HTTP
+-- allows. On failure also returns true when nothing at all came back and the failure looks like the peer having
+-- closed the connection while it sat in the pool.
+local function exchange(self, sock, head, keep)
   local ok, err = sock:send(head)
   if not ok then
     local stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
@@ -432,7 +436,7 @@ local function exchange(self, sock, head)
     return io_fail(sock, "receive", err, "recv")
   end
 
-  if not (keepalive and sock:setkeepalive(self.keepalive_ms, self.keepalive_pool)) then
+  if not (keep and keepalive and sock:setkeepalive(self.keepalive_ms, self.keepalive_pool)) then
     sock:close()
   end
   return { status = status, body = body }
@@ -441,8 +445,9 @@ end
 --- Makes one HTTP exchange.
 -- Only in the nginx phases that allow cosockets (rewrite, server_rewrite, access, content, timer,
 -- ssl_client_hello, ssl_cert, ssl_session_fetch); elsewhere it returns a "phase" error at once.
--- A pooled connection that the server closed while it sat idle is replaced by a new one once, like libcurl
--- does; otherwise nothing is retried.
+-- A request that went over a pooled connection the server had closed (not one byte of answer came) is sent once
+-- more, over a new connection, like libcurl does (never over another pooled one, which may be just as dead); the
+-- error of that second exchange, if it fails too, says `resent = true`. Otherwise nothing is retried.
 -- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil}`; a POST is sent as
 --   `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and an error: kind "phase"
@@ -479,19 +484,23 @@ function Transport:request(req)
   end
 
   self.requests = self.requests + 1
-  for attempt = 1, 2 do
-    local sock, reused = open(self, host, port, tls, pool)
-    if not sock then
-      return nil, reused
-    end
-    local res, err, stale = exchange(self, sock, head)
-    if res or not (stale and reused > 0 and attempt == 1) then
-      if not res and attempt == 2 then
-        err.resent = true -- the request may have reached the server twice already
-      end
-      return res, err
-    end
+  local sock, reused = open(self, host, port, tls, pool)
+  if not sock then
+    return nil, reused
   end
+  local res, err, stale = exchange(self, sock, head, true)
+  if res or not (stale and reused > 0) then
+    return res, err
+  end
+  sock, err = open(self, host, port, tls, pool, true)
+  if not sock then
+    return nil, err
+  end
+  res, err = exchange(self, sock, head, false)
+  if not res then
+    err.resent = true -- the request may have reached the server twice already
+  end
+  return res, err
 end
 
 --- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is
