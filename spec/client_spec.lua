@@ -210,6 +210,32 @@ describe("wechat.work client", function()
       end)
     end)
 
+    it("is kept in the process when the store cannot keep it (a full shared dict), so gettoken goes out once", function()
+      local sets = 0
+      local full = {
+        get = function() return nil end,
+        set = function()
+          sets = sets + 1
+          return nil, "no memory"
+        end,
+        delete = function() return true end,
+      }
+      local client = new_client{ token_store = full }
+      for i = 1, 3 do
+        assert.same({ errcode = 0, errmsg = "ok", msgid = "m" .. i },
+          kf.send_text(client, "kf", "wmC", "wkK", "hi", { msgid = "m" .. i }))
+      end
+      assert.equal(1, count(GETTOKEN))
+      assert.equal(1, sets)
+      -- a token WeCom refuses is dropped from the process too: one new gettoken, then kept again
+      standin.expire_tokens()
+      assert.equal(0, (kf.send_text(client, "kf", "wmC", "wkK", "a")).errcode)
+      assert.equal(0, (kf.send_text(client, "kf", "wmC", "wkK", "b")).errcode)
+      assert.equal(2, count(GETTOKEN))
+      assert.equal(2, sets)
+      assert.equal(6, count(SEND_MSG))
+    end)
+
     it("reports a gettoken refusal as an api error without the secret", function()
       local client = new_client{ secret = "WRONG-SECRET-123" }
       local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")

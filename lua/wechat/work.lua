@@ -227,6 +227,7 @@ function M.client(opts)
     -- read by the C body builders: a send without msgid gets a random one, so it may be retried safely
     auto_msgid = opts.auto_msgid or false,
     store = make_store(opts),
+    spare = memory_store.new(), -- tokens the store failed to keep
     transport = make_transport(opts),
   }, Client)
 end
@@ -370,7 +371,7 @@ end
 function Client:token(agent_name, op)
   local agent = check_agent(self, "token", 1, agent_name)
   local store, key = self.store, token_key(self, agent)
-  local token = store:get(key)
+  local token = store:get(key) or self.spare:get(key)
   if token then
     return token
   end
@@ -392,8 +393,10 @@ function Client:token(agent_name, op)
   end
   local ttl
   token, err, ttl = fetch_token(self, agent, op)
-  if token then
-    store:set(key, token, ttl)
+  if token and not store:set(key, token, ttl) then
+    -- The store could not keep it (a full lua_shared_dict, Redis gone): keep it in this process, or every call
+    -- would fetch a token of its own, and gettoken is rate limited.
+    self.spare:set(key, token, ttl)
   end
   if lock then
     lock:unlock()
@@ -406,7 +409,9 @@ end
 -- @param token optional: the token found wanting; a newer one another caller stored is kept
 function Client:invalidate_token(agent_name, token)
   local agent = check_agent(self, "invalidate_token", 1, agent_name)
-  self.store:delete(token_key(self, agent), token)
+  local key = token_key(self, agent)
+  self.store:delete(key, token)
+  self.spare:delete(key, token)
 end
 
 --- POSTs a JSON body to a WeCom API path with the agent's access token.

@@ -30,7 +30,7 @@ local SERVER = [[
         ngx.header["X-Worker"] = ngx.worker.pid()
         if not res then
           ngx.status = 500
-          ngx.print(err.kind, "|", err.op, "|", tostring(err))
+          ngx.print(err.kind, "|", tostring(err.reason), "|", err.op, "|", tostring(err))
           return
         end
         ngx.print(res.msgid)
@@ -240,8 +240,7 @@ describe("one access token for all nginx workers #openresty", function()
     standin.script(GETTOKEN, { delay = 3 })
     local answers = burst(1, 20, "client=impatient&")
     local key = "wechat:token:wwCORP:" .. require("wechat.core").sha1_hex("wwCORP\0KF_SECRET"):sub(1, 16)
-    -- (the shared_dict store gives this error no err.reason yet; the Redis store's says "timeout")
-    local waited_out = "store|send_text|wechat: store error: lua_shared_dict 'wechat': lock " .. key
+    local waited_out = "store|timeout|send_text|wechat: store error: lua_shared_dict 'wechat': lock " .. key
       .. " still taken after 0.2 s in send_text"
     local ok, gave_up, other = 0, 0, {}
     for i = 1, 20 do
