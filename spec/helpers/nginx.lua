@@ -16,7 +16,7 @@
 --
 -- The http block gets: load_module lines for ndk and ngx_http_lua, lua_package_path with lua/?.lua,
 -- lua/?/init.lua and spec/?.lua of the checkout (so handlers can require "helpers.kf_cases"), then the system
--- paths (Debian's lua-resty-core and cjson); lua_package_cpath with build/jit/?.so.
+-- paths (Debian's lua-resty-core and cjson); lua_package_cpath with build/jit/?.so (WECHAT_SPEC_BUILD, see below).
 local socket = require "socket"
 
 local M = {}
@@ -27,6 +27,12 @@ local concat, sort = table.concat, table.sort
 
 local MODULES = "/usr/lib/nginx/modules"
 local NGINX = os.getenv("WECHAT_NGINX") or "/usr/sbin/nginx"
+-- tools/sanitize runs these specs against the ASan/UBSan build: nginx then loads it (WECHAT_SPEC_BUILD) with the
+-- sanitizer runtime preloaded (WECHAT_SANITIZE_PRELOAD), and its reports go to WECHAT_SANITIZE_LOGS. Leak checking
+-- stays off in nginx: it never frees its pools at exit, and a worker that exits is not where the module leaks.
+local BUILD = os.getenv("WECHAT_SPEC_BUILD") or "build/jit"
+local PRELOAD = os.getenv("WECHAT_SANITIZE_PRELOAD")
+local SANITIZE_LOGS = os.getenv("WECHAT_SANITIZE_LOGS") or "/tmp"
 
 local App = {}
 App.__index = App
@@ -134,7 +140,7 @@ http {
     client_body_buffer_size 16m;
 
     lua_package_path "@ROOT@/lua/?.lua;@ROOT@/lua/?/init.lua;@ROOT@/spec/?.lua;;";
-    lua_package_cpath "@ROOT@/build/jit/?.so;;";
+    lua_package_cpath "@ROOT@/@BUILD@/?.so;;";
 @TRUST@
 @HTTP@
 
@@ -209,6 +215,7 @@ function M.start(opts)
       LEVEL = opts.log_level or "info",
       MODULES = MODULES,
       ROOT = M.ROOT,
+      BUILD = BUILD,
       TRUST = trust,
       HTTP = opts.http or "",
       PORT = opts.port,
@@ -237,7 +244,15 @@ end
 --- The nginx command line for this app, with extra arguments (e.g. "-s reload").
 function App:command(extra)
   local p = self.prefix
-  return shell_quote(NGINX) .. " -p " .. shell_quote(p .. "/") .. " -c " .. shell_quote(p .. "/nginx.conf") .. " -e "
+  local sanitize = ""
+  if PRELOAD and PRELOAD ~= "" then
+    sanitize = "env LD_PRELOAD=" .. shell_quote(PRELOAD)
+      .. " ASAN_OPTIONS=" .. shell_quote("detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_odr_violation=0:"
+        .. "log_path=" .. SANITIZE_LOGS .. "/asan-nginx")
+      .. " UBSAN_OPTIONS=" .. shell_quote("halt_on_error=1:print_stacktrace=1:log_path=" .. SANITIZE_LOGS
+        .. "/ubsan-nginx") .. " "
+  end
+  return sanitize .. shell_quote(NGINX) .. " -p " .. shell_quote(p .. "/") .. " -c " .. shell_quote(p .. "/nginx.conf") .. " -e "
     .. shell_quote(p .. "/error.log") .. (extra and (" " .. extra) or "")
 end
 
