@@ -210,7 +210,7 @@ describe("wechat.work client", function()
       end)
     end)
 
-    it("is kept in the process when the store cannot keep it (a full shared dict), so gettoken goes out once", function()
+    it("is kept in the process when the store cannot keep it (full shared dict): one gettoken", function()
       local sets = 0
       local full = {
         get = function() return nil end,

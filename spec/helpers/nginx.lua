@@ -252,8 +252,8 @@ function App:command(extra)
       .. " UBSAN_OPTIONS=" .. shell_quote("halt_on_error=1:print_stacktrace=1:log_path=" .. SANITIZE_LOGS
         .. "/ubsan-nginx") .. " "
   end
-  return sanitize .. shell_quote(NGINX) .. " -p " .. shell_quote(p .. "/") .. " -c " .. shell_quote(p .. "/nginx.conf") .. " -e "
-    .. shell_quote(p .. "/error.log") .. (extra and (" " .. extra) or "")
+  return sanitize .. shell_quote(NGINX) .. " -p " .. shell_quote(p .. "/") .. " -c " .. shell_quote(p .. "/nginx.conf")
+    .. " -e " .. shell_quote(p .. "/error.log") .. (extra and (" " .. extra) or "")
 end
 
 function App:url(path)
