@@ -1,5 +1,6 @@
 -- The local WeCom stand-in itself: what it answers, what it records, how scripts and sync paging behave.
 local cjson = require "cjson"
+local socket = require "socket"
 local standin = require "helpers.standin"
 
 local rep, format = string.rep, string.format
@@ -442,6 +443,31 @@ describe("wecom stand-in", function()
       assert.are.equal(1, #standin.delivered())
     end)
 
+    it("delay until_released: held until POST /_standin/release, then answer normally", function()
+      local token = standin.token()
+      standin.script(SEND, { delay = 60, until_released = true })
+      local body = '{"touser":"u","open_kfid":"k","msgtype":"text","text":{"content":"held"}}'
+      local held = assert(socket.connect("127.0.0.1", tonumber(standin.url():match(":(%d+)$"))))
+      held:settimeout(30)
+      assert(held:send("POST " .. SEND .. "?access_token=" .. token .. " HTTP/1.0\r\nContent-Length: " .. #body
+        .. "\r\n\r\n" .. body))
+      local arrived = false
+      for _ = 1, 600 do
+        arrived = (standin.counts()[SEND] or 0) == 1
+        if arrived then break end
+        socket.sleep(0.05)
+      end
+      assert.is_true(arrived)
+      assert.are.equal(0, #standin.delivered())
+      assert.are.equal(1, standin.release())
+      local answer = held:receive("*a")
+      held:close()
+      assert.are.equal("HTTP/1.1 200", answer:sub(1, 12))
+      assert.are.equal(ok_msgid("standin-msg-1"), answer:match("\r\n\r\n(.*)$"))
+      assert.are.equal(1, #standin.delivered())
+      assert.are.equal(0, standin.release())
+    end)
+
     it("close the connection without an answer", function()
       standin.script(GETTOKEN, { close = true })
       assert.are.same({ nil, "closed" }, { gettoken(query) })
@@ -491,6 +517,8 @@ describe("wecom stand-in", function()
         { '{"path":"/x","action":{"close":1}}', "close must be true" },
         { '{"path":"/x","action":{"status":99}}', "status must be an integer from 200 to 599" },
         { '{"path":"/x","action":{"delay":-1}}', "delay must be a number of seconds, 0 to 300" },
+        { '{"path":"/x","action":{"until_released":true}}', "until_released must be true, with a delay" },
+        { '{"path":"/x","action":{"delay":1,"until_released":1}}', "until_released must be true, with a delay" },
         { '{"path":"/x","count":0,"action":{"close":true}}', "count must be an integer >= 1, or -1 for every request" },
         { '{"path":"/_standin/reset","action":{"close":true}}',
           "path must be a path outside /_standin/, like /cgi-bin/kf/send_msg" },

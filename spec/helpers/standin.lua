@@ -196,6 +196,11 @@ function M.expire_tokens()
   control("POST", "/_standin/expire_tokens")
 end
 
+-- Ends the delays scripted with until_released that are under way; returns how many requests slept then.
+function M.release()
+  return control("POST", "/_standin/release").sleeping
+end
+
 -- The next count requests to path (default 1, -1 for all) get action instead of the normal answer.
 function M.script(path, action, count)
   return control("POST", "/_standin/script", { path = path, action = action, count = count or 1 })

@@ -1,6 +1,7 @@
 -- The worker is never blocked: with ONE nginx worker, 20 handler requests wait on a stand-in send_msg that holds
--- its answer, and meanwhile another location of the same worker answers. Shown by counts, not timings: at the
--- moment /ping answers, the stand-in has received all 20 and the worker still has all 20 in flight (none answered).
+-- its answer until the spec releases it, and meanwhile another location of the same worker answers. Shown by
+-- counts, not timings: at the moment /ping answers, the stand-in has received all 20 and the worker still has all
+-- 20 in flight (none answered).
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
 local socket = require "socket"
@@ -89,7 +90,8 @@ describe("a handler waiting on WeCom does not block its nginx worker #openresty"
   it("answers another location while 20 requests wait on a held send_msg", function()
     standin.reset()
     assert.same({ 200, "h0" }, { app:request("GET", "/send?i=0") }) -- the token is fetched outside the test
-    standin.script(SEND_MSG, { delay = 3 }, HELD)
+    -- held until released below (or 60 s), so a slow machine cannot let one through early
+    standin.script(SEND_MSG, { delay = 60, until_released = true }, HELD)
 
     local out = app.prefix .. "/held.out"
     os.remove(out)
@@ -108,6 +110,7 @@ describe("a handler waiting on WeCom does not block its nginx worker #openresty"
     assert.are.equal("pong " .. worker .. " inflight " .. HELD, body)
     assert.are.equal(0, lines_of(read_file(out)))
     assert.same({ ["/cgi-bin/gettoken"] = 1, [SEND_MSG] = 1 + HELD }, standin.counts())
+    assert.are.equal(HELD, standin.release())
 
     -- then all 20 complete, each once, from that worker
     assert.is_true(eventually(function()

@@ -66,6 +66,10 @@ local function delivered()
   return http.json(array(state.delivered()))
 end
 
+local function release()
+  return http.json(cjson.encode({ ok = true, sleeping = script.release() }))
+end
+
 local function expire_tokens()
   state.expire_tokens()
   return http.json(OK)
@@ -261,6 +265,7 @@ local ROUTES = {
   ["/_standin/counts"] = { GET = counts },
   ["/_standin/delivered"] = { GET = delivered },
   ["/_standin/expire_tokens"] = { POST = expire_tokens },
+  ["/_standin/release"] = { POST = release },
   ["/_standin/config"] = { GET = get_config, POST = set_config },
   ["/_standin/script"] = { POST = add_script },
   ["/_standin/sync"] = { POST = sync },

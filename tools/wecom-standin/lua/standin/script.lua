@@ -17,6 +17,8 @@ local SETTLE_POLL = 0.01 -- seconds between two looks of a settle or written act
 -- Delayed requests of this worker now sleeping (the stand-in runs one worker). Not in a shared dict: a reset must
 -- not forget a request that still sleeps, since it acts on the state when it wakes.
 local sleeping = 0
+-- Bumped by POST /_standin/release: a delay with "until_released" ends early when it changes.
+local releases = 0
 -- Huge answers of this worker still being written; what each one wrote goes into the shared dict (under
 -- "written:*", which a reset forgets, as it forgets the requests).
 local writing = 0
@@ -57,7 +59,8 @@ function M.check(action)
   end
   local unknown = {}
   for key in pairs(action) do
-    if type(key) ~= "string" or not (key == "delay" or KINDS[key] or (kind and KINDS[kind][key])) then
+    if type(key) ~= "string"
+        or not (key == "delay" or key == "until_released" or KINDS[key] or (kind and KINDS[kind][key])) then
       unknown[#unknown + 1] = tostring(key)
     end
   end
@@ -67,6 +70,9 @@ function M.check(action)
   end
   if action.delay ~= nil and (type(action.delay) ~= "number" or action.delay < 0 or action.delay > 300) then
     return nil, "delay must be a number of seconds, 0 to 300"
+  end
+  if action.until_released ~= nil and (action.until_released ~= true or action.delay == nil) then
+    return nil, "until_released must be true, with a delay"
   end
   if not kind and action.delay == nil then
     -- (spec/standin_spec.lua holds this text; it names the first kinds only)
@@ -263,6 +269,12 @@ local function settle(limit)
   return http.json(cjson.encode({ ok = true, waited_for = waited_for }))
 end
 
+-- Ends the delays with "until_released" that are under way now; returns how many there were.
+function M.release()
+  releases = releases + 1
+  return sleeping
+end
+
 -- Plays an action (JSON text from the queue). Returns true when it answered the request, false when the normal
 -- answer should follow.
 function M.play(action_json)
@@ -270,7 +282,17 @@ function M.play(action_json)
   if action.delay then
     -- ngx.sleep yields to the event loop, so a delayed request holds nothing else up
     sleeping = sleeping + 1
-    local ok, err = pcall(ngx.sleep, action.delay)
+    local ok, err
+    if action.until_released then
+      local seen, deadline = releases, ngx.now() + action.delay
+      ok = true
+      while ok and releases == seen and ngx.now() < deadline do
+        ok, err = pcall(ngx.sleep, SETTLE_POLL)
+        ngx.update_time()
+      end
+    else
+      ok, err = pcall(ngx.sleep, action.delay)
+    end
     sleeping = sleeping - 1
     if not ok then
       error(err, 0)
