@@ -302,6 +302,17 @@ describe("wechat.work client", function()
         tostring(err))
     end)
 
+    it("never shows the secret, not even URL-escaped as it went out, in errmsg or message", function()
+      local client = new_client{ secret = "S/e+c r=t" }
+      standin.script(GETTOKEN,
+        { errcode = 40001, errmsg = "invalid credential: corpsecret=S%2Fe%2Bc%20r%3Dt, or S/e+c r=t" })
+      local _, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
+      assert.equal(40001, err.errcode)
+      assert.equal("invalid credential: corpsecret=***, or ***", err.errmsg)
+      assert.equal("wechat: api error 40001 (invalid credential: corpsecret=***, or ***): gettoken failed in "
+        .. "send_text", tostring(err))
+    end)
+
     it("never shows the access token", function()
       local client = new_client()
       assert.truthy(kf.send_text(client, "kf", "wmC", "wkK", "warm up"))

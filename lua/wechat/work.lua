@@ -99,19 +99,24 @@ local function url_escape(s)
   end))
 end
 
+local function hide(message, secret)
+  local from, to = find(message, secret, 1, true)
+  while from do
+    message = message:sub(1, from - 1) .. "***" .. message:sub(to + 1)
+    from, to = find(message, secret, from + 3, true)
+  end
+  return message
+end
+
 -- Every error built here passes through this: whatever a lower layer put in the message, the secret and
--- the access token must not reach a log.
+-- the access token must not reach a log, neither as given nor as they stand in a URL (escaped).
 local function scrub(err, ...)
   local message = err.message
   if type(message) == "string" then
     for i = 1, select("#", ...) do
       local secret = select(i, ...)
       if type(secret) == "string" and secret ~= "" then
-        local from, to = find(message, secret, 1, true)
-        while from do
-          message = message:sub(1, from - 1) .. "***" .. message:sub(to + 1)
-          from, to = find(message, secret, from + 3, true)
-        end
+        message = hide(hide(message, secret), url_escape(secret))
       end
     end
     err.message = message
