@@ -175,6 +175,22 @@ describe("examples/openresty/kf_bot #openresty", function()
       counts["/cgi-bin/gettoken"], counts[SYNC] })
   end)
 
+  it("acknowledges the callback before it pulls: answered while its sync_msg is still held", function()
+    standin.script(SYNC, { delay = 60, until_released = true })
+    customer_writes({ text("text-1", "hello") })
+    -- the pull has reached the stand-in and waits there; the callback is answered all the same
+    eventually("the held pull", function()
+      return standin.counts()[SYNC] == 1
+    end)
+    answered(1)
+    assert.are.same({ id = 1, url = bot:url(), open_kfid = KFID, token = "standin-sync-token-1", state = "answered",
+      status = 200, answer = "success" }, checked(callbacks()[1]))
+    assert.are.same({}, standin.delivered())
+    assert.are.equal(1, standin.release())
+    delivered_count(1)
+    assert.are.same({ reply("re-text-1", "You said: hello") }, standin.delivered())
+  end)
+
   it("answers a repeated callback with success and a pull that sends nothing again", function()
     customer_writes({ enter_session("enter-1", "WELCOME-1"), text("text-1", "hello") })
     delivered_count(2)
