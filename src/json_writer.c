@@ -340,6 +340,20 @@ static const unsigned char *jw_scan(const unsigned char *s, const unsigned char 
             unsigned char c = *p;
             int n = JW_CLASS[c];
             if (n == 3) {
+#if JW_WORD_LE
+                /* A run of CJK text, two characters (6 bytes) a word: leads 1110xxxx, continuations 10xxxxxx, and
+                 * neither lead E0 nor ED (those have a narrower second byte, checked one by one below). */
+                while (end - p >= 8) {
+                    uint64_t x;
+                    memcpy(&x, p, 8);
+                    unsigned l0 = (unsigned)(x & 0x0f), l1 = (unsigned)(x >> 24) & 0x0f;
+                    if ((x & 0xc0c0f0c0c0f0ULL) != 0x8080e08080e0ULL || l0 == 0 || l0 == 0xd || l1 == 0 || l1 == 0xd)
+                        break;
+                    p += 6;
+                }
+                c = *p;
+                if (JW_CLASS[c] != 3) continue;
+#endif
                 /* Both continuation bytes at once, then the two leads with a narrower range: E0 needs A0.. (no
                  * overlongs), ED stops at 9F (no surrogates). */
                 if (end - p < 3) goto invalid;
