@@ -76,7 +76,7 @@ token=$(curl -fsS "$WECOM_STANDIN_URL/cgi-bin/gettoken?corpid=wwCORP&corpsecret=
 
 # The body send_text posts, written by the library's own builder.
 body=$(LUA_CPATH="$root/build/jit/?.so;;" luajit -e \
-  'io.write(require("wechat.core").send_text(nil, nil, "wmBENCH", "wkBENCH", "bench"))')
+  'io.write((require("wechat.core").send_text(nil, nil, "wmBENCH", "wkBENCH", "bench")))')
 
 rate() { # wrk output -> requests per second
   sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'

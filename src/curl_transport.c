@@ -18,6 +18,18 @@
 /* A buffer grown past this for one large answer is given back, so an idle transport stays small. */
 #define KEEP_BUFFER (1024 * 1024)
 #define DEFAULT_USER_AGENT "lua-wechat-work/0.1.0"
+/* Parsed URLs kept per handle: a client posts to a few URLs (gettoken, the KF paths), each the same until the
+ * token changes. */
+#define URL_CACHE 4
+
+/* A URL parsed once: libcurl would otherwise parse the URL text, and print it back, on every transfer (a fifth of
+ * its work per request). */
+typedef struct {
+    CURLU *parsed;
+    char *text; /* NULL: slot unused */
+    size_t len;
+    unsigned long used; /* for evicting the least recently used */
+} wcurl_url;
 
 typedef struct {
     CURL *easy;                 /* NULL once closed */
@@ -27,8 +39,19 @@ typedef struct {
     size_t len, cap, max_response;
     int too_large, no_memory;   /* why the write callback stopped the transfer */
     long requests, connects;
+    wcurl_url urls[URL_CACHE];
+    unsigned long url_clock;
     char errbuf[CURL_ERROR_SIZE];
 } wcurl;
+
+static void wcurl_forget_url(wcurl_url *u)
+{
+    curl_url_cleanup(u->parsed);
+    u->parsed = NULL;
+    free(u->text);
+    u->text = NULL;
+    u->len = 0;
+}
 
 static void wcurl_release(wcurl *c)
 {
@@ -36,6 +59,8 @@ static void wcurl_release(wcurl *c)
         curl_easy_cleanup(c->easy);
         c->easy = NULL;
     }
+    /* After the easy handle, which may point at one of them. */
+    for (int i = 0; i < URL_CACHE; i++) wcurl_forget_url(&c->urls[i]);
     curl_slist_free_all(c->post_headers);
     c->post_headers = NULL;
     free(c->buf);
@@ -312,6 +337,50 @@ static void push_message(lua_State *L, const char *msg)
     else lua_pushlstring(L, msg, n);
 }
 
+/* True when the parsed URL prints back as exactly the text it was parsed from: then handing libcurl the parsed URL
+ * is the same as handing it the text (which it parses, prints in its normal form and works from that). */
+static int wcurl_url_is_normal(CURLU *parsed, const char *url)
+{
+    char *back = NULL;
+    int same = curl_url_get(parsed, CURLUPART_URL, &back, 0) == CURLUE_OK && strcmp(back, url) == 0;
+    curl_free(back);
+    return same;
+}
+
+/* Points the transfer at url: a parsed URL from the cache, or one parsed now into the least recently used slot,
+ * with the flags libcurl itself parses CURLOPT_URL with, so the request is the same byte for byte. A URL that does
+ * not parse, or not into its own normal form (odd escapes, a host with '%'), goes to libcurl as text, which then
+ * does exactly what it did before: fail the transfer saying why, or send it. */
+static CURLcode wcurl_set_url(wcurl *c, const char *url, size_t len)
+{
+    wcurl_url *slot = &c->urls[0];
+    c->url_clock++;
+    for (int i = 0; i < URL_CACHE; i++) {
+        wcurl_url *u = &c->urls[i];
+        if (u->text != NULL && u->len == len && memcmp(u->text, url, len) == 0) {
+            u->used = c->url_clock;
+            return curl_easy_setopt(c->easy, CURLOPT_CURLU, u->parsed);
+        }
+        if (u->text == NULL ? slot->text != NULL : slot->text != NULL && u->used < slot->used) slot = u;
+    }
+    /* The easy handle may still point at the slot's URL: it is set anew below in every case. */
+    CURLcode rc = curl_easy_setopt(c->easy, CURLOPT_CURLU, (CURLU *)NULL);
+    if (rc != CURLE_OK) return rc;
+    wcurl_forget_url(slot);
+    slot->parsed = curl_url();
+    slot->text = malloc(len + 1);
+    if (slot->parsed != NULL && slot->text != NULL &&
+        curl_url_set(slot->parsed, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+        wcurl_url_is_normal(slot->parsed, url)) {
+        memcpy(slot->text, url, len + 1);
+        slot->len = len;
+        slot->used = c->url_clock;
+        return curl_easy_setopt(c->easy, CURLOPT_CURLU, slot->parsed);
+    }
+    wcurl_forget_url(slot);
+    return curl_easy_setopt(c->easy, CURLOPT_URL, url);
+}
+
 /* handle:request(method, url[, body]) -> status, body | nil, reason, message, maybe_resent */
 static int l_curl_request(lua_State *L)
 {
@@ -342,7 +411,7 @@ static int l_curl_request(lua_State *L)
     c->too_large = c->no_memory = 0;
     c->errbuf[0] = '\0';
 
-    CURLcode rc = curl_easy_setopt(c->easy, CURLOPT_URL, url);
+    CURLcode rc = wcurl_set_url(c, url, url_len);
     if (rc == CURLE_OK) {
         if (post) {
             /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */

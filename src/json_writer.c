@@ -281,7 +281,8 @@ static int jw_cont(unsigned char c)
 }
 
 /* Nonzero when one of the 8 bytes in x is below 0x20, '"', '\\' or not ASCII (the "has less" and "has zero" byte
- * tricks: a borrow can only flag bytes above one that really matches, so there are no false negatives). */
+ * tricks: a borrow can only flag bytes above one that really matches, so there are no false negatives, and the
+ * lowest flagged byte is a real match). */
 static uint64_t jw_special8(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
@@ -292,86 +293,126 @@ static uint64_t jw_special8(uint64_t x)
     return (control | quote | backslash | x) & high;
 }
 
-/* The most one step of jw_string writes: an 8-byte run, an escape (6) or a sequence (4). */
-#define JW_STEP 8
+/* Where the first flagged byte of an 8-byte word flagged by jw_special8 is. The lowest flagged byte of a word is a
+ * real match (a borrow only runs upwards), and on a little-endian machine it is the first in memory; elsewhere
+ * the byte loop looks at the word's bytes one by one. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define JW_WORD_LE 1
+#define JW_PLAIN_PREFIX(mask) ((size_t)__builtin_ctzll(mask) >> 3)
+#else
+#define JW_WORD_LE 0
+#define JW_PLAIN_PREFIX(mask) ((size_t)0)
+#endif
+
+/* The end of the run from p that is written as is (plain ASCII and valid UTF-8 sequences): a byte to escape, the
+ * end of the string, or the first byte of an invalid sequence (*bad set then). s is where the string starts. Reads
+ * only, so it needs no room in the output: a run is then copied in one piece. */
+static const unsigned char *jw_scan(const unsigned char *s, const unsigned char *p, const unsigned char *end,
+                                    int *bad)
+{
+    for (;;) {
+        /* Plain ASCII, 8 bytes at a time, up to the first byte that is not. */
+        while (end - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            uint64_t m = jw_special8(x);
+            if (m != 0) {
+                p += JW_PLAIN_PREFIX(m);
+                goto bytes;
+            }
+            p += 8;
+        }
+        if (p == end) return p;
+#if JW_WORD_LE
+        /* Fewer than 8 bytes left: the string's last 8 as one word, the bytes before p masked off. A byte there
+         * may flag the one above it by a borrow; the byte loop then finds that one plain. */
+        if (end - s >= 8) {
+            uint64_t x;
+            memcpy(&x, end - 8, 8);
+            uint64_t m = jw_special8(x) & (~0ULL << (8 * (8 - (end - p))));
+            if (m == 0) return end;
+            p = end - 8 + JW_PLAIN_PREFIX(m);
+        }
+#endif
+    bytes:
+        /* Byte by byte, for as long as there are sequences (CJK text is mostly 3-byte ones). */
+        while (p < end) {
+            unsigned char c = *p;
+            int n = JW_CLASS[c];
+            if (n == 3) {
+#if JW_WORD_LE
+                /* A run of CJK text, two characters (6 bytes) a word: leads 1110xxxx, continuations 10xxxxxx, and
+                 * neither lead E0 nor ED (those have a narrower second byte, checked one by one below). */
+                while (end - p >= 8) {
+                    uint64_t x;
+                    memcpy(&x, p, 8);
+                    unsigned l0 = (unsigned)(x & 0x0f), l1 = (unsigned)(x >> 24) & 0x0f;
+                    if ((x & 0xc0c0f0c0c0f0ULL) != 0x8080e08080e0ULL || l0 == 0 || l0 == 0xd || l1 == 0 || l1 == 0xd)
+                        break;
+                    p += 6;
+                }
+                c = *p;
+                if (JW_CLASS[c] != 3) continue;
+#endif
+                /* Both continuation bytes at once, then the two leads with a narrower range: E0 needs A0.. (no
+                 * overlongs), ED stops at 9F (no surrogates). */
+                if (end - p < 3) goto invalid;
+                unsigned char c1 = p[1];
+                if (((c1 & 0xc0) | ((unsigned)(p[2] & 0xc0) << 8)) != 0x8080 || (c == 0xe0 && c1 < 0xa0) ||
+                    (c == 0xed && c1 > 0x9f))
+                    goto invalid;
+                p += 3;
+                continue;
+            }
+            if (n == 0) {
+                p++;
+                if (end - s >= 8) break; /* back to whole words */
+                continue;
+            }
+            if (n == 1) return p;
+            if (n == 5 || end - p < n) goto invalid;
+            unsigned char c1 = p[1];
+            if (n == 2) {
+                if (!jw_cont(c1)) goto invalid;
+            } else {
+                /* F0 needs 90.. (no overlongs), F4 stops at 8F (U+10FFFF). */
+                if (!((c == 0xf0 ? c1 >= 0x90 && c1 <= 0xbf : c == 0xf4 ? c1 >= 0x80 && c1 <= 0x8f : jw_cont(c1)) &&
+                      jw_cont(p[2]) && jw_cont(p[3])))
+                    goto invalid;
+            }
+            p += n;
+        }
+        if (p == end) return p;
+    }
+invalid:
+    *bad = 1;
+    return p;
+}
 
 size_t jw_string(jw_out *w, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str, *p = s, *end = s + len;
-    jw_putc(w, '"');
-    char *o = w->p;
-    while (p < end) {
-        size_t room = (size_t)(w->end - o);
-        if (room < 2 * JW_STEP) {
-            /* Room for the rest if nothing needs escaping, so that a short string never makes the 5.4 buffer
-             * leave its inline storage; escapes that do not fit just take another window. */
-            size_t rest = (size_t)(end - p);
-            w->p = o;
-            o = jw_room(w, rest < JW_CHUNK - 2 * JW_STEP ? rest + 2 * JW_STEP : JW_CHUNK);
-            room = (size_t)(w->end - o);
-        }
-        /* Before stop every byte is written once (plain ASCII, UTF-8 sequences), so the output keeps JW_STEP bytes
-         * of room: enough for an escape, or a sequence that runs past stop. Room is counted again after an
-         * escape. */
-        size_t fit = room - JW_STEP;
-        const unsigned char *stop = (size_t)(end - p) < fit ? end : p + fit;
-        while (p < stop) {
-            unsigned char c = *p;
-            int n = JW_CLASS[c];
-            if (n == 0) {
-                *o++ = (char)c;
-                p++;
-                /* In a run of plain ASCII, take 8 bytes at a time. */
-                while (stop - p >= 8) {
-                    uint64_t x;
-                    memcpy(&x, p, 8);
-                    if (jw_special8(x)) break;
-                    memcpy(o, &x, 8);
-                    o += 8;
-                    p += 8;
-                }
-                continue;
-            }
-            if (n == 1) {
-                o = jw_escape(o, c);
-                p++;
-                break;
-            }
-            if (n == 5 || end - p < n) return (size_t)(p - s) + 1;
-            unsigned char c1 = p[1];
-            if (n == 3) {
-                /* Most CJK text: both continuation bytes at once, then the two leads with a narrower range: E0
-                 * needs A0.. (no overlongs), ED stops at 9F (no surrogates). */
-                if (((c1 & 0xc0) | ((unsigned)(p[2] & 0xc0) << 8)) != 0x8080 || (c == 0xe0 && c1 < 0xa0) ||
-                    (c == 0xed && c1 > 0x9f))
-                    return (size_t)(p - s) + 1;
-                o[0] = (char)c;
-                o[1] = (char)c1;
-                o[2] = (char)p[2];
-                o += 3;
-                p += 3;
-                continue;
-            }
-            int ok;
-            if (n == 2) {
-                ok = jw_cont(c1);
-            } else {
-                /* F0 needs 90.. (no overlongs), F4 stops at 8F (U+10FFFF). */
-                ok = (c == 0xf0 ? c1 >= 0x90 && c1 <= 0xbf : c == 0xf4 ? c1 >= 0x80 && c1 <= 0x8f : jw_cont(c1)) &&
-                     jw_cont(p[2]) && jw_cont(p[3]);
-            }
-            if (!ok) return (size_t)(p - s) + 1;
-            o[0] = (char)c;
-            o[1] = (char)c1;
-            if (n > 2) {
-                o[2] = (char)p[2];
-                o[3] = (char)p[3];
-            }
-            o += n;
-            p += n;
-        }
+    int bad = 0;
+    const unsigned char *stop = jw_scan(s, p, end, &bad);
+    if (stop == end && len <= JW_CHUNK - 2) {
+        /* The usual case, nothing to escape: one reservation, one copy. */
+        char *o = jw_room(w, len + 2);
+        *o = '"';
+        memcpy(o + 1, s, len);
+        o[len + 1] = '"';
+        w->p = o + len + 2;
+        return 0;
     }
-    w->p = o;
+    jw_putc(w, '"');
+    for (;;) {
+        if (bad) return (size_t)(stop - s) + 1;
+        jw_add(w, (const char *)p, (size_t)(stop - p));
+        if (stop == end) break;
+        char *o = jw_room(w, 6);
+        w->p = jw_escape(o, *stop);
+        p = stop + 1;
+        stop = jw_scan(s, p, end, &bad);
+    }
     jw_putc(w, '"');
     return 0;
 }

@@ -674,22 +674,32 @@ static int kf_finish(const kf_ctx *c, kf_body *b, int on_event, const kf_spec *s
         kf_put_str(c, &w, &b->kfid);
     }
     if (b->msgid.present) {
-        jw_lit(&w, ",\"msgid\":");
-        kf_put_str(c, &w, &b->msgid);
+        /* Only [0-9a-zA-Z_-] (checked, or made here): nothing to escape. */
+        jw_lit(&w, ",\"msgid\":\"");
+        jw_add(&w, b->msgid.s, b->msgid.len);
+        jw_putc(&w, '"');
     }
-    jw_lit(&w, ",\"msgtype\":");
-    kf_put_str(c, &w, &b->msgtype);
-    jw_putc(&w, ',');
-    (void)jw_string(&w, b->msgtype.s, b->msgtype.len); /* valid: written just above */
-    jw_putc(&w, ':');
-    if (spec != NULL)
+    if (spec != NULL) {
+        /* A type of KF_TYPES: a plain ASCII name. */
+        jw_lit(&w, ",\"msgtype\":\"");
+        jw_add(&w, b->msgtype.s, b->msgtype.len);
+        jw_lit(&w, "\",\"");
+        jw_add(&w, b->msgtype.s, b->msgtype.len);
+        jw_lit(&w, "\":");
         kf_write_obj(c, &w, spec, b->f, b);
-    else
+    } else {
+        jw_lit(&w, ",\"msgtype\":");
+        kf_put_str(c, &w, &b->msgtype);
+        jw_putc(&w, ',');
+        (void)jw_string(&w, b->msgtype.s, b->msgtype.len); /* valid: written just above */
+        jw_putc(&w, ':');
         jw_encode(&w, generic_argn, c->fname, generic_argn, "msg", JW_OBJECT);
+    }
     jw_putc(&w, '}');
     kf_result(&B, &w);
+    /* The msgid's own string, below the buffer and untouched by it. */
     if (b->msgid.present)
-        lua_pushlstring(c->L, b->msgid.s, b->msgid.len);
+        lua_pushvalue(c->L, b->msgid.sidx);
     else
         lua_pushnil(c->L);
     return 2;
