@@ -56,8 +56,9 @@ static void check(const char *fname, int argn, const char *root, int val, int vo
             fz_die("%s wrote JSON that is not the value", fname);
         }
         if (nres == 2) {
+            /* An empty msgid is none: WeCom makes its own, so the send is not retry-safe. */
             lua_getfield(L, -1, "msgid");
-            if (lua_type(L, -1) != LUA_TSTRING) lua_pushnil(L);
+            if (lua_type(L, -1) != LUA_TSTRING || wechat_rawlen(L, -1) == 0) lua_pushnil(L);
             if (!lua_rawequal(L, -1, base + 2)) fz_die("%s: the msgid returned is not the body's", fname);
         }
     } else {

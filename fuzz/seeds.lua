@@ -221,6 +221,7 @@ end
 regress("fuzz_bodies", "raw_body_msgid", char(0, 3) .. C .. A .. V.object({ S "msgid", V.array() }))
 regress("fuzz_bodies", "cycle_long_key",
   b64decode("AAMAAA4FCAZjdXIFdG9rZW4IAXQIBWwwAGltanD//9k4tY1cVQAAc29yCAFjCAV0b2tlAQBgQAABXzMAaW1qcP8lfv4LlYs7Andr"))
+regress("fuzz_encode", "empty_msgid", b64decode("D///HR0dHP8="))
 regress("fuzz_encode", "cycle_long_key", b64decode("AA4DCAHkvaAKCgoKCuS9oAoKCgoKCv////8BYQ=="))
 regress("fuzz_decrypt", "key_matches_message", "\255callback_encrypt")
 regress("fuzz_callback_xml", "token_element", char(1) .. R16 .. "<xml><A><fuzzTOKENq7XwPzB/></A></xml>")

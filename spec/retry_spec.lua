@@ -1,7 +1,8 @@
 -- Retries that cannot duplicate a message, over libcurl (the OpenResty twin is spec/openresty/retry_spec.lua).
 --
 -- The rule (`Client:post` in lua/wechat/work.lua): a failed request goes again while
---   - the connection could not be made (reason connect, resolve): always, since nothing reached WeCom;
+--   - the connection could not be made (reason connect, resolve; also a connect or TLS handshake that timed out):
+--     always, since nothing reached WeCom;
 --   - after a timeout, a send or receive failure, HTTP 502/503/504: only when the request is idempotent, i.e.
 --     gettoken, sync_msg, or a send that carries a msgid (WeCom, like the stand-in, delivers a msgid once);
 --   - never after HTTP 500, a body that is not WeCom's JSON, a response over max_response, or a WeCom errcode;
@@ -24,6 +25,7 @@
 --   fault (script count -1 unless noted)          call                      seen               attempts  result
 --   connection refused (closed port)              send                      nothing            2   transport connect
 --   DNS failure (.invalid host)                   send                      nothing            2   transport resolve
+--   connect never completes (full accept queue)   send without msgid        nothing            2   transport connect
 --   never answers (delay 3 + close; timeout 1)    send without msgid        send 1             1   transport timeout
 --                                                 send with msgid           send 2, same msgid 2   transport timeout
 --                                                 sync_msg                  sync 2             2   transport timeout
@@ -298,6 +300,17 @@ describe("retries that cannot duplicate a message (libcurl)", function()
       assert.is_nil(res)
       assert.are.same({ "transport", "connect", 1 }, { err.kind, err.reason, err.attempts })
       assert.are.equal(1, exchanges(transport))
+    end)
+
+    it("1 with a connect that never completes, without a msgid: tried again, since nothing reached WeCom", function()
+      local port, close = ports.unanswered()
+      local client, transport = new_client{ warm = true, timeout = SHORT, base_url = "http://127.0.0.1:" .. port }
+      local res, err = send(client)
+      close()
+      assert.is_nil(res)
+      assert.are.same({ "transport", "connect", 2 }, { err.kind, err.reason, err.attempts })
+      assert.are.equal(2, exchanges(transport))
+      assert.are.same({ [GETTOKEN] = 1 }, standin.counts())
     end)
 
     it("3 with a connection that is always refused: exactly 4 attempts", function()

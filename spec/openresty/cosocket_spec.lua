@@ -397,7 +397,7 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
       close()
       local message = "cannot connect to 127.0.0.1:" .. port .. ": timeout"
       assert.same({
-        { kind = "transport", reason = "timeout", message = message, text = "wechat: transport error: " .. message },
+        { kind = "transport", reason = "connect", message = message, text = "wechat: transport error: " .. message },
         { status = 200, body = "hello" },
       }, results)
       -- (no count of connects: /hello may go over a connection an earlier spec left in the pool)

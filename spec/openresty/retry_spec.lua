@@ -224,6 +224,17 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
     end)
 
+    it("1 with a connect that never completes, without a msgid: tried again, since nothing reached WeCom", function()
+      local port, close = ports.unanswered()
+      local results, exchanges = run{ token_from = standin.url(), timeout = SHORT,
+        base_url = "http://127.0.0.1:" .. port, calls = { send() } }
+      close()
+      assert.are.same({ kind = "transport", reason = "connect", attempts = 2,
+        message = "cannot connect to 127.0.0.1:" .. port .. ": timeout" }, results[1].err)
+      assert.are.equal(2, exchanges)
+      assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1 }, standin.counts())
+    end)
+
     it("3 with a connection that is always refused: exactly 4 attempts", function()
       local port = closed_port()
       local results, exchanges = run{ retries = 3, base_url = "http://127.0.0.1:" .. port, calls = { send() } }
