@@ -454,7 +454,14 @@ static int l_curl_request(lua_State *L)
             lua_pushliteral(L, "other");
             lua_pushliteral(L, "not enough memory for the response");
         } else {
-            lua_pushstring(L, reason_of(rc));
+            /* A timeout before any byte of the request went out (connect or TLS handshake) is a connect failure:
+             * nothing reached WeCom, so any request may go again. */
+            long sent = 1;
+            if (rc == CURLE_OPERATION_TIMEDOUT &&
+                curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0)
+                lua_pushliteral(L, "connect");
+            else
+                lua_pushstring(L, reason_of(rc));
             push_message(L, c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
         }
         lua_pushboolean(L, maybe_resent);

@@ -440,7 +440,11 @@ function Client:post(agent_name, path, body, op, idempotent)
     if not token then
       return nil, err
     end
-    local url = self.base_url .. path .. "?access_token=" .. url_escape(token)
+    -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
+    if self.escaped_for ~= token then
+      self.escaped_token, self.escaped_for = url_escape(token), token
+    end
+    local url = self.base_url .. path .. "?access_token=" .. self.escaped_token
     local data
     data, err = exchange_retrying(self, "POST", url, body, op, idempotent, tries, token, agent.secret)
     if data then

@@ -335,7 +335,8 @@ local function handshake(sock, host, session, verify)
     return new_session
   end
   if err == "timeout" then
-    return fail("timeout", "TLS handshake with " .. host .. ": timeout")
+    -- no byte of the request went out: a connect failure, which any request may retry
+    return fail("connect", "TLS handshake with " .. host .. ": timeout")
   end
   -- "21: unable to verify ...": the OpenSSL code is not there on every path, so it is never kept
   err = gsub(tostring(err), "^%d+: ", "")
@@ -351,10 +352,9 @@ local function open(self, host, port, tls, pool, fresh)
   sock:settimeouts(self.connect_ms, self.io_ms, self.io_ms)
   local ok, err = sock:connect(host, port, { pool = fresh and (pool .. "#fresh") or pool })
   if not ok then
+    -- a connect timeout too is "connect": nothing reached WeCom
     local reason = "connect"
-    if err == "timeout" then
-      reason = "timeout"
-    elseif find(err, "resolve", 1, true) then
+    if find(err, "resolve", 1, true) then
       reason = "resolve"
     end
     return fail(reason, format("cannot connect to %s:%d: %s", host, port, tostring(err)))
