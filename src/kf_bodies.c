@@ -40,10 +40,11 @@
  * Generic bodies (send_message/3, unknown msgtypes, encode) use the encoder's messages, listed in json_writer.c,
  * with root "body", "msg" or "value".
  *
- * Every send builder returns the body and the msgid it wrote (nil when none, or "" in a raw body): the Lua layer
- * retries a send after an ambiguous failure only when it carries a msgid, which WeCom delivers once. WeCom reads
- * an empty msgid as none, which is why the builders refuse "" (opts.msgid, msg_id: must not be empty). A msgid given as `true`, or left
- * out while the client (argument 1) has `auto_msgid = true`, is made here: 32 random hex digits. */
+ * Every send builder returns the body and the msgid it wrote, nil when none: the Lua layer retries a send after an
+ * ambiguous failure only when it carries a msgid, which WeCom delivers once. WeCom reads an empty msgid as none,
+ * which is why the builders refuse "" (opts.msgid, msg_id: must not be empty) and a raw body's "" comes back as
+ * nil. A msgid given as `true`, or left out while the client (argument 1) has `auto_msgid = true`, is made here:
+ * 32 random hex digits. */
 #include <stdarg.h>
 #include <string.h>
 
