@@ -59,6 +59,22 @@ local function store_error(self, what, err)
   return nil, errors.new(errors.STORE, format("lua_shared_dict '%s': %s: %s", self.name, what, tostring(err)))
 end
 
+local function check_value(fname, value)
+  local t = type(value)
+  if t ~= "string" and t ~= "number" and t ~= "boolean" then
+    error(format("bad argument #2 to '%s' (string, number or boolean expected, got %s)", fname, t), 3)
+  end
+end
+
+-- Writes without evicting another key (safe_set): a full dict fails the write instead.
+local function put(self, key, value, ttl)
+  local ok, err = self.dict:safe_set(key, value, ttl or 0)
+  if not ok then
+    return store_error(self, "set " .. key, err)
+  end
+  return true
+end
+
 local function lock_error(self, reason, what)
   return nil, errors.new(errors.STORE, format("lua_shared_dict '%s': lock %s %s", self.store.name, self.name, what),
     { reason = reason })
@@ -112,10 +128,7 @@ end
 -- @return true, or nil and a "store" error (`lua_shared_dict 'NAME': set KEY: no memory` when full)
 function Store:set(key, value, ttl)
   check_key("set", key)
-  local t = type(value)
-  if t ~= "string" and t ~= "number" and t ~= "boolean" then
-    error(format("bad argument #2 to 'set' (string, number or boolean expected, got %s)", t), 2)
-  end
+  check_value("set", value)
   if ttl ~= nil and type(ttl) ~= "number" then
     error(format("bad argument #3 to 'set' (number of seconds or nil expected, got %s)", type(ttl)), 2)
   end
@@ -123,11 +136,7 @@ function Store:set(key, value, ttl)
     self.dict:delete(key)
     return true
   end
-  local ok, err = self.dict:safe_set(key, value, ttl or 0)
-  if not ok then
-    return store_error(self, "set " .. key, err)
-  end
-  return true
+  return put(self, key, value, ttl)
 end
 
 --- Removes `key`; when `value` is given, only if the stored value is still that one (so a token that another
@@ -239,10 +248,7 @@ end
 --   written), or the dict is full
 function Lock:set(key, value)
   check_key("set", key)
-  local t = type(value)
-  if t ~= "string" and t ~= "number" and t ~= "boolean" then
-    error(format("bad argument #2 to 'set' (string, number or boolean expected, got %s)", t), 2)
-  end
+  check_value("set", value)
   local ok, err = renew(self, self.ttl)
   if not ok then
     if err.reason == "expired" then
@@ -250,11 +256,7 @@ function Lock:set(key, value)
     end
     return nil, err
   end
-  ok, err = self.store.dict:safe_set(key, value)
-  if not ok then
-    return store_error(self.store, "set " .. key, err)
-  end
-  return true
+  return put(self.store, key, value)
 end
 
 --- Releases the lock, unless it expired and another caller holds it now (that one's lock is left alone).
