@@ -12,7 +12,7 @@ local rep, sub = string.rep, string.sub
 local M = {}
 
 local CHUNK = 65536
-local SETTLE_POLL = 0.01 -- seconds between two looks of a settle or written action
+local SETTLE_POLL = 0.01 -- seconds between two looks of wait_until (settle, written, an until_released delay)
 
 -- Delayed requests of this worker now sleeping (the stand-in runs one worker). Not in a shared dict: a reset must
 -- not forget a request that still sleeps, since it acts on the state when it wakes.
@@ -193,6 +193,16 @@ local function reset()
   return ngx.exit(ngx.ERROR)
 end
 
+-- Looks every SETTLE_POLL seconds (yielding meanwhile) until done() or `limit` seconds have passed; returns done().
+local function wait_until(done, limit)
+  local deadline = ngx.now() + limit
+  while not done() and ngx.now() < deadline do
+    ngx.sleep(SETTLE_POLL)
+    ngx.update_time()
+  end
+  return done()
+end
+
 -- A 200 of exactly n bytes, a JSON document when n leaves room for one, written in chunks so that 100 MB never
 -- sit in memory. Chunked: without Content-Length (HTTP/1.1 chunked transfer encoding), so that a client learns the
 -- size only while the body arrives and has to stop reading at its cap. How many bytes went out (were handed to the
@@ -238,11 +248,7 @@ end
 -- Waits until no huge answer is still being written (at most `limit` seconds), then answers how many bytes each
 -- huge answer since the last reset wrote, in order.
 local function written(limit)
-  local deadline = ngx.now() + limit
-  while writing > 0 and ngx.now() < deadline do
-    ngx.sleep(SETTLE_POLL)
-    ngx.update_time()
-  end
+  wait_until(function() return writing == 0 end, limit)
   local list = {}
   for i = 1, DICT:get("written:n") or 0 do
     list[i] = tostring(DICT:get("written:" .. i) or 0)
@@ -258,12 +264,7 @@ end
 -- an expired token), before it can yield again: once `sleeping` is 0 those changes are all made.
 local function settle(limit)
   local waited_for = sleeping
-  local deadline = ngx.now() + limit
-  while sleeping > 0 and ngx.now() < deadline do
-    ngx.sleep(SETTLE_POLL)
-    ngx.update_time()
-  end
-  if sleeping > 0 then
+  if not wait_until(function() return sleeping == 0 end, limit) then
     return http.json(cjson.encode({ ok = false, waited_for = waited_for, sleeping = sleeping }), 504)
   end
   return http.json(cjson.encode({ ok = true, waited_for = waited_for }))
@@ -284,12 +285,8 @@ function M.play(action_json)
     sleeping = sleeping + 1
     local ok, err
     if action.until_released then
-      local seen, deadline = releases, ngx.now() + action.delay
-      ok = true
-      while ok and releases == seen and ngx.now() < deadline do
-        ok, err = pcall(ngx.sleep, SETTLE_POLL)
-        ngx.update_time()
-      end
+      local seen = releases
+      ok, err = pcall(wait_until, function() return releases ~= seen end, action.delay)
     else
       ok, err = pcall(ngx.sleep, action.delay)
     end
