@@ -496,9 +496,7 @@ describe("faults over libcurl", function()
         "|", err.message)
     ]]
 
-    local function shell_quote(s)
-      return "'" .. s:gsub("'", "'\\''") .. "'"
-    end
+    local shell_quote = require("helpers.shell").quote
 
     local function read_command(cmd)
       local p = assert(io.popen(cmd))

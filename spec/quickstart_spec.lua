@@ -10,9 +10,7 @@ local SEND_MSG = "/cgi-bin/kf/send_msg"
 local SEND_MSG_ON_EVENT = "/cgi-bin/kf/send_msg_on_event"
 local KFID = "wkDEMO"
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 -- Runs the example with env (a table); returns its exit code and output.
 local function quickstart(env)

@@ -13,9 +13,7 @@ local BATCH = 15
 local LOCK_TTL = 2
 local WAIT_TRIES = 1200         -- x 0.1 s: bounded waits for the bots
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 -- os.execute returns a number in Lua 5.1/LuaJIT and true/nil, "exit", code in 5.2+.
 local function succeeded(a, _, code)

@@ -44,15 +44,6 @@ local function ids(from, to)
   return out
 end
 
--- The cursors the sync_msg requests carried, in order ("-" for none).
-local function cursors_sent()
-  local out = {}
-  for i, body in ipairs(standin.bodies(SYNC)) do
-    out[i] = body.cursor or "-"
-  end
-  return out
-end
-
 describe("kf.sync_all", function()
   local server
 
@@ -102,7 +93,7 @@ describe("kf.sync_all", function()
         assert.are.equal("SC10", pull.cursor)
         assert.are.equal(10, pull.handled)
         assert.are.equal(6, pull.pages)
-        assert.are.same({ "-", "SC0", "SC0", "SC3", "SC6", "SC9" }, cursors_sent())
+        assert.are.same({ "-", "SC0", "SC0", "SC3", "SC6", "SC9" }, standin.sync_cursors())
         assert.are.equal("0:SC10", store:get(KEY))
       end)
 
@@ -124,7 +115,7 @@ describe("kf.sync_all", function()
         local got, pull = pull_ids()
         assert.are.same(ids(5, 6), got)
         assert.are.equal("SC6", pull.cursor)
-        assert.are.same({ "-", "SC3", "SC4" }, cursors_sent())
+        assert.are.same({ "-", "SC3", "SC4" }, standin.sync_cursors())
         got = pull_ids()
         assert.are.same({}, got)
         assert.are.equal("0:SC6", store:get(KEY))
@@ -140,7 +131,7 @@ describe("kf.sync_all", function()
         local rest = pull_ids()
         assert.are.same(ids(5, 10), rest)
         -- the page of m4..m6 was asked for again from its start cursor, m4 skipped
-        assert.are.same({ "-", "SC3", "SC3", "SC6", "SC9" }, cursors_sent())
+        assert.are.same({ "-", "SC3", "SC3", "SC6", "SC9" }, standin.sync_cursors())
       end)
 
       it("after ack and break, goes on with the next message", function()
@@ -186,7 +177,7 @@ describe("kf.sync_all", function()
         local rest
         rest, pull = pull_ids()
         assert.is_nil(pull.err)
-        local sent = cursors_sent()
+        local sent = standin.sync_cursors()
         assert.are.same({ "-", "SC3", "SC3", next_cursor }, { sent[1], sent[2], sent[3], sent[4] })
         assert.are.equal("0:SC10", store:get(KEY))
         return rest

@@ -24,9 +24,7 @@ local concat = table.concat
 local Bot = {}
 Bot.__index = Bot
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 -- The checkout's root, from this file's path.
 local function repo_root()

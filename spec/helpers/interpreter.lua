@@ -8,9 +8,7 @@
 -- tools/sanitize names in WECHAT_SANITIZE_PRELOAD (the parent's LD_PRELOAD is gone by then, on purpose).
 local M = {}
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 --- Returns "lua5.4" or "luajit", with the sanitizer runtime preloaded when tools/sanitize runs the specs.
 function M.command()

@@ -37,9 +37,7 @@ local SANITIZE_LOGS = os.getenv("WECHAT_SANITIZE_LOGS") or "/tmp"
 local App = {}
 App.__index = App
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 -- os.execute returns a number in Lua 5.1/LuaJIT and true/nil, "exit", code in 5.2+.
 local function succeeded(a, _, code)

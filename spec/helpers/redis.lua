@@ -24,9 +24,7 @@ local STOP_TRIES = 200
 local Server = {}
 Server.__index = Server
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 -- os.execute returns a number in Lua 5.1/LuaJIT and true/nil, "exit", code in 5.2+.
 local function succeeded(a, _, code)

@@ -41,9 +41,7 @@ local function repo_root()
   return "."
 end
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 -- Runs a command; returns its exit code and its output (stdout and stderr). io.popen():close() cannot give the
 -- exit code under LuaJIT, so the shell prints it.
@@ -178,6 +176,16 @@ function M.bodies(path)
     else
       out[i] = r.body
     end
+  end
+  return out
+end
+
+-- The cursors the sync_msg requests carried, in order ("-" for none); with_kfid: each as "<open_kfid> <cursor>".
+function M.sync_cursors(with_kfid)
+  local out = {}
+  for i, body in ipairs(M.bodies("/cgi-bin/kf/sync_msg")) do
+    local cursor = body.cursor or "-"
+    out[i] = with_kfid and ((body.open_kfid or "") .. " " .. cursor) or cursor
   end
   return out
 end

@@ -44,9 +44,7 @@ local SERVER = [[
 
 local app
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 local function read_file(path)
   local f = io.open(path, "rb")

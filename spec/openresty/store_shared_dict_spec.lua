@@ -7,7 +7,6 @@ local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
 
 local PORT = 18380
-local SYNC = "/cgi-bin/kf/sync_msg"
 local KEY_A = "wechat:kf:cursor:wwCORP:wkA"
 local KEY_B = "wechat:kf:cursor:wwCORP:wkB"
 
@@ -249,14 +248,6 @@ local function queue(from, to, kfid, page_size)
   return standin.sync({ messages = messages, page_size = page_size })
 end
 
-local function cursors_sent()
-  local out = {}
-  for i, body in ipairs(standin.bodies(SYNC)) do
-    out[i] = (body.open_kfid or "") .. " " .. (body.cursor or "-")
-  end
-  return out
-end
-
 describe("wechat.work.store.shared_dict as a cursor store #openresty", function()
   setup(function()
     standin.start()
@@ -330,7 +321,7 @@ describe("wechat.work.store.shared_dict as a cursor store #openresty", function(
       state = "0:SC7",
       lock = "released",
     }, pull("wkA"))
-    assert.are.same({ "wkA -", "wkA SC2", "wkB -", "wkA SC2", "wkA SC4" }, cursors_sent())
+    assert.are.same({ "wkA -", "wkA SC2", "wkB -", "wkA SC2", "wkA SC4" }, standin.sync_cursors(true))
   end)
 
   it("keeps the cursors through a reload (SIGHUP: new workers, the same dict)", function()
@@ -350,7 +341,7 @@ describe("wechat.work.store.shared_dict as a cursor store #openresty", function(
     assert.are.same({ { "m4", "1:SC2:m3", "locked" } }, after.got)
     assert.are.equal("0:SC4", after.state)
     assert.are.same({ got = {}, state = "0:SC6", lock = "released" }, pull("wkB"))
-    assert.are.same({ "wkA -", "wkA SC2", "wkB -", "wkA SC2", "wkB SC6" }, cursors_sent())
+    assert.are.same({ "wkA -", "wkA SC2", "wkB -", "wkA SC2", "wkB SC6" }, standin.sync_cursors(true))
   end)
 
   it("has sync_all extend its lock: each cursor write and each page fetch give it its ttl again", function()

@@ -85,14 +85,6 @@ local function queue(from, to, page_size)
   return standin.sync({ messages = messages, page_size = page_size })
 end
 
-local function cursors_sent()
-  local out = {}
-  for i, body in ipairs(standin.bodies(SYNC)) do
-    out[i] = body.cursor or "-"
-  end
-  return out
-end
-
 -- GET in the spec's db, through the helper's own client.
 local function get(key)
   return server:call("EVAL", "redis.call('select', ARGV[1]) return redis.call('get', KEYS[1])", 1, key, DB)
@@ -137,7 +129,7 @@ describe("kf.sync_all with the Redis store inside nginx (resty.redis) #openresty
     }, pull())
     assert.are.equal("0:SC7", get(KEY))
     assert.are.equal(0, exists(LOCK))
-    assert.are.same({ "-", "SC3", "SC6" }, cursors_sent())
+    assert.are.same({ "-", "SC3", "SC6" }, standin.sync_cursors())
     -- the keys live in the db asked for, not in db 0
     assert.is_nil(server:call("GET", KEY))
   end)
@@ -152,7 +144,7 @@ describe("kf.sync_all with the Redis store inside nginx (resty.redis) #openresty
     assert.are.same({ { "m5", 1 }, { "m6", 1 }, { "m7", 1 } }, rest.got)
     assert.are.equal("none", rest.err)
     assert.are.equal("0:SC7", get(KEY))
-    assert.are.same({ "-", "SC3", "SC3", "SC6" }, cursors_sent())
+    assert.are.same({ "-", "SC3", "SC3", "SC6" }, standin.sync_cursors())
   end)
 
   it("waits for a lock another holds, then ends with a timeout error and pulls nothing", function()

@@ -118,9 +118,7 @@ local SERVER = [[
 
 local app
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helpers.shell").quote
 
 local function split(text)
   local lines = {}
