@@ -41,10 +41,10 @@
  * with root "body", "msg" or "value".
  *
  * Every send builder returns the body and the msgid it wrote, nil when none: the Lua layer retries a send after an
- * ambiguous failure only when it carries a msgid, which WeCom delivers once. WeCom reads an empty msgid as none,
- * which is why the builders refuse "" (opts.msgid, msg_id: must not be empty) and a raw body's "" comes back as
- * nil. A msgid given as `true`, or left out while the client (argument 1) has `auto_msgid = true`, is made here:
- * 32 random hex digits. */
+ * ambiguous failure only when it carries a msgid, which WeCom delivers once (a repeat is refused). An empty msgid
+ * is an error to WeCom, not "none": the builders refuse "" (opts.msgid, msg_id, a raw body's msgid: must not be
+ * empty). A msgid given as `true`, or left out while the client (argument 1) has `auto_msgid = true` (its
+ * default), is made here: 32 random hex digits (128 bits from RAND_bytes). */
 #include <stdarg.h>
 #include <string.h>
 
@@ -76,8 +76,9 @@ typedef struct kf_spec {
 
 static const kf_spec TEXT_MSG[] = {KF_F("content", K_STR, 1, 2048), KF_END};
 static const kf_spec MEDIA_MSG[] = {KF_F("media_id", K_STR, 1, 0), KF_END};
-static const kf_spec VIDEO_MSG[] = {KF_F("media_id", K_STR, 1, 0), KF_F("title", K_TEXT, 0, 0),
-                                    KF_F("description", K_TEXT, 0, 0), KF_END};
+/* send_video's title and description: the reference library's arguments, checked but never sent (WeCom's video
+ * object is {"media_id"} only). */
+static const kf_spec VIDEO_EXTRA[] = {KF_F("title", K_TEXT, 0, 0), KF_F("description", K_TEXT, 0, 0), KF_END};
 static const kf_spec LINK_MSG[] = {KF_F("title", K_STR, 1, 128), KF_F("desc", K_TEXT, 0, 512),
                                    KF_F("url", K_URL, 1, 2048), KF_F("thumb_media_id", K_STR, 1, 0), KF_END};
 static const kf_spec MINIPROGRAM_MSG[] = {KF_F("appid", K_STR, 1, 0), KF_F("title", K_TEXT, 0, 64),
@@ -114,7 +115,7 @@ static const struct {
     const kf_spec *spec;
 } KF_TYPES[T_COUNT] = {
     {"text", TEXT_MSG},     {"image", MEDIA_MSG},          {"voice", MEDIA_MSG},
-    {"video", VIDEO_MSG},   {"file", MEDIA_MSG},           {"link", LINK_MSG},
+    {"video", MEDIA_MSG},   {"file", MEDIA_MSG},           {"link", LINK_MSG},
     {"miniprogram", MINIPROGRAM_MSG}, {"msgmenu", MENU_MSG}, {"location", LOCATION_MSG},
 };
 
@@ -757,17 +758,20 @@ static int l_send_file(lua_State *L)
     return kf_send_media(L, "send_file", T_FILE);
 }
 
-/* send_video(c, a, to, open_kfid, media_id, title, description, opts) */
+/* send_video(c, a, to, open_kfid, media_id, title, description, opts): title and description are accepted for
+ * compatibility with the reference library and checked as strings, but not sent. */
 static int l_send_video(lua_State *L)
 {
     kf_ctx c = {L, "send_video"};
     kf_body b;
+    kf_val extra;
     lua_settop(L, 8);
     kf_send_head(&c, &b);
-    for (int j = 0; j < 3; j++) kf_arg(&c, 5 + j, &VIDEO_MSG[j], &b.f[j]);
+    kf_arg(&c, 5, &MEDIA_MSG[0], &b.f[0]);
+    for (int j = 0; j < 2; j++) kf_arg(&c, 6 + j, &VIDEO_EXTRA[j], &extra);
     kf_opts(&c, 8, SEND_OPTS, &b.msgid);
     kf_settype(&b, T_VIDEO);
-    return kf_finish(&c, &b, 0, VIDEO_MSG, 0, 0);
+    return kf_finish(&c, &b, 0, MEDIA_MSG, 0, 0);
 }
 
 /* send_link/mini_program/menu/location(c, a, to, open_kfid, msg, opts) */
@@ -803,6 +807,36 @@ static int l_send_location(lua_State *L)
     return kf_send_msg(L, "send_location", T_LOCATION);
 }
 
+/* The msgid of a raw body (argument 3), by the rules of opts.msgid: "" or a bad one raises; true, or none while the
+ * client has auto_msgid, makes one, which goes into a shallow copy of the body put in place of argument 3 (the
+ * caller's table is not touched). Leaves the msgid, or nil, at 4 (argument 4 is nil in this form). */
+static void kf_raw_msgid(const kf_ctx *c)
+{
+    static const kf_path BODY = {"body", 0, NULL, NULL};
+    lua_State *L = c->L;
+    kf_val v;
+    kf_init_vals(SEND_OPTS, &v, 3, &BODY);
+    lua_pushliteral(L, "msgid");
+    lua_rawget(L, 3);
+    lua_replace(L, 4);
+    int given = lua_type(L, 4) == LUA_TSTRING;
+    kf_check(c, &SEND_OPTS[0], 4, &v);
+    if (!v.present && kf_auto_msgid(c)) kf_make_msgid(c, 4, &v);
+    if (!v.present || given) return;
+    luaL_checkstack(L, 4, "wechat.core: body");
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_pushliteral(L, "msgid");
+    lua_pushvalue(L, 4);
+    lua_rawset(L, -3);
+    lua_replace(L, 3);
+}
+
 /* send_message(c, a, body) or send_message(c, a, to, open_kfid, msgtype, msg, opts). The first form is chosen when
  * the third argument is a table and the fourth to seventh are nil (a Lua wrapper passes all seven). */
 static int l_send_message(lua_State *L)
@@ -812,20 +846,14 @@ static int l_send_message(lua_State *L)
     lua_settop(L, 7);
     if (lua_type(L, 3) == LUA_TTABLE && lua_isnoneornil(L, 4) && lua_isnoneornil(L, 5) && lua_isnoneornil(L, 6) &&
         lua_isnoneornil(L, 7)) {
+        kf_raw_msgid(&c);
         int spill = jw_spill_table(L);
         luaL_Buffer B;
         jw_out w;
         kf_open(L, &B, &w, spill);
         jw_encode(&w, 3, c.fname, 3, "body", JW_OBJECT);
         kf_result(&B, &w);
-        /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). An empty
-         * one is none: WeCom makes its own then, so a retry of that send could deliver it twice. */
-        lua_pushliteral(L, "msgid");
-        lua_rawget(L, 3);
-        if (lua_type(L, -1) != LUA_TSTRING || wechat_rawlen(L, -1) == 0) {
-            lua_pop(L, 1);
-            lua_pushnil(L);
-        }
+        lua_pushvalue(L, 4);
         return 2;
     }
     kf_body b;
