@@ -381,7 +381,8 @@ static CURLcode wcurl_set_url(wcurl *c, const char *url, size_t len)
     return curl_easy_setopt(c->easy, CURLOPT_URL, url);
 }
 
-/* handle:request(method, url[, body]) -> status, body | nil, reason, message, maybe_resent */
+/* handle:request(method, url[, body[, fresh]]) -> status, body, maybe_resent | nil, reason, message, maybe_resent
+ * fresh: over a new connection, which libcurl does not send again by itself (it only resends on a reused one). */
 static int l_curl_request(lua_State *L)
 {
     wcurl *c = wcurl_check(L);
@@ -406,12 +407,14 @@ static int l_curl_request(lua_State *L)
         body = NULL;
     }
     if (body != NULL && !post) return wechat_argerror(L, "request", 3, "a GET request has no body");
+    long fresh = lua_toboolean(L, 5) ? 1L : 0L;
 
     c->len = 0;
     c->too_large = c->no_memory = 0;
     c->errbuf[0] = '\0';
 
     CURLcode rc = wcurl_set_url(c, url, url_len);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_FRESH_CONNECT, fresh);
     if (rc == CURLE_OK) {
         if (post) {
             /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
@@ -431,7 +434,7 @@ static int l_curl_request(lua_State *L)
         rc = curl_easy_perform(c->easy);
         long connects = 0;
         if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
-        maybe_resent = c->requests > 1 && connects > 0;
+        maybe_resent = !fresh && c->requests > 1 && connects > 0;
     }
     /* Forget the pointer into the Lua string, which may be collected before the next request. */
     if (post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
@@ -444,7 +447,8 @@ static int l_curl_request(lua_State *L)
     if (rc == CURLE_OK) {
         lua_pushinteger(L, (lua_Integer)status);
         lua_pushlstring(L, c->buf != NULL ? c->buf : "", c->len);
-        nret = 2;
+        lua_pushboolean(L, maybe_resent);
+        nret = 3;
     } else {
         lua_pushnil(L);
         if (c->too_large || rc == CURLE_FILESIZE_EXCEEDED) {

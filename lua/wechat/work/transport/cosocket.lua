@@ -447,9 +447,10 @@ end
 -- ssl_client_hello, ssl_cert, ssl_session_fetch); elsewhere it returns a "phase" error at once.
 -- A request that went over a pooled connection the server had closed (not one byte of answer came) is sent once
 -- more, over a new connection, like libcurl does (never over another pooled one, which may be just as dead); the
--- error of that second exchange, if it fails too, says `resent = true`. Otherwise nothing is retried.
--- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil}`; a POST is sent as
---   `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
+-- answer or the error of that second exchange says `resent = true`. Otherwise nothing is retried. With
+-- `req.fresh = true` the request goes over a new connection (closed after it), so it is never sent twice.
+-- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil, fresh = boolean | nil}`; a POST
+--   is sent as `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and an error: kind "phase"
 --   (wrong nginx phase) or "transport" with `reason` one of "connect", "timeout", "tls", "resolve",
 --   "too_large", "send", "recv", "other"; its message never holds the URL's query (where the access token is).
@@ -484,11 +485,12 @@ function Transport:request(req)
   end
 
   self.requests = self.requests + 1
-  local sock, reused = open(self, host, port, tls, pool)
+  local fresh = req.fresh == true
+  local sock, reused = open(self, host, port, tls, pool, fresh)
   if not sock then
     return nil, reused
   end
-  local res, err, stale = exchange(self, sock, head, true)
+  local res, err, stale = exchange(self, sock, head, not fresh)
   if res or not (stale and reused > 0) then
     return res, err
   end
@@ -497,8 +499,11 @@ function Transport:request(req)
     return nil, err
   end
   res, err = exchange(self, sock, head, false)
-  if not res then
-    err.resent = true -- the request may have reached the server twice already
+  -- the request may have reached the server twice already
+  if res then
+    res.resent = true
+  else
+    err.resent = true
   end
   return res, err
 end

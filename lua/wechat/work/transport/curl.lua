@@ -50,23 +50,24 @@ function M.new(opts)
 end
 
 --- Makes one HTTP exchange.
--- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil}`; a POST is sent as
---   `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
+-- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil, fresh = boolean | nil}`; a POST
+--   is sent as `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one; `fresh = true`
+--   sends it over a new connection, which libcurl never sends twice.
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and a "transport" error whose
 --   `reason` is one of "connect", "timeout", "tls", "resolve", "too_large", "send", "recv", "other"; its
---   message never holds the URL's query (where the access token is); `resent` is true when libcurl may have
---   sent the request twice already (a kept-alive connection died under it), so the client does not retry it.
+--   message never holds the URL's query (where the access token is); `resent` (in either) is true when libcurl
+--   may have sent the request twice (a kept-alive connection died under it), so the client does not retry it.
 -- @raise on a wrong request table, or when the transport is closed
 function Transport:request(req)
   if self.closed then
     error("curl transport is closed", 2)
   end
   local method, url, body = check_request(req)
-  local status, res, msg, resent = self.handle:request(method, url, body)
+  local status, res, msg, resent = self.handle:request(method, url, body, req.fresh == true)
   if not status then
     return nil, errors.new(errors.TRANSPORT, msg, { reason = res, resent = resent or nil })
   end
-  return { status = status, body = res }
+  return { status = status, body = res, resent = msg or nil }
 end
 
 --- Counts since the transport was made: `{requests = N, connects = M}`, where `connects` is the number of

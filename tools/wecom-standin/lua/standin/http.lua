@@ -10,6 +10,10 @@ local M = {}
 local JSON = "application/json; charset=utf-8"
 
 function M.send(status, content_type, body)
+  if ngx.ctx.lose_answer then
+    -- the lose_answer script: WeCom acted on the request, and its answer never reaches the client
+    return ngx.exit(444)
+  end
   ngx.status = status
   ngx.header["Content-Type"] = content_type
   ngx.header["Content-Length"] = #body
