@@ -240,6 +240,13 @@ local function customer_writes(_, body)
   end
 end
 
+local function auth_change(_, body)
+  local obj = object_body(body)
+  if obj then
+    return answer(callback.auth_change(obj))
+  end
+end
+
 local function callback_again(_, body)
   local obj = object_body(body ~= "" and body or "{}")
   if obj then
@@ -270,6 +277,7 @@ local ROUTES = {
   ["/_standin/script"] = { POST = add_script },
   ["/_standin/sync"] = { POST = sync },
   ["/_standin/customer_writes"] = { POST = customer_writes },
+  ["/_standin/auth_change"] = { POST = auth_change },
   ["/_standin/callback_again"] = { POST = callback_again },
   ["/_standin/callbacks"] = { GET = callbacks },
   ["/_standin/verify_url"] = { POST = verify_url },
