@@ -39,6 +39,7 @@ typedef struct {
     size_t len, cap, max_response;
     int too_large, no_memory;   /* why the write callback stopped the transfer */
     long requests, connects;
+    int kept;                   /* the last request left its connection open for the next one */
     wcurl_url urls[URL_CACHE];
     unsigned long url_clock;
     char errbuf[CURL_ERROR_SIZE];
@@ -427,14 +428,18 @@ static int l_curl_request(lua_State *L)
         }
     }
     /* libcurl sends a request again by itself, on a new connection, when a kept-alive one died under it. When a
-     * request that could have reused a connection needed a new one, it may have gone out twice already. */
+     * request that could have reused the connection the last one left open needed a new one, it may have gone out
+     * twice already (or libcurl found the idle connection closed before sending: it cannot tell us which). */
     int maybe_resent = 0;
     if (rc == CURLE_OK) {
         c->requests++;
         rc = curl_easy_perform(c->easy);
         long connects = 0;
         if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
-        maybe_resent = !fresh && c->requests > 1 && connects > 0;
+        maybe_resent = !fresh && c->kept && connects > 0;
+        curl_socket_t open_socket = CURL_SOCKET_BAD;
+        c->kept = curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &open_socket) == CURLE_OK &&
+                  open_socket != CURL_SOCKET_BAD;
     }
     /* Forget the pointer into the Lua string, which may be collected before the next request. */
     if (post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
