@@ -27,7 +27,7 @@ M.DATA_FORMAT_ERRCODE = 47001
 -- Short English names of WeCom's KF errcodes (error-code page 90313, "kf-reference.md"): tostring(err) shows the
 -- name, err.errmsg keeps WeCom's own text.
 local NAMES = {
-  [-1] = "system busy, retry later",
+  [-1] = "system busy",
   [40096] = "invalid external userid",
   [45009] = "api call frequency limit",
   [95000] = "invalid open_kfid",
