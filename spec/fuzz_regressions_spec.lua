@@ -26,7 +26,7 @@ describe("fuzz regressions", function()
     -- oracle expected the body's msgid back). Since issue 9 a raw body's msgid follows opts.msgid's rules: a string
     -- of [0-9a-zA-Z_-] comes back as the msgid, `true` makes one, anything else raises, so the Lua layer never
     -- sends a msgid WeCom would refuse, nor retries a send on the strength of one.
-    it("send_message(c, a, body) returns the body's msgid, makes one for true, and raises on any other value", function()
+    it("send_message(c, a, body) returns the msgid, makes one for true, and raises on any other value", function()
       assert.equal("bad argument #3 to 'send_message' (body.msgid: string expected, got table)",
         raised(core.send_message, nil, nil, { msgid = {} }))
       local body, msgid = core.send_message(nil, nil, { msgid = true })
