@@ -11,6 +11,7 @@
 -- The crypto is the library's own (wechat.work.callback over wechat.core): the stand-in loads them from the
 -- checkout (lua/, build/jit/), so these calls need `tools/build`; everything else in the stand-in works without.
 local cjson = require "cjson.safe"
+local http = require "standin.http"
 local state = require "standin.state"
 
 local ngx = ngx
@@ -45,16 +46,7 @@ local function crypto()
   return mod
 end
 
-local function unknown_key(obj, known)
-  local keys = {}
-  for key in pairs(obj) do
-    if not known[key] then
-      keys[#keys + 1] = tostring(key)
-    end
-  end
-  sort(keys)
-  return keys[1]
-end
+local unknown_key = http.unknown_key
 
 -- scheme, host, port, path (with its query, "/" when none); or nil.
 local function parse_url(url)

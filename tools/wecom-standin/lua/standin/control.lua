@@ -8,8 +8,8 @@ local script = require "standin.script"
 local state = require "standin.state"
 
 local ngx = ngx
-local type, pairs, tostring, floor = type, pairs, tostring, math.floor
-local concat, sort = table.concat, table.sort
+local type, pairs, floor = type, pairs, math.floor
+local concat = table.concat
 local format, sub = string.format, string.sub
 
 local M = {}
@@ -34,16 +34,7 @@ local function object_body(body)
   return obj
 end
 
-local function unknown_key(obj, known)
-  local keys = {}
-  for key in pairs(obj) do
-    if not known[key] then
-      keys[#keys + 1] = tostring(key)
-    end
-  end
-  sort(keys)
-  return keys[1]
-end
+local unknown_key = http.unknown_key
 
 local function ping()
   return http.send(200, "text/plain; charset=utf-8", "ok\n")

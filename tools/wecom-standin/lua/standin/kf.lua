@@ -8,8 +8,8 @@ local state = require "standin.state"
 local token = require "standin.token"
 
 local ngx = ngx
-local type, tonumber, select, floor, pairs, tostring = type, tonumber, select, math.floor, pairs, tostring
-local format, find, concat, sort = string.format, string.find, table.concat, table.sort
+local type, tonumber, select, floor = type, tonumber, select, math.floor
+local format, find, concat = string.format, string.find, table.concat
 
 local NULL = cjson.null
 
@@ -56,15 +56,9 @@ local ITEM_KEYS = {
 
 -- 47001 naming the first unknown key (in byte order) of tbl, whose keys must be in allowed.
 local function only_keys(tbl, allowed, path)
-  local unknown = {}
-  for key in pairs(tbl) do
-    if not allowed[key] then
-      unknown[#unknown + 1] = tostring(key)
-    end
-  end
-  if #unknown > 0 then
-    sort(unknown)
-    return DATA_FORMAT, format("unknown key %s.%s", path, unknown[1])
+  local key = http.unknown_key(tbl, allowed)
+  if key then
+    return DATA_FORMAT, format("unknown key %s.%s", path, key)
   end
 end
 
