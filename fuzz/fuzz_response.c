@@ -13,7 +13,8 @@
  * GET instead of POST), byte 1 picks max_response, then per request a response: byte "how" (0: raw bytes from the
  * input; 1: status line + Content-Length; 2: chunked with fuzzed chunk sizes; 3: close-delimited) and its data.
  * Framed responses carry a payload of a fuzzed pattern repeated (up to 2.5 MiB), and the expected answer is exact:
- * `status, payload, maybe_resent` when it fits in max_response, else `nil, "too_large", "response too large (over N bytes)"`.
+ * `status, payload, maybe_resent` when it fits in max_response, else `nil, "too_large", "response too large (over
+ * N bytes)"`.
  * For raw responses: a status and a body no larger than max_response, or nil, a known reason, a message (never the
  * access token of the URL) and maybe_resent (false on the first request of a handle). */
 #include <errno.h>
