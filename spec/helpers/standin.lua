@@ -160,7 +160,8 @@ function M.reset()
   control("POST", "/_standin/reset")
 end
 
--- The requests seen (to path only, when given), in order: { method =, path =, args = {}, body = "raw" }.
+-- The requests seen (to path only, when given), in order: { method =, path =, args = {}, body = "raw",
+-- query = "raw query string" }.
 function M.requests(path)
   local q = path and ("?path=" .. urlencode(path)) or ""
   return control("GET", "/_standin/requests" .. q)

@@ -22,7 +22,7 @@ function M.handle()
   local path = ngx.var.uri
   local args = ngx.req.get_uri_args(0)
   local body = http.read_body()
-  state.record_request(method, path, args, body)
+  state.record_request(method, path, args, body, ngx.var.args)
   local action = state.take_script(path)
   if action and script.play(action) then
     return
