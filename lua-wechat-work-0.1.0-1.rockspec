@@ -34,8 +34,8 @@ build = {
   modules = {
     ["wechat.core"] = {
       sources = {
-        "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/curl_transport.c",
-        "src/digest.c", "src/callback_crypto.c",
+        "src/wechat_core.c", "src/kf_bodies.c", "src/kf_family_bodies.c", "src/json_writer.c",
+        "src/curl_transport.c", "src/digest.c", "src/callback_crypto.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },
