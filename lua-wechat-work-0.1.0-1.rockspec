@@ -55,5 +55,11 @@ build = {
     ["wechat.work.callback"] = "lua/wechat/work/callback.lua",
     ["wechat.work.kf.sync"] = "lua/wechat/work/kf/sync.lua",
     ["wechat.work.store.redis"] = "lua/wechat/work/store/redis.lua",
+    ["wechat.work.kf.operations"] = "lua/wechat/work/kf/operations.lua",
+    ["wechat.work.kf.account"] = "lua/wechat/work/kf/account.lua",
+    ["wechat.work.kf.servicer"] = "lua/wechat/work/kf/servicer.lua",
+    ["wechat.work.kf.service_state"] = "lua/wechat/work/kf/service_state.lua",
+    ["wechat.work.kf.customer"] = "lua/wechat/work/kf/customer.lua",
+    ["wechat.work.kf.statistic"] = "lua/wechat/work/kf/statistic.lua",
   },
 }
