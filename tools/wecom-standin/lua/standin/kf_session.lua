@@ -224,10 +224,11 @@ local function statistic(method, args, body, per_servicer)
     return http.wecom_error(kfid, code)
   end
   local from, to = obj.start_time, obj.end_time
-  for _, v in ipairs{ from, to } do
-    if type(v) ~= "number" or v ~= floor(v) or v < 0 or v > 4294967295 then
-      return http.wecom_error(40058, "invalid start_time or end_time")
-    end
+  local function uint32(v)
+    return type(v) == "number" and v == floor(v) and v >= 0 and v <= 4294967295
+  end
+  if not uint32(from) or not uint32(to) then
+    return http.wecom_error(40058, "invalid start_time or end_time")
   end
   local today = day_start(ngx.time())
   if to < from or to - from > MAX_SPAN or day_start(to) >= today or day_start(from) < today - MAX_BACK_DAYS * DAY then
