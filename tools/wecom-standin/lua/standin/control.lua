@@ -281,17 +281,27 @@ local function string_list(v)
   return true
 end
 
+-- The body as a decoded object with only known keys, or nil after answering 400 ("unknown <what> key: k").
+local function keyed_body(body, known, what)
+  local obj = object_body(body)
+  if not obj then
+    return nil
+  end
+  local bad = unknown_key(obj, known)
+  if bad then
+    http.control_error(400, "unknown " .. what .. " key: " .. bad)
+    return nil
+  end
+  return obj
+end
+
 local SESSION_KEYS = { open_kfid = true, external_userid = true, service_state = true, servicer_userid = true }
 
 -- A session's state, set as a servicer or the customer would move it (no transition rules apply).
 local function set_session(_, body)
-  local obj = object_body(body)
+  local obj = keyed_body(body, SESSION_KEYS, "session")
   if not obj then
     return
-  end
-  local bad = unknown_key(obj, SESSION_KEYS)
-  if bad then
-    return http.control_error(400, "unknown session key: " .. bad)
   end
   local s = obj.service_state
   if not is_string(obj.open_kfid) or not is_string(obj.external_userid) then
@@ -323,13 +333,9 @@ local ACCOUNT_KEYS = { open_kfid = true, name = true, servicers = true }
 
 -- An account with a chosen open_kfid (kept when it exists) and servicers added to it by userid.
 local function seed_account(_, body)
-  local obj = object_body(body)
+  local obj = keyed_body(body, ACCOUNT_KEYS, "kf_account")
   if not obj then
     return
-  end
-  local bad = unknown_key(obj, ACCOUNT_KEYS)
-  if bad then
-    return http.control_error(400, "unknown kf_account key: " .. bad)
   end
   if not is_string(obj.open_kfid) then
     return http.control_error(400, "open_kfid must be a non-empty string")
@@ -353,13 +359,9 @@ end
 local UPGRADE_KEYS = { userid_list = true, department_id_list = true, chat_id_list = true }
 
 local function set_upgrade_config(_, body)
-  local obj = object_body(body)
+  local obj = keyed_body(body, UPGRADE_KEYS, "upgrade_config")
   if not obj then
     return
-  end
-  local bad = unknown_key(obj, UPGRADE_KEYS)
-  if bad then
-    return http.control_error(400, "unknown upgrade_config key: " .. bad)
   end
   local config = {}
   for name in pairs(UPGRADE_KEYS) do

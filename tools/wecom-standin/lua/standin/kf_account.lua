@@ -24,13 +24,17 @@ local MAX_SCENE = 32
 local MAX_IDS = 100
 local MAX_LIMIT = 100
 
-local function array(items)
+--- A JSON array of JSON texts (cjson would write an empty table as {}).
+function M.array(items)
   return "[" .. concat(items, ",") .. "]"
 end
 
-local function ok_with(fields)
+--- Answers ok with more fields (JSON text after the comma), or none.
+function M.ok_with(fields)
   return http.json('{"errcode":0,"errmsg":"ok"' .. (fields and ("," .. fields) or "") .. "}")
 end
+
+local array, ok_with = M.array, M.ok_with
 
 local function account(open_kfid)
   local rec = DICT:get("acct:" .. open_kfid)
@@ -64,6 +68,28 @@ local function need_kfid(obj, known)
     return nil, 95004, "open_kfid not exist"
   end
   return v
+end
+
+--- The checks of a POST on one account: the decoded body and its open_kfid, or nil, errcode, errmsg.
+function M.prelude(method, args, body)
+  local obj, code, msg = prelude(method, args, body)
+  if not obj then
+    return nil, code, msg
+  end
+  local open_kfid
+  open_kfid, code, msg = need_kfid(obj, true)
+  if not open_kfid then
+    return nil, code, msg
+  end
+  return obj, open_kfid
+end
+
+--- The checks of a GET: nil, or errcode, errmsg.
+function M.get_prelude(method, args)
+  if method ~= "GET" then
+    return 43001, "require GET method"
+  end
+  return token.check(args)
 end
 
 -- UTF-8 characters (the name limit is in characters).
@@ -112,14 +138,9 @@ function M.add(method, args, body)
 end
 
 function M.del(method, args, body)
-  local obj, code, msg = prelude(method, args, body)
+  local obj, open_kfid, msg = M.prelude(method, args, body)
   if not obj then
-    return http.wecom_error(code, msg)
-  end
-  local open_kfid
-  open_kfid, code, msg = need_kfid(obj, true)
-  if not open_kfid then
-    return http.wecom_error(code, msg)
+    return http.wecom_error(open_kfid, msg)
   end
   DICT:delete("acct:" .. open_kfid)
   DICT:delete("svc:" .. open_kfid)
@@ -127,19 +148,15 @@ function M.del(method, args, body)
 end
 
 function M.update(method, args, body)
-  local obj, code, msg = prelude(method, args, body)
+  local obj, open_kfid, msg = M.prelude(method, args, body)
   if not obj then
-    return http.wecom_error(code, msg)
-  end
-  local open_kfid
-  open_kfid, code, msg = need_kfid(obj, true)
-  if not open_kfid then
-    return http.wecom_error(code, msg)
+    return http.wecom_error(open_kfid, msg)
   end
   local name, media_id = obj.name, obj.media_id
   if absent(name) and absent(media_id) then
     return http.wecom_error(40058, "name and media_id missing")
   end
+  local code
   if not absent(name) then
     code, msg = name_error(name)
   end
@@ -192,14 +209,9 @@ function M.list(method, args, body)
 end
 
 function M.add_contact_way(method, args, body)
-  local obj, code, msg = prelude(method, args, body)
+  local obj, open_kfid, msg = M.prelude(method, args, body)
   if not obj then
-    return http.wecom_error(code, msg)
-  end
-  local open_kfid
-  open_kfid, code, msg = need_kfid(obj, true)
-  if not open_kfid then
-    return http.wecom_error(code, msg)
+    return http.wecom_error(open_kfid, msg)
   end
   local scene = obj.scene
   if absent(scene) then
@@ -270,16 +282,11 @@ end
 -- servicer/add (adding true) and servicer/del: one result per id, "ignored" for an id already there (add) or
 -- not there (del), as WeCom answers.
 local function change_servicers(method, args, body, adding)
-  local obj, code, msg = prelude(method, args, body)
+  local obj, open_kfid, msg = M.prelude(method, args, body)
   if not obj then
-    return http.wecom_error(code, msg)
+    return http.wecom_error(open_kfid, msg)
   end
-  local open_kfid
-  open_kfid, code, msg = need_kfid(obj, true)
-  if not open_kfid then
-    return http.wecom_error(code, msg)
-  end
-  local lists
+  local lists, code
   lists, code, msg = id_lists(obj, body)
   if not lists then
     return http.wecom_error(code, msg)
@@ -322,10 +329,7 @@ function M.servicer_del(method, args, body)
 end
 
 function M.servicer_list(method, args)
-  if method ~= "GET" then
-    return http.wecom_error(43001, "require GET method")
-  end
-  local code, msg = token.check(args)
+  local code, msg = M.get_prelude(method, args)
   if code then
     return http.wecom_error(code, msg)
   end

@@ -8,11 +8,9 @@ local json_raw = require "standin.json_raw"
 local kf = require "standin.kf"
 local kf_account = require "standin.kf_account"
 local session = require "standin.session"
-local token = require "standin.token"
 
 local ngx = ngx
 local type, ipairs, floor = type, ipairs, math.floor
-local concat = table.concat
 
 local DICT = ngx.shared.standin
 local prelude, need_string, absent = kf.prelude, kf.need_string, kf.absent
@@ -25,29 +23,16 @@ local CST = 8 * 3600 -- WeCom's days start at 00:00 China Standard Time
 local MAX_SPAN = 31 * DAY
 local MAX_BACK_DAYS = 180
 
-local function array(items)
-  return "[" .. concat(items, ",") .. "]"
-end
+local array, ok_with = kf_account.array, kf_account.ok_with
 
-local function ok_with(fields)
-  return http.json('{"errcode":0,"errmsg":"ok"' .. (fields and ("," .. fields) or "") .. "}")
-end
-
--- prelude, then an open_kfid of a known account and (with_user) an external_userid: obj, open_kfid, userid or
--- nil, errcode, errmsg.
+-- The account's checks, then (with_user) an external_userid: obj, open_kfid, userid or nil, errcode, errmsg.
 local function session_prelude(method, args, body, with_user)
-  local obj, code, msg = prelude(method, args, body)
+  local obj, kfid, msg = kf_account.prelude(method, args, body)
   if not obj then
-    return nil, code, msg
-  end
-  local kfid = obj.open_kfid
-  if absent(kfid) or kfid == "" or type(kfid) ~= "string" then
-    return nil, 95000, "invalid open_kfid"
-  end
-  if not DICT:get("acct:" .. kfid) then
-    return nil, 95004, "open_kfid not exist"
+    return nil, kfid, msg
   end
   if with_user then
+    local code
     code, msg = need_string(obj, "external_userid", "external_userid", 40096)
     if code then
       return nil, code, msg
@@ -148,10 +133,7 @@ local function encoded(list)
 end
 
 function M.get_upgrade_service_config(method, args)
-  if method ~= "GET" then
-    return http.wecom_error(43001, "require GET method")
-  end
-  local code, msg = token.check(args)
+  local code, msg = kf_account.get_prelude(method, args)
   if code then
     return http.wecom_error(code, msg)
   end
