@@ -95,6 +95,17 @@ local SYNC = {
   open_kfid = KFID,
 }
 
+-- The KF desk (src/kf_family_bodies.c): lists of ids, the bodies with most items.
+local USERIDS, CUSTOMERS = {}, {}
+for i = 1, 20 do
+  USERIDS[i] = "servicer_" .. i
+end
+for i = 1, 50 do
+  CUSTOMERS[i] = TO .. i
+end
+local SERVICERS = { userid_list = USERIDS, department_id_list = { 2, 3, 1000001 } }
+local CUSTOMER_OPTS = { need_enter_session_context = true }
+
 -- Each case: a builder call and the Lua-table way to the same body. The msg tables are the caller's input on
 -- both sides; the table path builds the body table around them on every call, as a Lua client would.
 local CASES = {
@@ -132,6 +143,35 @@ local CASES = {
     end,
     table = function()
       return { touser = TO, open_kfid = KFID, msgid = MSGID, msgtype = "location", location = LOCATION }
+    end,
+  },
+  {
+    name = "servicer add (23 ids)",
+    core = function()
+      return core.kf_servicer_add(nil, nil, KFID, SERVICERS)
+    end,
+    table = function()
+      local s = SERVICERS
+      return { open_kfid = KFID, userid_list = s.userid_list, department_id_list = s.department_id_list }
+    end,
+  },
+  {
+    name = "service_state trans",
+    core = function()
+      return core.kf_service_state_trans(nil, nil, KFID, TO, 3, "servicer_1")
+    end,
+    table = function()
+      return { open_kfid = KFID, external_userid = TO, service_state = 3, servicer_userid = "servicer_1" }
+    end,
+  },
+  {
+    name = "customer batchget (50 ids)",
+    core = function()
+      return core.kf_customer_get_customer_info(nil, nil, CUSTOMERS, CUSTOMER_OPTS)
+    end,
+    table = function()
+      local context = CUSTOMER_OPTS.need_enter_session_context and 1 or 0
+      return { external_userid_list = CUSTOMERS, need_enter_session_context = context }
     end,
   },
   {
