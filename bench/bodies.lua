@@ -3,13 +3,14 @@
 -- library's generic encoder `core.encode`. Same inputs, same content; before timing, each pair is checked to
 -- decode to equal JSON so the comparison is fair.
 --
---   lua5.4 bench/bodies.lua [--n N] [--tsv] [--only BODY]
---   luajit bench/bodies.lua [--n N] [--tsv] [--only BODY]
+--   lua5.4 bench/bodies.lua [--n N] [--tsv] [--only BODY] [--desk]
+--   luajit bench/bodies.lua [--n N] [--tsv] [--only BODY] [--desk]
 --
 -- Each body: after a warm-up of N/10 calls each, the builder, table + cjson and table + encode are timed in turns,
 -- 40 batches of N/10 calls each, with os.clock (CPU time, so other processes on a shared machine disturb it less);
 -- each keeps its best batch. --tsv prints `name bytes core_per_s cjson_per_s encode_per_s` lines for bench/run;
--- --only runs the bodies whose name contains BODY (e.g. under a profiler).
+-- --only runs the bodies whose name contains BODY (e.g. under a profiler); --desk adds three bodies of the KF desk
+-- (servicer add, service_state trans, customer batchget), which bench/run leaves out: its aim is for messages.
 local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
 local variant = rawget(_G, "jit") and "jit" or "5.4"
 package.path = root .. "/lua/?.lua;" .. package.path
@@ -25,6 +26,7 @@ local encode, decode, core_encode = cjson.encode, cjson.decode, core.encode
 local N = 200000
 local TSV = false
 local ONLY
+local DESK = false
 do
   local i = 1
   while arg and arg[i] do
@@ -39,11 +41,14 @@ do
     elseif a == "--tsv" then
       TSV = true
       i = i + 1
+    elseif a == "--desk" then
+      DESK = true
+      i = i + 1
     elseif a == "--only" then
       ONLY = arg[i + 1]
       i = i + 2
     else
-      error("unknown argument '" .. a .. "' (usage: bodies.lua [--n N] [--tsv] [--only BODY])", 0)
+      error("unknown argument '" .. a .. "' (usage: bodies.lua [--n N] [--tsv] [--only BODY] [--desk])", 0)
     end
   end
 end
@@ -147,6 +152,7 @@ local CASES = {
   },
   {
     name = "servicer add (23 ids)",
+    desk = true,
     core = function()
       return core.kf_servicer_add(nil, nil, KFID, SERVICERS)
     end,
@@ -157,6 +163,7 @@ local CASES = {
   },
   {
     name = "service_state trans",
+    desk = true,
     core = function()
       return core.kf_service_state_trans(nil, nil, KFID, TO, 3, "servicer_1")
     end,
@@ -166,6 +173,7 @@ local CASES = {
   },
   {
     name = "customer batchget (50 ids)",
+    desk = true,
     core = function()
       return core.kf_customer_get_customer_info(nil, nil, CUSTOMERS, CUSTOMER_OPTS)
     end,
@@ -250,7 +258,7 @@ end
 
 local results = {}
 for _, case in ipairs(CASES) do
-  if ONLY and not case.name:find(ONLY, 1, true) then
+  if (ONLY and not case.name:find(ONLY, 1, true)) or (case.desk and not DESK) then
     goto continue
   end
   local built = case.core()
