@@ -47,6 +47,7 @@
  * default), is made here: 32 random hex digits (128 bits from RAND_bytes). */
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -308,6 +309,44 @@ static int kf_integral(const jw_num *num, long long *out)
     return 0;
 }
 
+/* Random bytes for msgids, drawn from OpenSSL a pool at a time: one RAND_bytes call costs about 2 us, ten times a
+ * whole body, and every send makes a msgid by default. One pool per Lua state (in its registry, so no C global),
+ * refilled in a new process: nginx workers forked from one master must not share bytes. */
+#define KF_POOL 4096
+typedef struct kf_random {
+    pid_t pid;
+    size_t used;
+    unsigned char bytes[KF_POOL];
+} kf_random;
+
+static const char KF_RANDOM_KEY[] = "wechat.core.msgid_random";
+
+static void kf_random_bytes(const kf_ctx *c, unsigned char *out, size_t n)
+{
+    lua_State *L = c->L;
+    luaL_checkstack(L, 2, "wechat.core: msgid");
+    lua_getfield(L, LUA_REGISTRYINDEX, KF_RANDOM_KEY);
+    kf_random *r = (kf_random *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (r == NULL) {
+        r = (kf_random *)lua_newuserdata(L, sizeof *r);
+        r->pid = 0;
+        r->used = KF_POOL;
+        lua_setfield(L, LUA_REGISTRYINDEX, KF_RANDOM_KEY); /* the registry keeps it: r stays valid */
+    }
+    pid_t pid = getpid();
+    if (r->pid != pid || KF_POOL - r->used < n) {
+        r->used = KF_POOL;
+        if (RAND_bytes(r->bytes, KF_POOL) != 1) luaL_error(L, "%s: no random bytes for a msgid", c->fname);
+        r->pid = pid;
+        r->used = 0;
+    }
+    memcpy(out, r->bytes + r->used, n);
+    /* handed out once: nothing of a msgid stays behind to be read again */
+    memset(r->bytes + r->used, 0, n);
+    r->used += n;
+}
+
 /* Replaces the value at idx with a new msgid and points v at it. The slot keeps the string alive until the body
  * is written; the caller's tables are not touched. */
 static void kf_make_msgid(const kf_ctx *c, int idx, kf_val *v)
@@ -315,8 +354,8 @@ static void kf_make_msgid(const kf_ctx *c, int idx, kf_val *v)
     static const char HEX[] = "0123456789abcdef";
     unsigned char raw[16];
     char id[2 * sizeof raw];
+    kf_random_bytes(c, raw, sizeof raw);
     luaL_checkstack(c->L, 2, "wechat.core: msgid");
-    if (RAND_bytes(raw, (int)sizeof raw) != 1) luaL_error(c->L, "%s: no random bytes for a msgid", c->fname);
     for (size_t i = 0; i < sizeof raw; i++) {
         id[2 * i] = HEX[raw[i] >> 4];
         id[2 * i + 1] = HEX[raw[i] & 15];
