@@ -293,6 +293,18 @@ describe("wechat.core body builders", function()
         "bad argument #3 to 'send_message' (body.msgid: at most 32 bytes, got 33)")
     end)
 
+    it("makes a distinct msgid of 32 hex digits every time, across refills of its random pool", function()
+      local seen, n = {}, 0
+      for _ = 1, 1000 do -- 16 bytes each: four pools of 4096 bytes
+        local _, msgid = core.send_text({ auto_msgid = true }, nil, TO, KFID, "x")
+        assert.truthy(msgid:find("^" .. ("%x"):rep(32) .. "$"), msgid)
+        if not seen[msgid] then
+          seen[msgid], n = true, n + 1
+        end
+      end
+      assert.equal(1000, n)
+    end)
+
     it("(c, a, body) makes a msgid for msgid = true, or for none when the client has auto_msgid", function()
       local body, msgid = core.send_message(nil, nil, { msgid = true, a = 1 })
       assert.equal(32, #msgid)
