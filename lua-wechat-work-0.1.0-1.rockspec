@@ -35,7 +35,7 @@ build = {
     ["wechat.core"] = {
       sources = {
         "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/curl_transport.c",
-        "src/digest.c", "src/callback_crypto.c",
+        "src/digest.c", "src/callback_crypto.c", "src/random.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },

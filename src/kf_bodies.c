@@ -311,15 +311,11 @@ static int kf_integral(const jw_num *num, long long *out)
  * is written; the caller's tables are not touched. */
 static void kf_make_msgid(const kf_ctx *c, int idx, kf_val *v)
 {
-    static const char HEX[] = "0123456789abcdef";
     unsigned char raw[16];
     char id[2 * sizeof raw];
     luaL_checkstack(c->L, 2, "wechat.core: msgid");
     if (RAND_bytes(raw, (int)sizeof raw) != 1) luaL_error(c->L, "%s: no random bytes for a msgid", c->fname);
-    for (size_t i = 0; i < sizeof raw; i++) {
-        id[2 * i] = HEX[raw[i] >> 4];
-        id[2 * i + 1] = HEX[raw[i] & 15];
-    }
+    wechat_hex(id, raw, sizeof raw);
     lua_pushlstring(c->L, id, sizeof id);
     lua_replace(c->L, idx);
     v->s = lua_tolstring(c->L, idx, &v->len);
@@ -921,7 +917,42 @@ static const luaL_Reg body_funcs[] = {
     {NULL, NULL},
 };
 
+/* Pushes {name = limit} for the fields of spec that have one. */
+static void kf_push_limits(lua_State *L, const kf_spec *spec)
+{
+    lua_newtable(L);
+    for (; spec->name != NULL; spec++) {
+        if (spec->max == 0) continue;
+        lua_pushinteger(L, (lua_Integer)spec->max);
+        lua_setfield(L, -2, spec->name);
+    }
+}
+
+/* core.limits: the limits the builders enforce, from the tables above, so that the Lua builders (kf.menu,
+ * kf.link) state none of their own: limits[msgtype][field] (bytes; msgmenu.list: items), limits.menu_item[type]
+ * [field], limits.sync_msg[option], limits.msgid (bytes). */
+static void kf_open_limits(lua_State *L)
+{
+    lua_newtable(L);
+    for (int t = 0; t < T_COUNT; t++) {
+        kf_push_limits(L, KF_TYPES[t].spec);
+        lua_setfield(L, -2, KF_TYPES[t].name);
+    }
+    lua_newtable(L);
+    for (int t = 0; t < ITEM_TYPES; t++) {
+        kf_push_limits(L, ITEM_SPECS[t]);
+        lua_setfield(L, -2, ITEM_NAMES[t]);
+    }
+    lua_setfield(L, -2, "menu_item");
+    kf_push_limits(L, SYNC_OPTS);
+    lua_setfield(L, -2, "sync_msg");
+    lua_pushinteger(L, (lua_Integer)SEND_OPTS[0].max);
+    lua_setfield(L, -2, "msgid");
+    lua_setfield(L, -2, "limits");
+}
+
 void wechat_open_bodies(lua_State *L)
 {
     wechat_setfuncs(L, body_funcs);
+    kf_open_limits(L);
 }

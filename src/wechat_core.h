@@ -11,9 +11,13 @@ void wechat_open_bodies(lua_State *L);
 void wechat_open_curl(lua_State *L);
 void wechat_open_digest(lua_State *L);
 void wechat_open_crypto(lua_State *L);
+void wechat_open_random(lua_State *L);
 
 /* Raises "POSITION: bad argument #argn to 'fname' (message)", like luaL_argerror, but with the public name of the
  * operation whatever the call site looked like (a table lookup, a tail call, LuaJIT or 5.4). */
 int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, ...);
+
+/* Writes 2n lowercase hex digits of in[0..n) to out (no NUL). */
+void wechat_hex(char *out, const unsigned char *in, size_t n);
 
 #endif

@@ -32,7 +32,7 @@ local M = {}
 
 M.MAX_BODY = 64 * 1024
 M.MAX_QUERY_VALUE = 1024
-M.MAX_MSG = 1024 * 1024
+M.MAX_MSG = core.limits.callback_msg -- what core.callback_encrypt takes
 M.MAX_CORP_ID = 256
 
 local KEY_PATTERN = "^[A-Za-z0-9+/]+$"
