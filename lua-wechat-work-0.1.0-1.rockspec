@@ -55,5 +55,7 @@ build = {
     ["wechat.work.callback"] = "lua/wechat/work/callback.lua",
     ["wechat.work.kf.sync"] = "lua/wechat/work/kf/sync.lua",
     ["wechat.work.store.redis"] = "lua/wechat/work/store/redis.lua",
+    ["wechat.work.store.redis.connection"] = "lua/wechat/work/store/redis/connection.lua",
+    ["wechat.work.nginx"] = "lua/wechat/work/nginx.lua",
   },
 }
