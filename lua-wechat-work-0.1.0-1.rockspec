@@ -53,6 +53,7 @@ build = {
     ["wechat.work.kf.menu"] = "lua/wechat/work/kf/menu.lua",
     ["wechat.work.kf.link"] = "lua/wechat/work/kf/link.lua",
     ["wechat.work.callback"] = "lua/wechat/work/callback.lua",
+    ["wechat.work.callback.testing"] = "lua/wechat/work/callback/testing.lua",
     ["wechat.work.kf.sync"] = "lua/wechat/work/kf/sync.lua",
     ["wechat.work.store.redis"] = "lua/wechat/work/store/redis.lua",
     ["wechat.work.store.redis.connection"] = "lua/wechat/work/store/redis/connection.lua",
