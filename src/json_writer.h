@@ -14,6 +14,9 @@
 
 #include "wechat_core.h"
 
+/* Hidden, as wechat_core.h says. */
+#pragma GCC visibility push(hidden)
+
 /* Tables nested deeper than this raise in the generic encoder; it also stops cycles. */
 #define JW_MAX_DEPTH 32
 
@@ -108,5 +111,7 @@ const char *jw_pushshow(lua_State *L, const char *s, size_t len);
 #define JW_OBJECT 1
 
 void jw_encode(jw_out *w, int idx, const char *fname, int argn, const char *root, int flags);
+
+#pragma GCC visibility pop
 
 #endif
