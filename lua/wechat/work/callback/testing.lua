@@ -26,14 +26,25 @@ local function argerror(fname, argn, message)
   error(format("bad argument #%d to '%s' (%s)", argn, fname, message), 3)
 end
 
-local function fail(op, message)
-  return nil, errors.new(errors.CALLBACK, message, { op = op })
-end
-
-local function check_random16(fname, opts)
+-- The builders' opts (argument 2): nil or a table whose random16, when given, is 16 bytes.
+local function check_opts(fname, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(format("bad argument #2 to '%s' (table expected, got %s)", fname, type(opts)), 3)
+  end
+  opts = opts or {}
   if opts.random16 ~= nil and (type(opts.random16) ~= "string" or #opts.random16 ~= 16) then
     error(format("bad argument #2 to '%s' (opts.random16: 16 bytes expected)", fname), 3)
   end
+  return opts
+end
+
+-- callback's seal with the builders' opts: encrypt, signature, timestamp, nonce; or nil and a "callback" error.
+local function seal(self, fname, msg, opts)
+  local encrypt, signature, ts, n = callback._seal(self, fname, msg, opts.timestamp, opts.nonce, opts.random16)
+  if not encrypt then
+    return nil, errors.new(errors.CALLBACK, signature, { op = fname })
+  end
+  return encrypt, signature, ts, n
 end
 
 --- Makes a callback handler (options as wechat.work.callback.new) that also builds what WeCom would send.
@@ -90,19 +101,14 @@ function Testing:build_event_request(event, opts)
   elseif type(event) ~= "string" then
     argerror("build_event_request", 1, "string or table expected, got " .. type(event))
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror("build_event_request", 2, "table expected, got " .. type(opts))
-  end
-  opts = opts or {}
+  opts = check_opts("build_event_request", opts)
   local agent_id = opts.agent_id or ""
   if type(agent_id) ~= "string" or agent_id:find("]]>", 1, true) then
     argerror("build_event_request", 2, "opts.agent_id: string without ]]> expected")
   end
-  check_random16("build_event_request", opts)
-  local encrypt, signature, ts, n = callback._seal(self, "build_event_request", event, opts.timestamp, opts.nonce,
-    opts.random16)
+  local encrypt, signature, ts, n = seal(self, "build_event_request", event, opts)
   if not encrypt then
-    return fail("build_event_request", signature)
+    return nil, signature
   end
   local body = format("<xml><ToUserName><![CDATA[%s]]></ToUserName><Encrypt><![CDATA[%s]]></Encrypt>"
     .. "<AgentID><![CDATA[%s]]></AgentID></xml>", self.corp_id, encrypt, agent_id)
@@ -114,15 +120,10 @@ end
 -- @param opts optional table: `timestamp`, `nonce`, `random16` as in build_event_request
 -- @return `{ msg_signature, timestamp, nonce, echostr }`; or nil, err
 function Testing:build_url_check(echo, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror("build_url_check", 2, "table expected, got " .. type(opts))
-  end
-  opts = opts or {}
-  check_random16("build_url_check", opts)
-  local encrypt, signature, ts, n = callback._seal(self, "build_url_check", echo, opts.timestamp, opts.nonce,
-    opts.random16)
+  opts = check_opts("build_url_check", opts)
+  local encrypt, signature, ts, n = seal(self, "build_url_check", echo, opts)
   if not encrypt then
-    return fail("build_url_check", signature)
+    return nil, signature
   end
   return { msg_signature = signature, timestamp = ts, nonce = n, echostr = encrypt }
 end
