@@ -38,8 +38,8 @@ build = {
   modules = {
     ["wechat.core"] = {
       sources = {
-        "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/curl_transport.c",
-        "src/digest.c", "src/callback_crypto.c", "src/random.c",
+        "src/wechat_core.c", "src/kf_bodies.c", "src/kf_family_bodies.c", "src/json_writer.c",
+        "src/curl_transport.c", "src/digest.c", "src/callback_crypto.c", "src/random.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },
@@ -62,5 +62,11 @@ build = {
     ["wechat.work.store.redis"] = "lua/wechat/work/store/redis.lua",
     ["wechat.work.store.redis.connection"] = "lua/wechat/work/store/redis/connection.lua",
     ["wechat.work.nginx"] = "lua/wechat/work/nginx.lua",
+    ["wechat.work.kf.operations"] = "lua/wechat/work/kf/operations.lua",
+    ["wechat.work.kf.account"] = "lua/wechat/work/kf/account.lua",
+    ["wechat.work.kf.servicer"] = "lua/wechat/work/kf/servicer.lua",
+    ["wechat.work.kf.service_state"] = "lua/wechat/work/kf/service_state.lua",
+    ["wechat.work.kf.customer"] = "lua/wechat/work/kf/customer.lua",
+    ["wechat.work.kf.statistic"] = "lua/wechat/work/kf/statistic.lua",
   },
 }

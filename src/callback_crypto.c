@@ -177,11 +177,10 @@ static int bytes_before(const char *a, size_t alen, const char *b, size_t blen)
  * first..first+3. Returns 1, or 0 when libcrypto fails. */
 static int signature_hex(lua_State *L, int first, char hex[WECHAT_CB_SHA1_HEX + 1])
 {
-    static const char digits[] = "0123456789abcdef";
     const char *part[4];
     size_t len[4];
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0, i;
+    unsigned int mdlen = 0;
     int j, ok = 0;
     EVP_MD_CTX *ctx;
 
@@ -206,10 +205,7 @@ static int signature_hex(lua_State *L, int first, char hex[WECHAT_CB_SHA1_HEX + 
         if (EVP_DigestUpdate(ctx, part[j], len[j]) != 1) goto done;
     }
     if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen * 2 != WECHAT_CB_SHA1_HEX) goto done;
-    for (i = 0; i < mdlen; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
+    wechat_hex(hex, md, mdlen);
     hex[WECHAT_CB_SHA1_HEX] = '\0';
     ok = 1;
 done:

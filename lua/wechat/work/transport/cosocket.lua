@@ -32,7 +32,6 @@ local MAX_HEADERS = 100
 local MAX_CHUNK_LINE = 1024               -- chunk size and extensions
 local READ_CHUNK = 16 * 1024              -- for bodies delimited by the end of the connection
 
-local COSOCKET_PHASES = nginx.COSOCKET_PHASES
 
 local Transport = {}
 Transport.__index = Transport
@@ -442,8 +441,8 @@ end
 -- @raise on a wrong request table
 function Transport:request(req)
   local method, url, body = check_request(req)
-  local phase = self.ngx.get_phase()
-  if not COSOCKET_PHASES[phase] then
+  local phase, cosockets = nginx.phase(self.ngx)
+  if not cosockets then
     return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
       .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
   end
