@@ -9,6 +9,7 @@ local memory_store = require "wechat.work.store.memory"
 local error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type =
   error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
+local time = os.time
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local decode = cjson_safe.decode
 local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
@@ -233,6 +234,7 @@ function M.client(opts)
     auto_msgid = opts.auto_msgid or false,
     store = make_store(opts),
     spare = memory_store.new(), -- tokens the store failed to keep
+    fetching = {},              -- store key -> the gettoken of this client under way { done =, err = }
     transport = make_transport(opts),
   }, Client)
 end
@@ -367,20 +369,11 @@ local function fetch_token(self, agent, op)
   return token, nil, ttl
 end
 
---- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
--- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
--- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most.
--- @param agent_name a name in the client's `agents`; another one raises
--- @param op the operation's name, for errors (optional)
--- @return token, or nil and an error value (kind "store" when the wait for another caller's gettoken ran out)
-function Client:token(agent_name, op)
-  local agent = check_agent(self, "token", 1, agent_name)
-  local store, key = self.store, token_key(self, agent)
-  local token = store:get(key) or self.spare:get(key)
-  if token then
-    return token
-  end
-  local lock, err
+-- Client:token after a miss in the store with no fetch of this client under way: fetches (under the store's lock
+-- when it has one) and stores.
+local function fetch_and_store(self, agent, key, op)
+  local store = self.store
+  local token, lock, err
   if store.lock then
     lock, err = store:lock(key, { timeout = self.token_wait })
     if not lock then
@@ -405,6 +398,56 @@ function Client:token(agent_name, op)
   end
   if lock then
     lock:unlock()
+  end
+  return token, err
+end
+
+-- Waits while another task of this client fetches the token, as long as the transport can wait (a curl transport
+-- inside kf.batch, a cosocket transport) and at most token_wait seconds.
+local function wait_for_fetch(self, fetching)
+  local transport, deadline = self.transport, time() + self.token_wait + 1
+  while not fetching.done and time() <= deadline do
+    if not (transport.pause and transport:pause()) then
+      return
+    end
+  end
+end
+
+--- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
+-- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
+-- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most. Within
+-- one client, callers that run at once (the sends of a `kf.batch`, light threads of one nginx worker) share one
+-- gettoken whatever the store: the others wait for its token, or its error.
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param op the operation's name, for errors (optional)
+-- @return token, or nil and an error value (kind "store" when the wait for another caller's gettoken ran out)
+function Client:token(agent_name, op)
+  local agent = check_agent(self, "token", 1, agent_name)
+  local key = token_key(self, agent)
+  local token = self.store:get(key) or self.spare:get(key)
+  if token then
+    return token
+  end
+  local fetching = self.fetching[key]
+  if fetching then
+    wait_for_fetch(self, fetching)
+    if fetching.done then
+      token = self.store:get(key) or self.spare:get(key)
+      if token then
+        return token
+      end
+      if fetching.err then
+        return nil, errors.copy(fetching.err, { op = op })
+      end
+    end
+  end
+  fetching = {}
+  self.fetching[key] = fetching
+  local err
+  token, err = fetch_and_store(self, agent, key, op)
+  fetching.done, fetching.err = true, err
+  if self.fetching[key] == fetching then
+    self.fetching[key] = nil
   end
   return token, err
 end
