@@ -12,7 +12,7 @@ local check_request = require("wechat.work.transport.request").check
 
 local error, pcall, rawget, require, setmetatable, tonumber, tostring, type =
   error, pcall, rawget, require, setmetatable, tonumber, tostring, type
-local floor = math.floor
+local floor, min = math.floor, math.min
 local concat = table.concat
 local byte, find, format, gsub, lower, match, sub = string.byte, string.find, string.format, string.gsub,
   string.lower, string.match, string.sub
@@ -501,6 +501,58 @@ function Transport:request(req)
     err.resent = true -- the request may have reached the server twice already
   end
   return res, err
+end
+
+--- Lets the other light threads of this worker run for a moment (1 ms), e.g. while another one fetches the
+-- access token this one needs.
+-- @return true, or false in a phase where nginx cannot sleep (the caller must not wait any longer)
+function Transport:pause()
+  local ngx = self.ngx
+  if not COSOCKET_PHASES[ngx.get_phase()] then
+    return false
+  end
+  ngx.sleep(0.001)
+  return true
+end
+
+--- Runs `tasks` (an array of functions) at once in light threads (`ngx.thread.spawn`), at most `limit` at a
+-- time; their requests over this transport wait on cosockets, so the worker serves other requests meanwhile.
+-- In a phase without cosockets they run one after the other (each gets its "phase" error from `request`).
+-- @return an array: entry i holds the values task i returned, packed (`{ ... }`)
+-- @raise when a task raises (the other threads are killed)
+function Transport:run(tasks, limit)
+  local ngx = self.ngx
+  local n = #tasks
+  local results = {}
+  if not COSOCKET_PHASES[ngx.get_phase()] then
+    for i = 1, n do
+      results[i] = { tasks[i]() }
+    end
+    return results
+  end
+  local next_task = 1
+  local function work()
+    while next_task <= n do
+      local i = next_task
+      next_task = i + 1
+      results[i] = { tasks[i]() }
+    end
+  end
+  local spawn, wait, kill = ngx.thread.spawn, ngx.thread.wait, ngx.thread.kill
+  local threads = {}
+  for k = 1, min(limit, n) do
+    threads[k] = spawn(work)
+  end
+  for k = 1, #threads do
+    local ok, err = wait(threads[k])
+    if not ok then
+      for j = k + 1, #threads do
+        kill(threads[j])
+      end
+      error(err, 0)
+    end
+  end
+  return results
 end
 
 --- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is
