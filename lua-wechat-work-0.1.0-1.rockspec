@@ -34,8 +34,8 @@ build = {
   modules = {
     ["wechat.core"] = {
       sources = {
-        "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/curl_transport.c", "src/curl_multi.c",
-        "src/digest.c", "src/callback_crypto.c",
+        "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/json_answer.c", "src/curl_transport.c",
+        "src/curl_multi.c", "src/digest.c", "src/callback_crypto.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },

@@ -24,6 +24,7 @@ int luaopen_wechat_core(lua_State *L)
     wechat_open_bodies(L);
     wechat_open_curl(L);
     wechat_open_curl_multi(L);
+    wechat_open_answer(L);
     wechat_open_digest(L);
     wechat_open_crypto(L);
     lua_pushliteral(L, "0.1.0");

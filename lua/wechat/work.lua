@@ -3,6 +3,7 @@
 -- the client adds the access token (fetched once, cached in a store, refreshed once on 40014/42001) and
 -- turns every run-time failure into `nil, err` (see `wechat.work.errors`).
 local cjson_safe = require "cjson.safe"
+local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local memory_store = require "wechat.work.store.memory"
 
@@ -12,6 +13,7 @@ local floor, min = math.floor, math.min
 local time = os.time
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local decode = cjson_safe.decode
+local decode_answer, sha1_hex = core.decode_answer, core.sha1_hex
 local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
 
 local M = { _VERSION = "0.1.0" }
@@ -255,8 +257,7 @@ end
 local function token_key(self, agent)
   local key = agent.token_key
   if not key then
-    local core = require "wechat.core"
-    key = "wechat:token:" .. self.corp_id .. ":" .. core.sha1_hex(self.corp_id .. "\0" .. agent.secret):sub(1, 16)
+    key = "wechat:token:" .. self.corp_id .. ":" .. sha1_hex(self.corp_id .. "\0" .. agent.secret):sub(1, 16)
     agent.token_key = key
   end
   return key
@@ -290,13 +291,18 @@ local function exchange(self, method, url, body, op, ...)
   if res.status ~= 200 then
     return nil, errors.new(errors.HTTP, "unexpected HTTP status", { status = res.status, op = op })
   end
-  local data = decode(res.body)
+  local answer = res.body
+  -- A send's answer is a small flat object: decoded in C, integers as integers, without cjson's table walk.
+  local data = decode_answer(answer)
+  if data == nil then
+    data = decode(answer)
+    if tointeger and type(data) == "table" then
+      restore_integers(data)
+    end
+  end
   -- WeCom always answers an object with a numeric errcode (gettoken included): anything else is not WeCom.
   if type(data) ~= "table" or type(data.errcode) ~= "number" then
     return nil, errors.new(errors.DECODE, "response is not WeCom's JSON (an object with errcode)", { op = op })
-  end
-  if tointeger then
-    restore_integers(data)
   end
   local errcode = data.errcode
   if errcode ~= 0 then
