@@ -3,7 +3,8 @@
 -- stand-in has every send of the batch under way at once, never more than the batch's concurrency.
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
-local socket = require "socket"
+local eventually = require("helpers.eventually").eventually
+local read_file = require("helpers.eventually").read_file
 
 local PORT = 18391
 local SEND_MSG = "/cgi-bin/kf/send_msg"
@@ -49,27 +50,6 @@ local SERVER = [[
 
 local app
 local shell_quote = require("helpers.shell").quote
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then
-    return ""
-  end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
--- Waits (without a time assertion) until fn() is true; false when it never became true.
-local function eventually(fn)
-  for _ = 1, 600 do
-    if fn() then
-      return true
-    end
-    socket.sleep(0.05)
-  end
-  return false
-end
 
 local function expected_lines(n, prefix)
   local out = {}
