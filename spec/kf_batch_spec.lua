@@ -163,6 +163,28 @@ describe("kf.batch (libcurl multi)", function()
     assert.same({ in_flight = 0, max_in_flight = 1, connections = 2 }, standin.concurrency())
   end)
 
+  it("raises a Lua error of a call (a bug, not a failure) and stays usable for the next batch", function()
+    local memory = require "wechat.work.store.memory"
+    local store, gets, armed = memory.new(), 0, true
+    local get = store.get
+    -- a store that breaks once the batch is under way: the first get is the batch's own token lookup
+    store.get = function(self, key)
+      gets = gets + 1
+      if armed and gets == 3 then
+        error("store exploded", 0)
+      end
+      return get(self, key)
+    end
+    client = work.client{ corp_id = standin.CORPID, agents = { kf = { secret = standin.KF_SECRET } },
+      base_url = standin.url(), token_store = store }
+    standin.script(SEND_MSG, { delay = 0.2 }, -1)
+    local ok, err = pcall(kf.batch, client, "kf", sends(6, "e"), { concurrency = 3 })
+    assert.is_false(ok)
+    assert.matches("^store exploded", err)
+    armed = false
+    assert.same(expected_msgids(4, "f"), msgids_of(kf.batch(client, "kf", sends(4, "f"), { concurrency = 3 })))
+  end)
+
   it("returns an empty array for no calls, sending nothing", function()
     client = new_client()
     assert.same({}, kf.batch(client, "kf", {}))

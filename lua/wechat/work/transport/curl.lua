@@ -5,7 +5,8 @@ local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local check_request = require("wechat.work.transport.request").check
 
-local error, ipairs, pcall, setmetatable, tostring, type = error, ipairs, pcall, setmetatable, tostring, type
+local error, ipairs, pairs, pcall, setmetatable, tostring, type =
+  error, ipairs, pairs, pcall, setmetatable, tostring, type
 local format, gsub = string.format, string.gsub
 local create, resume, running, status, yield =
   coroutine.create, coroutine.resume, coroutine.running, coroutine.status, coroutine.yield
@@ -92,9 +93,13 @@ function Transport:pause()
   return false
 end
 
--- Ends the batch with a raise: transfers under way are dropped (their handles become free again).
-local function abandon(self, message)
+-- Ends the batch with a raise: transfers under way are dropped, their handles (task index -> handle) go back to
+-- the pool.
+local function abandon(self, handles, message)
   self.multi:abort()
+  for _, handle in pairs(handles) do
+    self.free[#self.free + 1] = handle
+  end
   self.batch = nil
   error(message, 0)
 end
@@ -112,7 +117,6 @@ local function take_handle(self)
   if not handle then
     return nil, msg
   end
-  self.handles = self.handles + 1
   return handle
 end
 
@@ -136,7 +140,7 @@ function Transport:run(tasks, limit)
     if not multi then
       error("curl transport: " .. tostring(msg), 2)
     end
-    self.multi, self.free, self.handles = multi, {}, 0
+    self.multi, self.free = multi, {}
   end
   local limited, why = multi:limit(limit)
   if not limited then
@@ -155,7 +159,7 @@ function Transport:run(tasks, limit)
     local i = batch[co]
     while true do
       if not ok then
-        abandon(self, traceback(co, tostring(a)))
+        abandon(self, handles, traceback(co, tostring(a)))
       end
       if status(co) == "dead" then
         batch[co], coroutines[i] = nil, nil
@@ -201,7 +205,7 @@ function Transport:run(tasks, limit)
     if multi:running() > 0 then
       local done, failed = multi:perform(1)
       if not done then
-        abandon(self, "curl transport: " .. tostring(failed))
+        abandon(self, handles, "curl transport: " .. tostring(failed))
       end
       for _, d in ipairs(done) do
         local i = d.id
