@@ -35,6 +35,7 @@ build = {
     ["wechat.core"] = {
       sources = {
         "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/curl_transport.c",
+        "src/curl_media.c", "src/multipart.c",
         "src/digest.c", "src/callback_crypto.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

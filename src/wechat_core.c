@@ -23,6 +23,8 @@ int luaopen_wechat_core(lua_State *L)
     lua_newtable(L);
     wechat_open_bodies(L);
     wechat_open_curl(L);
+    wechat_open_curl_media(L);
+    wechat_open_multipart(L);
     wechat_open_digest(L);
     wechat_open_crypto(L);
     lua_pushliteral(L, "0.1.0");

@@ -8,11 +8,13 @@
 -- TLS certificates are checked against nginx's `lua_ssl_trusted_certificate` (the `cafile` option of the curl
 -- transport has no per-socket equivalent in ngx_lua and is ignored here).
 local errors = require "wechat.work.errors"
-local check_request = require("wechat.work.transport.request").check
+local request = require "wechat.work.transport.request"
+local check_request, check_media = request.check, request.check_media
 
 local error, pcall, rawget, require, setmetatable, tonumber, tostring, type =
   error, pcall, rawget, require, setmetatable, tonumber, tostring, type
 local floor = math.floor
+local io_open = io.open
 local concat = table.concat
 local byte, find, format, gsub, lower, match, sub = string.byte, string.find, string.format, string.gsub,
   string.lower, string.match, string.sub
@@ -499,6 +501,306 @@ function Transport:request(req)
   res, err = exchange(self, sock, head, false)
   if not res then
     err.resent = true -- the request may have reached the server twice already
+  end
+  return res, err
+end
+
+-- --- media: multipart uploads sent from a file in pieces, downloads written to a file as they arrive ----------
+
+local MEDIA_PIECE = 64 * 1024
+
+-- WeCom answers a failed media/get with JSON (or text): such an answer, or one that is not 200/206, is read into
+-- memory for the caller; content goes to the sink.
+local function media_is_content(status, headers)
+  if status ~= 200 and status ~= 206 then
+    return false
+  end
+  local content_type = lower(headers["content-type"] or "")
+  return not (find(content_type, "^application/json") or find(content_type, "^text/"))
+end
+
+-- Sends head (request line, header fields, the part's header) and then the part's bytes and tail. A failure of
+-- the file is reported as its own reason, with the socket closed.
+local function send_upload(sock, head, upload, tail)
+  local ok, err = sock:send(head)
+  if ok and upload.data then
+    ok, err = sock:send(upload.data)
+  elseif ok then
+    local file, ferr = io_open(upload.path, "rb")
+    if not file then
+      sock:close()
+      return fail("send", "cannot open the file to upload: " .. tostring(ferr))
+    end
+    local left = upload.size
+    while ok and left > 0 do
+      local piece = file:read(left < MEDIA_PIECE and left or MEDIA_PIECE)
+      if not piece then
+        file:close()
+        sock:close()
+        return fail("send", "the file to upload ended early or could not be read")
+      end
+      left = left - #piece
+      ok, err = sock:send(piece)
+    end
+    file:close()
+  end
+  if ok then
+    ok, err = sock:send(tail)
+  end
+  if not ok then
+    local stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+    local _, e = io_fail(sock, "send", err, "send")
+    return nil, e, stale
+  end
+  return true
+end
+
+-- Reads the body in pieces of at most MEDIA_PIECE, handing each to put (which returns true, or nil and an error of
+-- its own); true when the body ended where HTTP says, else nil, err (err "too large" past max bytes).
+local function read_body_pieces(sock, status, headers, max, put)
+  local total = 0
+  local function take(piece)
+    total = total + #piece
+    if total > max then
+      return nil, "too large"
+    end
+    return put(piece)
+  end
+  local function take_exactly(n)
+    while n > 0 do
+      local piece, err = sock:receive(n < MEDIA_PIECE and n or MEDIA_PIECE)
+      if not piece then
+        return nil, err
+      end
+      n = n - #piece
+      local ok, perr = take(piece)
+      if not ok then
+        return nil, perr
+      end
+    end
+    return true
+  end
+  if status == 204 or status == 304 then
+    return true
+  end
+  local te = headers["transfer-encoding"]
+  if te and lower(te) ~= "identity" then
+    if not find(lower(te), "chunked%s*$") then
+      return nil, "unsupported transfer-encoding"
+    end
+    while true do
+      local line, err = read_line(sock, MAX_CHUNK_LINE)
+      if not line then
+        return nil, err
+      end
+      local size = match(line, "^%s*(%x+)")
+      size = size and #size <= 8 and tonumber(size, 16)
+      if not size then
+        return nil, "bad chunk size"
+      end
+      if size == 0 then
+        break
+      end
+      local ok
+      ok, err = take_exactly(size)
+      if not ok then
+        return nil, err
+      end
+      line, err = read_line(sock, MAX_CHUNK_LINE)
+      if line ~= "" then
+        return nil, err or "bad chunk end"
+      end
+    end
+    for _ = 1, MAX_HEADERS do -- trailer fields, if any, up to the empty line
+      local line, err = read_line(sock, MAX_HEADER_BYTES)
+      if not line then
+        return nil, err
+      end
+      if line == "" then
+        return true
+      end
+    end
+    return nil, "trailer fields too large"
+  end
+  local length = headers["content-length"]
+  if length then
+    length = match(length, "^%s*(%d+)%s*$")
+    length = length and #length <= 15 and tonumber(length)
+    if not length then
+      return nil, "bad Content-Length"
+    end
+    if length > max then
+      return nil, "too large"
+    end
+    return take_exactly(length)
+  end
+  while true do
+    local piece, err, partial = sock:receive(MEDIA_PIECE)
+    piece = piece or partial
+    if piece and piece ~= "" then
+      local ok, perr = take(piece)
+      if not ok then
+        return nil, perr
+      end
+    end
+    if err == "closed" then
+      return true
+    end
+    if err then
+      return nil, err
+    end
+  end
+end
+
+local function media_exchange(self, sock, head, req, keep)
+  local upload = req.upload
+  local ok, err, stale
+  if upload then
+    ok, err, stale = send_upload(sock, head, upload, req.tail)
+  else
+    ok, err = sock:send(head)
+    if not ok then
+      stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+      ok, err = io_fail(sock, "send", err, "send")
+    end
+  end
+  if not ok then
+    return nil, err, stale
+  end
+  local status, http11, headers, first
+  repeat
+    status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES)
+    if not status then
+      stale = first and (http11 == "closed" or http11 == "connection reset by peer")
+      local _, e = io_fail(sock, "receive", http11, "recv")
+      return nil, e, stale
+    end
+  until status >= 200
+
+  local file, parts, n, size = nil, {}, 0, 0
+  local put
+  if req.sink and media_is_content(status, headers) then
+    local ferr
+    file, ferr = io_open(req.sink, "wb")
+    if not file then
+      sock:close()
+      return fail("other", "cannot write the downloaded file: " .. tostring(ferr))
+    end
+    put = function(piece)
+      size = size + #piece
+      local written, werr = file:write(piece)
+      if not written then
+        return nil, "cannot write the downloaded file: " .. tostring(werr)
+      end
+      return true
+    end
+  else
+    put = function(piece)
+      size = size + #piece
+      n = n + 1
+      parts[n] = piece
+      return true
+    end
+  end
+  local max = req.max or self.max_response
+  ok, err = read_body_pieces(sock, status, headers, max, put)
+  if file then
+    local closed, cerr = file:close()
+    if ok and not closed then
+      ok, err = nil, "cannot write the downloaded file: " .. tostring(cerr)
+    end
+  end
+  if not ok then
+    sock:close()
+    if err == "too large" then
+      return fail("too_large", format("response too large (over %d bytes)", max))
+    end
+    if find(err, "^cannot write") or find(err, "^unsupported") or find(err, "^bad ") then
+      return fail(find(err, "^cannot write") and "other" or "recv", err)
+    end
+    return fail(err == "timeout" and "timeout" or "recv", "receive: " .. tostring(err))
+  end
+  local connection = lower(headers["connection"] or "")
+  local keepalive = (http11 and not find(connection, "close", 1, true))
+    or (not http11 and find(connection, "keep-alive", 1, true) ~= nil)
+  local delimited = headers["transfer-encoding"] or headers["content-length"] or status == 204 or status == 304
+  if not (keep and keepalive and delimited and sock:setkeepalive(self.keepalive_ms, self.keepalive_pool)) then
+    sock:close()
+  end
+  return {
+    status = status,
+    body = not file and concat(parts, "", 1, n) or nil,
+    size = size,
+    headers = {
+      ["content-type"] = headers["content-type"],
+      ["content-disposition"] = headers["content-disposition"],
+      ["content-range"] = headers["content-range"],
+    },
+  }
+end
+
+--- Makes one media exchange: a multipart upload sent from a file (or a string) in pieces, or a download whose body
+-- goes to a file as it arrives; nothing of a file is held in memory. In the same nginx phases as `request`; a
+-- pooled connection found dead is replaced once as there. `timeout` bounds each send and each read of a piece.
+-- @param req `{ method, url, upload = { name, filename, path | data, size }, range =, sink =, max = }` (see
+--   `wechat.work.transport.request.check_media`); `max` defaults to the transport's `max_response`.
+-- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
+--   ["content-range"] = } }`: `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
+--   text); or nil and an error as `request` returns
+-- @raise on a wrong request table
+function Transport:media(req)
+  req = check_media(req)
+  local phase = self.ngx.get_phase()
+  if not COSOCKET_PHASES[phase] then
+    return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
+      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  end
+  local scheme, host, port, authority, target = parse_url(req.url)
+  if not scheme then
+    argerror("media", 1, "req.url: http:// or https:// URL expected")
+  end
+  local tls = scheme == "https"
+  local pool = format("wechat:%s:%s:%d:%s", scheme, host, port, (tls and not self.ssl_verify) and "noverify" or "")
+  local head = {
+    req.method, " ", target, " HTTP/1.1\r\nHost: ", authority,
+    "\r\nUser-Agent: ", USER_AGENT,
+    "\r\nAccept: */*\r\nConnection: keep-alive\r\n",
+  }
+  if req.range then
+    head[#head + 1] = "Range: " .. req.range .. "\r\n"
+  end
+  local upload = req.upload
+  local exchange_req = { upload = upload, sink = req.sink, max = req.max }
+  if upload then
+    local part_head, tail, content_type = require("wechat.core").multipart_frame(upload.name, upload.filename,
+      upload.size)
+    exchange_req.tail = tail
+    head[#head + 1] = "Content-Type: " .. content_type .. "\r\nContent-Length: "
+      .. format("%d", #part_head + upload.size + #tail) .. "\r\n\r\n"
+    head[#head + 1] = part_head
+  elseif req.method == "POST" then
+    head[#head + 1] = "Content-Length: 0\r\n\r\n"
+  else
+    head[#head + 1] = "\r\n"
+  end
+  head = concat(head)
+
+  self.requests = self.requests + 1
+  local sock, reused = open(self, host, port, tls, pool)
+  if not sock then
+    return nil, reused
+  end
+  local res, err, stale = media_exchange(self, sock, head, exchange_req, true)
+  if res or not (stale and reused > 0) then
+    return res, err
+  end
+  sock, err = open(self, host, port, tls, pool, true)
+  if not sock then
+    return nil, err
+  end
+  res, err = media_exchange(self, sock, head, exchange_req, false)
+  if not res then
+    err.resent = true
   end
   return res, err
 end
