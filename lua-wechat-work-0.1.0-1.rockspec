@@ -50,6 +50,7 @@ build = {
     ["wechat.work.transport.cosocket"] = "lua/wechat/work/transport/cosocket.lua",
     ["wechat.work.transport.request"] = "lua/wechat/work/transport/request.lua",
     ["wechat.work.store.shared_dict"] = "lua/wechat/work/store/shared_dict.lua",
+    ["wechat.work.material"] = "lua/wechat/work/material.lua",
     ["wechat.work.kf.message"] = "lua/wechat/work/kf/message.lua",
     ["wechat.work.kf.menu"] = "lua/wechat/work/kf/menu.lua",
     ["wechat.work.kf.link"] = "lua/wechat/work/kf/link.lua",

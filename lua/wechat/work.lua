@@ -9,6 +9,7 @@ local memory_store = require "wechat.work.store.memory"
 local error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type =
   error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
+local concat, sort = table.concat, table.sort
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local decode = cjson_safe.decode
 local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
@@ -275,15 +276,36 @@ local function restore_integers(value)
   end
 end
 
--- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error.
+-- A media answer that is content (a 200 or 206 that is neither JSON nor text), not WeCom's JSON.
+local function is_content(res)
+  if res.status ~= 200 and res.status ~= 206 then
+    return false
+  end
+  local content_type = (res.headers and res.headers["content-type"] or ""):lower()
+  return not (find(content_type, "^application/json") or find(content_type, "^text/"))
+end
+
+-- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error. A table `body` is a
+-- media request (see Client:media): its content answer comes back as the transport's answer, its JSON answer as
+-- that answer with `json` set.
 local function exchange(self, method, url, body, op, ...)
-  local res, err = self.transport:request{ method = method, url = url, body = body }
+  local res, err, media
+  if type(body) == "table" then
+    media = body
+    media.method, media.url = method, url
+    res, err = self.transport:media(media)
+  else
+    res, err = self.transport:request{ method = method, url = url, body = body }
+  end
   if not res then
     if not errors.is(err) then
       err = errors.new(errors.TRANSPORT, tostring(err))
     end
     err.op = op
     return nil, scrub(err, ...)
+  end
+  if media and is_content(res) then
+    return res
   end
   if res.status ~= 200 then
     return nil, errors.new(errors.HTTP, "unexpected HTTP status", { status = res.status, op = op })
@@ -303,6 +325,10 @@ local function exchange(self, method, url, body, op, ...)
       errmsg = type(data.errmsg) == "string" and scrub({ message = data.errmsg }, ...).message or nil,
       op = op,
     })
+  end
+  if media then
+    res.json = data
+    return res
   end
   return data
 end
@@ -449,6 +475,61 @@ function Client:post(agent_name, path, body, op, idempotent)
     data, err = exchange_retrying(self, "POST", url, body, op, idempotent, tries, token, agent.secret)
     if data then
       return data
+    end
+    if refreshed or not token_refused(err) then
+      return nil, err
+    end
+    refreshed = true
+    self:invalidate_token(agent_name, token)
+  end
+end
+
+-- "a=1&b=2" of a table of names and values, sorted by name so the same query is the same text.
+local function query_string(query)
+  local names = {}
+  for name in pairs(query) do
+    names[#names + 1] = name
+  end
+  sort(names)
+  for i, name in ipairs(names) do
+    names[i] = url_escape(name) .. "=" .. url_escape(tostring(query[name]))
+  end
+  return concat(names, "&")
+end
+
+--- Makes a media exchange with the agent's access token: a multipart upload or a download that may go to a file
+-- (the transport's `media`), under the same token refresh (40014, 42001) and retry rules as `post`.
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param method "GET" or "POST"
+-- @param path e.g. "/cgi-bin/media/upload"
+-- @param query a table of names and values for the query string (escaped here), or nil
+-- @param req the rest of the transport's media request: `upload`, `range`, `sink`, `max`
+-- @param op the operation's name, for errors
+-- @param idempotent true when the request may go again after a failure whose effect is unknown
+-- @return the transport's answer (`status`, `body`, `size`, `headers`), with `json` the decoded object when WeCom
+--   answered JSON with errcode 0; or nil and an error value (kind "api" for a JSON answer with an errcode)
+function Client:media(agent_name, method, path, query, req, op, idempotent)
+  local agent = check_agent(self, "media", 1, agent_name)
+  if type(self.transport.media) ~= "function" then
+    error("bad argument #1 to 'media' (the client's transport has no media method)", 2)
+  end
+  local tries = { attempts = 0, sent = 0 }
+  local rest = query and next(query) ~= nil and ("&" .. query_string(query)) or ""
+  local refreshed = false
+  while true do
+    local token, err = self:token(agent_name, op)
+    if not token then
+      return nil, err
+    end
+    local url = self.base_url .. path .. "?access_token=" .. url_escape(token) .. rest
+    local copy = {}
+    for k, v in pairs(req) do
+      copy[k] = v
+    end
+    local res
+    res, err = exchange_retrying(self, method, url, copy, op, idempotent, tries, token, agent.secret)
+    if res then
+      return res
     end
     if refreshed or not token_refused(err) then
       return nil, err
