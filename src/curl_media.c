@@ -35,7 +35,7 @@ typedef struct {
     int to_sink, decided, out_failed, out_errno, too_large, no_memory;
     char *buf;
     size_t len, cap;
-    curl_off_t received, max;
+    curl_off_t received, max, other_max; /* max for content, other_max for any other answer (WeCom's JSON) */
     char hdr[HDR_COUNT][MEDIA_MAX_HEADER + 1];
     char errbuf[CURL_ERROR_SIZE];
 } media_xfer;
@@ -131,13 +131,11 @@ static size_t media_write(char *data, size_t size, size_t nmemb, void *ud)
     media_xfer *x = ud;
     size_t n = size * nmemb;
     if (n == 0) return 0;
-    if ((curl_off_t)n > x->max - x->received) {
-        x->too_large = 1;
-        return 0;
-    }
     if (!x->decided) {
         x->decided = 1;
-        if (x->sink != NULL && media_is_content(x)) {
+        int content = media_is_content(x);
+        if (!content) x->max = x->other_max;
+        if (x->sink != NULL && content) {
             x->to_sink = 1;
             x->out = fopen(x->sink, "wb");
             if (x->out == NULL) {
@@ -146,6 +144,10 @@ static size_t media_write(char *data, size_t size, size_t nmemb, void *ud)
                 return 0;
             }
         }
+    }
+    if ((curl_off_t)n > x->max - x->received) {
+        x->too_large = 1;
+        return 0;
     }
     x->received += (curl_off_t)n;
     if (x->to_sink) {
@@ -239,7 +241,8 @@ static int media_fail(lua_State *L, const char *reason, const char *msg)
 
 /* core.curl_media(opts, req) -> status, body | nil, size, headers  |  nil, reason, message
  * opts: timeout, connect_timeout, cafile, ssl_verify, user_agent (the curl transport's options);
- * req: url, method ("GET" | "POST"), max (answer bytes at most), range (a Range header value), sink (a file path:
+ * req: url, method ("GET" | "POST"), max (content bytes at most), other_max (bytes at most of another answer:
+ * WeCom's JSON, an error page), range (a Range header value), sink (a file path:
  * a 200/206 answer that is not JSON or text is written there, body nil), and for an upload content_type, head, tail
  * and path or data, with size the number of bytes between head and tail. */
 static int l_curl_media(lua_State *L)
@@ -267,6 +270,7 @@ static int l_curl_media(lua_State *L)
     const char *data = field_string(L, 2, "data", &data_len);
     const char *path = field_string(L, 2, "path", &path_len);
     double max = field_number(L, 2, "max", 4.0 * 1024 * 1024);
+    double other_max = field_number(L, 2, "other_max", 4.0 * 1024 * 1024);
     double size = field_number(L, 2, "size", 0);
     if (url == NULL || method == NULL || !cstring_ok(url, url_len) || !cstring_ok(range, range_len) ||
         !cstring_ok(sink, sink_len) || !cstring_ok(content_type, ct_len) || !cstring_ok(path, path_len) ||
@@ -276,7 +280,7 @@ static int l_curl_media(lua_State *L)
     int upload = head != NULL;
     if (upload && (!post || tail == NULL || content_type == NULL || (data == NULL) == (path == NULL)))
         return wechat_argerror(L, "curl_media", 2, "an upload is a POST with head, tail, content_type, data or path");
-    if (!(max >= 1 && max <= 9007199254740992.0) || !(size >= 0 && size <= 9007199254740992.0) ||
+    if (!(max >= 1 && max <= 9007199254740992.0) || !(other_max >= 1 && other_max <= 9007199254740992.0) || !(size >= 0 && size <= 9007199254740992.0) ||
         !(timeout > 0) || !(connect_timeout > 0))
         return wechat_argerror(L, "curl_media", 2, "max, size and timeouts out of range");
     if (data != NULL && (double)data_len != size)
@@ -286,6 +290,7 @@ static int l_curl_media(lua_State *L)
     memset(&x, 0, sizeof x);
     x.sink = sink;
     x.max = (curl_off_t)max;
+    x.other_max = (curl_off_t)other_max;
     if (upload) {
         x.part[0] = head;
         x.part_len[0] = head_len;
@@ -349,7 +354,7 @@ static int l_curl_media(lua_State *L)
     MSETOPT(CURLOPT_SSL_VERIFYHOST, ssl_verify ? 2L : 0L);
     if (cafile != NULL) MSETOPT(CURLOPT_CAINFO, cafile);
     MSETOPT(CURLOPT_HTTPHEADER, x.headers);
-    MSETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+    MSETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(max > other_max ? max : other_max));
     MSETOPT(CURLOPT_HEADERFUNCTION, media_header);
     MSETOPT(CURLOPT_HEADERDATA, (void *)&x);
     MSETOPT(CURLOPT_WRITEFUNCTION, media_write);

@@ -679,7 +679,8 @@ local function media_exchange(self, sock, head, req, keep)
 
   local file, parts, n, size = nil, {}, 0, 0
   local put
-  if req.sink and media_is_content(status, headers) then
+  local content = media_is_content(status, headers)
+  if req.sink and content then
     local ferr
     file, ferr = io_open(req.sink, "wb")
     if not file then
@@ -702,7 +703,7 @@ local function media_exchange(self, sock, head, req, keep)
       return true
     end
   end
-  local max = req.max or self.max_response
+  local max = content and req.max or self.max_response
   ok, err = read_body_pieces(sock, status, headers, max, put)
   if file then
     local closed, cerr = file:close()
@@ -743,10 +744,11 @@ end
 -- goes to a file as it arrives; nothing of a file is held in memory. In the same nginx phases as `request`; a
 -- pooled connection found dead is replaced once as there. `timeout` bounds each send and each read of a piece.
 -- @param req `{ method, url, upload = { name, filename, path | data, size }, range =, sink =, max = }` (see
---   `wechat.work.transport.request.check_media`); `max` defaults to the transport's `max_response`.
+--   `wechat.work.transport.request.check_media`); `max` bounds content (a 200 or 206 that is not JSON or text),
+--   default the transport's `max_response`, which bounds any other answer.
 -- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
---   ["content-range"] = } }`: `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
---   text); or nil and an error as `request` returns
+--   ["content-range"] = } }`: `body` is nil when the answer went to `sink`; or nil and an error as `request`
+--   returns
 -- @raise on a wrong request table
 function Transport:media(req)
   req = check_media(req)

@@ -76,7 +76,8 @@ end
 -- to a file as it arrives. A transfer of its own, on a new connection; nothing of a file is held in memory.
 -- The timeout applies to a stall (no byte moving for `timeout` seconds), not to the whole transfer.
 -- @param req `{ method, url, upload = { name, filename, path | data, size }, range =, sink =, max = }` (see
---   `wechat.work.transport.request.check_media`); `max` defaults to the transport's `max_response`.
+--   `wechat.work.transport.request.check_media`); `max` bounds content (a 200 or 206 that is not JSON or text),
+--   default the transport's `max_response`, which bounds any other answer.
 -- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
 --   ["content-range"] = } }`: `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
 --   text); or nil and a "transport" error (reasons as for `request`)
@@ -89,6 +90,7 @@ function Transport:media(req)
   local spec = {
     url = req.url, method = req.method, range = req.range, sink = req.sink,
     max = req.max or self.opts.max_response or DEFAULT_MAX_RESPONSE,
+    other_max = self.opts.max_response or DEFAULT_MAX_RESPONSE,
   }
   local upload = req.upload
   if upload then
