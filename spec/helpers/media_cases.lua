@@ -148,6 +148,15 @@ M.cases = {
     out.part_left = exists(path .. ".part")
     return out
   end,
+  -- a download that breaks off: nothing at the path, no part file
+  get_cut = function(client, dir, media_id)
+    local path = dir .. "/cut.png"
+    os.remove(path)
+    local out = summary(material.get(client, M.AGENT, media_id, { path = path }))
+    out.file_left = exists(path)
+    out.part_left = exists(path .. ".part")
+    return out
+  end,
   -- 20 MB up and down, in this process: how far its memory rose at the peak of each
   big = function(client, dir)
     local up_growth, up = peak_growth(function()

@@ -11,8 +11,8 @@ local errors = require "wechat.work.errors"
 local request = require "wechat.work.transport.request"
 local check_request, check_media = request.check, request.check_media
 
-local error, pcall, rawget, require, setmetatable, tonumber, tostring, type =
-  error, pcall, rawget, require, setmetatable, tonumber, tostring, type
+local collectgarbage, error, pcall, rawget, require, setmetatable, tonumber, tostring, type =
+  collectgarbage, error, pcall, rawget, require, setmetatable, tonumber, tostring, type
 local floor = math.floor
 local io_open = io.open
 local concat = table.concat
@@ -508,6 +508,7 @@ end
 -- --- media: multipart uploads sent from a file in pieces, downloads written to a file as they arrive ----------
 
 local MEDIA_PIECE = 64 * 1024
+local GC_STEP = 64 -- KiB of collector work per piece moved
 
 -- WeCom answers a failed media/get with JSON (or text): such an answer, or one that is not 200/206, is read into
 -- memory for the caller; content goes to the sink.
@@ -541,6 +542,9 @@ local function send_upload(sock, head, upload, tail)
       end
       left = left - #piece
       ok, err = sock:send(piece)
+      -- each piece is garbage once sent: collected as it comes, or 20 MB of them could pile up before the next cycle
+      piece = nil -- luacheck: ignore 311
+      collectgarbage("step", GC_STEP)
     end
     file:close()
   end
@@ -564,7 +568,9 @@ local function read_body_pieces(sock, status, headers, max, put)
     if total > max then
       return nil, "too large"
     end
-    return put(piece)
+    local ok, err = put(piece)
+    collectgarbage("step", GC_STEP) -- as in send_upload: the pieces are garbage at once
+    return ok, err
   end
   local function take_exactly(n)
     while n > 0 do
@@ -671,7 +677,8 @@ local function media_exchange(self, sock, head, req, keep)
   repeat
     status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES)
     if not status then
-      stale = first and (http11 == "closed" or http11 == "connection reset by peer")
+      -- an upload sent whole may have been acted on: it is never sent again on a new connection
+      stale = not upload and first and (http11 == "closed" or http11 == "connection reset by peer")
       local _, e = io_fail(sock, "receive", http11, "recv")
       return nil, e, stale
     end
