@@ -26,7 +26,9 @@
 /* RFC 2046 bchars without the space, so the boundary needs no quotes in the Content-Type header. */
 static int boundary_char(unsigned char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || strchr("'()+_,-./:=?", c);
+    /* strchr finds the terminating NUL too: a NUL byte is no boundary character */
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("'()+_,-./:=?", c) != NULL);
 }
 
 static int name_char(unsigned char c)
@@ -71,11 +73,13 @@ static int l_multipart_frame(lua_State *L)
                                (int)(filename_len > 999999 ? 999999 : filename_len));
     if (memchr(filename, '\0', filename_len) != NULL) return wechat_argerror(L, F, 2, "filename: contains a NUL byte");
 
-    if (!wechat_isinteger(L, 3))
-        return wechat_argerror(L, F, 3, "integer expected, got %s",
-                               lua_type(L, 3) == LUA_TNUMBER ? "non-integer number" : luaL_typename(L, 3));
+    if (lua_type(L, 3) != LUA_TNUMBER)
+        return wechat_argerror(L, F, 3, "integer expected, got %s", luaL_typename(L, 3));
+    /* a float holding an integer is one (LuaJIT has no other kind); NaN fails the range check */
     lua_Number length = lua_tonumber(L, 3);
-    if (length < 0 || length > MP_MAX_LENGTH) return wechat_argerror(L, F, 3, "length: 0 to 2^53 expected");
+    if (!(length >= 0 && length <= MP_MAX_LENGTH)) return wechat_argerror(L, F, 3, "length: 0 to 2^53 expected");
+    if ((lua_Number)(long long)length != length)
+        return wechat_argerror(L, F, 3, "integer expected, got non-integer number");
 
     char made[sizeof MP_PREFIX + 2 * MP_BOUNDARY_RANDOM];
     const char *boundary;
