@@ -9,8 +9,8 @@ local memory_store = require "wechat.work.store.memory"
 local error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type =
   error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
-local concat, sort = table.concat, table.sort
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
+local concat, sort = table.concat, table.sort
 local decode = cjson_safe.decode
 local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
 
@@ -291,8 +291,10 @@ end
 local function exchange(self, method, url, body, op, ...)
   local res, err, media
   if type(body) == "table" then
-    media = body
-    media.method, media.url = method, url
+    media = { method = method, url = url }
+    for k, v in pairs(body) do
+      media[k] = v
+    end
     res, err = self.transport:media(media)
   else
     res, err = self.transport:request{ method = method, url = url, body = body }
@@ -445,6 +447,35 @@ function Client:invalidate_token(agent_name, token)
   self.spare:delete(key, token)
 end
 
+-- One call with the agent's access token, refreshed once when WeCom refuses it (40014, 42001). `query` is the
+-- escaped query string after the token ("" or "&k=v...").
+local function call(self, agent, method, path, query, body, op, idempotent)
+  local agent_name = agent.name
+  local tries = { attempts = 0, sent = 0 }
+  local refreshed = false
+  while true do
+    local token, err = self:token(agent_name, op)
+    if not token then
+      return nil, err
+    end
+    -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
+    if self.escaped_for ~= token then
+      self.escaped_token, self.escaped_for = url_escape(token), token
+    end
+    local url = self.base_url .. path .. "?access_token=" .. self.escaped_token .. query
+    local data
+    data, err = exchange_retrying(self, method, url, body, op, idempotent, tries, token, agent.secret)
+    if data then
+      return data
+    end
+    if refreshed or not token_refused(err) then
+      return nil, err
+    end
+    refreshed = true
+    self:invalidate_token(agent_name, token)
+  end
+end
+
 --- POSTs a JSON body to a WeCom API path with the agent's access token.
 -- A token WeCom calls invalid or expired (40014, 42001) is dropped, fetched anew and the call made once more.
 -- A failure to connect is tried again; a timeout, a reset or a 502/503/504 only when `idempotent` is true, since
@@ -459,50 +490,64 @@ end
 --   exchanges of this request were made)
 function Client:post(agent_name, path, body, op, idempotent)
   local agent = check_agent(self, "post", 1, agent_name)
-  local tries = { attempts = 0, sent = 0 }
-  local refreshed = false
-  while true do
-    local token, err = self:token(agent_name, op)
-    if not token then
-      return nil, err
-    end
-    -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
-    if self.escaped_for ~= token then
-      self.escaped_token, self.escaped_for = url_escape(token), token
-    end
-    local url = self.base_url .. path .. "?access_token=" .. self.escaped_token
-    local data
-    data, err = exchange_retrying(self, "POST", url, body, op, idempotent, tries, token, agent.secret)
-    if data then
-      return data
-    end
-    if refreshed or not token_refused(err) then
-      return nil, err
-    end
-    refreshed = true
-    self:invalidate_token(agent_name, token)
-  end
+  return call(self, agent, "POST", path, "", body, op, idempotent)
 end
 
--- "a=1&b=2" of a table of names and values, sorted by name so the same query is the same text.
-local function query_string(query)
+-- The query string of `query`; a wrong one raises naming argument `argn` of `fname` (at the caller's caller).
+local function encode_query(query, fname, argn)
+  if query == nil then
+    return ""
+  end
+  if type(query) ~= "table" then
+    error(format("bad argument #%d to '%s' (table expected, got %s)", argn, fname, type(query)), 3)
+  end
   local names = {}
-  for name in pairs(query) do
+  for name, value in pairs(query) do
+    local t = type(value)
+    if type(name) ~= "string" or (t ~= "string" and (t ~= "number" or value ~= floor(value))) then
+      error(format("bad argument #%d to '%s' (query.%s: string or integer expected, got %s)", argn, fname,
+        tostring(name), t == "number" and "non-integer number" or t), 3)
+    end
     names[#names + 1] = name
   end
   sort(names)
   for i, name in ipairs(names) do
-    names[i] = url_escape(name) .. "=" .. url_escape(tostring(query[name]))
+    local value = query[name]
+    if type(value) == "number" then
+      value = format("%d", value)
+    end
+    names[i] = url_escape(name) .. "=" .. url_escape(value)
   end
   return concat(names, "&")
 end
 
+--- The query string of `query` (names to strings or integers): `name=value` pairs joined by "&", names in
+-- sorted order (the same table gives the same URL), names and values URL-escaped (RFC 3986 unreserved kept).
+-- @return the string ("" for nil or an empty table); raises naming `query.<name>` when a value is of another type
+function M.query_string(query)
+  return encode_query(query, "query_string", 1)
+end
+
+--- GETs a WeCom API path that answers JSON, with the agent's access token and the parameters of `query`
+-- (see `query_string`). Token refresh and retries as `post`; a read is idempotent, so it may always go again
+-- after a failure whose outcome is unknown (within `retries`).
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param path e.g. "/cgi-bin/kf/servicer/list"
+-- @param query nil or a table of parameters (strings or integers)
+-- @param op the operation's name, for errors
+-- @return the decoded answer (a table with errcode 0), or nil and an error value
+function Client:get(agent_name, path, query, op)
+  local agent = check_agent(self, "get", 1, agent_name)
+  local qs = encode_query(query, "get", 3)
+  return call(self, agent, "GET", path, qs ~= "" and "&" .. qs or "", nil, op, true)
+end
+
 --- Makes a media exchange with the agent's access token: a multipart upload or a download that may go to a file
--- (the transport's `media`), under the same token refresh (40014, 42001) and retry rules as `post`.
+-- (the transport's `media`), under the token refresh and retry rules of `post`.
 -- @param agent_name a name in the client's `agents`; another one raises
 -- @param method "GET" or "POST"
 -- @param path e.g. "/cgi-bin/media/upload"
--- @param query a table of names and values for the query string (escaped here), or nil
+-- @param query nil or a table of parameters (see `query_string`)
 -- @param req the rest of the transport's media request: `upload`, `range`, `sink`, `max`
 -- @param op the operation's name, for errors
 -- @param idempotent true when the request may go again after a failure whose effect is unknown
@@ -513,30 +558,8 @@ function Client:media(agent_name, method, path, query, req, op, idempotent)
   if type(self.transport.media) ~= "function" then
     error("bad argument #1 to 'media' (the client's transport has no media method)", 2)
   end
-  local tries = { attempts = 0, sent = 0 }
-  local rest = query and next(query) ~= nil and ("&" .. query_string(query)) or ""
-  local refreshed = false
-  while true do
-    local token, err = self:token(agent_name, op)
-    if not token then
-      return nil, err
-    end
-    local url = self.base_url .. path .. "?access_token=" .. url_escape(token) .. rest
-    local copy = {}
-    for k, v in pairs(req) do
-      copy[k] = v
-    end
-    local res
-    res, err = exchange_retrying(self, method, url, copy, op, idempotent, tries, token, agent.secret)
-    if res then
-      return res
-    end
-    if refreshed or not token_refused(err) then
-      return nil, err
-    end
-    refreshed = true
-    self:invalidate_token(agent_name, token)
-  end
+  local qs = encode_query(query, "media", 4)
+  return call(self, agent, method, path, qs ~= "" and "&" .. qs or "", req, op, idempotent)
 end
 
 --- Closes the transport (the curl handle; cosockets are pooled by nginx). The client is unusable after.
