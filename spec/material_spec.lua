@@ -29,4 +29,20 @@ describe("wechat.work.material over libcurl", function()
   behaviour.define(it, assert, function(name, arg)
     return cases.cases[name](client, cases.DIR, arg)
   end)
+
+  it("uploads and downloads over HTTPS, verifying the stand-in's certificate against its CA", function()
+    local agents = { [cases.AGENT] = { secret = standin.KF_SECRET } }
+    local https = work.client{ corp_id = standin.CORPID, agents = agents, base_url = standin.https_url(),
+      cafile = standin.cafile(), timeout = 5 }
+    local out = cases.cases.round_trip(https, cases.DIR)
+    https:close()
+    assert.is_true(out.same)
+    assert.is_true(out.file_same)
+    local untrusted = work.client{ corp_id = standin.CORPID, agents = agents, base_url = standin.https_url(),
+      timeout = 5 }
+    local res, err = require("wechat.work.material").get(untrusted, cases.AGENT, out.media_id)
+    untrusted:close()
+    assert.is_nil(res)
+    assert.equal("tls", err.reason)
+  end)
 end)

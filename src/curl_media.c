@@ -404,9 +404,11 @@ static int l_curl_media(lua_State *L)
         }
         nret = 4;
     } else if (x.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        char limit[32];
+        snprintf(limit, sizeof limit, "%.0f", (double)x.max);
         lua_pushnil(L);
         lua_pushliteral(L, "too_large");
-        lua_pushfstring(L, "response too large (over %f bytes)", (lua_Number)x.max);
+        lua_pushfstring(L, "response too large (over %s bytes)", limit);
         nret = 3;
     } else if (x.out_failed) {
         lua_pushnil(L);
