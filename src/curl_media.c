@@ -15,6 +15,7 @@
 #define MEDIA_MIN_BUFFER 16384
 #define MEDIA_MAX_HEADER 512 /* a kept header value is cut here: names and ranges are short */
 #define MEDIA_USER_AGENT "lua-wechat-work/0.1.0"
+#define MEDIA_MAX_BYTES 9007199254740992.0 /* 2^53: every size a Lua number holds exactly */
 
 enum { HDR_CONTENT_TYPE, HDR_CONTENT_DISPOSITION, HDR_CONTENT_RANGE, HDR_COUNT };
 static const char *const HDR_NAMES[HDR_COUNT] = {"content-type", "content-disposition", "content-range"};
@@ -280,8 +281,8 @@ static int l_curl_media(lua_State *L)
     int upload = head != NULL;
     if (upload && (!post || tail == NULL || content_type == NULL || (data == NULL) == (path == NULL)))
         return wechat_argerror(L, "curl_media", 2, "an upload is a POST with head, tail, content_type, data or path");
-    if (!(max >= 1 && max <= 9007199254740992.0) || !(other_max >= 1 && other_max <= 9007199254740992.0) || !(size >= 0 && size <= 9007199254740992.0) ||
-        !(timeout > 0) || !(connect_timeout > 0))
+    if (!(max >= 1 && max <= MEDIA_MAX_BYTES) || !(other_max >= 1 && other_max <= MEDIA_MAX_BYTES) ||
+        !(size >= 0 && size <= MEDIA_MAX_BYTES) || !(timeout > 0) || !(connect_timeout > 0))
         return wechat_argerror(L, "curl_media", 2, "max, size and timeouts out of range");
     if (data != NULL && (double)data_len != size)
         return wechat_argerror(L, "curl_media", 2, "size must be the length of data");

@@ -237,18 +237,46 @@ local function read_line(sock, max)
   return line
 end
 
+-- The size of the next chunk of a chunked answer, from its line (extensions ignored), or nil, err.
+local function read_chunk_size(sock)
+  local line, err = read_line(sock, MAX_CHUNK_LINE)
+  if not line then
+    return nil, err
+  end
+  local size = match(line, "^%s*(%x+)")
+  size = size and #size <= 8 and tonumber(size, 16)
+  if not size then
+    return nil, "bad chunk size"
+  end
+  return size
+end
+
+-- Reads the trailer fields after the last chunk, if any, up to the empty line: true, or nil, err.
+local function skip_trailer(sock)
+  local used = 0
+  for _ = 1, MAX_HEADERS do
+    local line, err = read_line(sock, MAX_HEADER_BYTES)
+    if not line then
+      return nil, err
+    end
+    if line == "" then
+      return true
+    end
+    used = used + #line
+    if used > MAX_HEADER_BYTES then
+      break
+    end
+  end
+  return nil, "trailer fields too large"
+end
+
 -- The body of a chunked answer.
 local function read_chunked(sock, max)
   local parts, n, total = {}, 0, 0
   while true do
-    local line, err = read_line(sock, MAX_CHUNK_LINE)
-    if not line then
-      return nil, err
-    end
-    local size = match(line, "^%s*(%x+)")
-    size = size and #size <= 8 and tonumber(size, 16)
+    local size, err = read_chunk_size(sock)
     if not size then
-      return nil, "bad chunk size"
+      return nil, err
     end
     if size == 0 then
       break
@@ -264,27 +292,17 @@ local function read_chunked(sock, max)
     end
     n = n + 1
     parts[n] = data
+    local line
     line, err = read_line(sock, MAX_CHUNK_LINE)
     if line ~= "" then
       return nil, err or "bad chunk end"
     end
   end
-  -- trailer fields, if any, up to the empty line
-  local used = 0
-  for _ = 1, MAX_HEADERS do
-    local line, err = read_line(sock, MAX_HEADER_BYTES)
-    if not line then
-      return nil, err
-    end
-    if line == "" then
-      return concat(parts, "", 1, n)
-    end
-    used = used + #line
-    if used > MAX_HEADER_BYTES then
-      break
-    end
+  local ok, err = skip_trailer(sock)
+  if not ok then
+    return nil, err
   end
-  return nil, "trailer fields too large"
+  return concat(parts, "", 1, n)
 end
 
 local function read_until_close(sock, max)
@@ -595,19 +613,14 @@ local function read_body_pieces(sock, status, headers, max, put)
       return nil, "unsupported transfer-encoding"
     end
     while true do
-      local line, err = read_line(sock, MAX_CHUNK_LINE)
-      if not line then
+      local size, err = read_chunk_size(sock)
+      if not size then
         return nil, err
       end
-      local size = match(line, "^%s*(%x+)")
-      size = size and #size <= 8 and tonumber(size, 16)
-      if not size then
-        return nil, "bad chunk size"
-      end
       if size == 0 then
-        break
+        return skip_trailer(sock)
       end
-      local ok
+      local ok, line
       ok, err = take_exactly(size)
       if not ok then
         return nil, err
@@ -617,16 +630,6 @@ local function read_body_pieces(sock, status, headers, max, put)
         return nil, err or "bad chunk end"
       end
     end
-    for _ = 1, MAX_HEADERS do -- trailer fields, if any, up to the empty line
-      local line, err = read_line(sock, MAX_HEADER_BYTES)
-      if not line then
-        return nil, err
-      end
-      if line == "" then
-        return true
-      end
-    end
-    return nil, "trailer fields too large"
   end
   local length = headers["content-length"]
   if length then

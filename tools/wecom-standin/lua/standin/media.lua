@@ -63,20 +63,10 @@ local function read_upload(file_path)
     return nil, "no body"
   end
   sock:settimeout(10000)
-  if not boundary or not length then
-    -- drain what came, in pieces
-    while length and length > 0 do
-      local piece = sock:receive(length < PIECE and length or PIECE)
-      if not piece then
-        break
-      end
-      length = length - #piece
-    end
-    return nil, "not multipart/form-data"
-  end
   local got = 0
+  -- reads what is left of the body, in pieces, for nothing
   local function drain()
-    local left = length - got
+    local left = (length or 0) - got
     while left > 0 do
       local piece = sock:receive(left < PIECE and left or PIECE)
       if not piece then
@@ -84,6 +74,10 @@ local function read_upload(file_path)
       end
       left = left - #piece
     end
+  end
+  if not boundary or not length then
+    drain()
+    return nil, "not multipart/form-data"
   end
   local opening = "--" .. boundary .. "\r\n"
   local first_line = sock:receive(#opening)
