@@ -3,6 +3,7 @@
 -- the client adds the access token (fetched once, cached in a store, refreshed once on 40001/40014/42001) and
 -- turns every run-time failure into `nil, err` (see `wechat.work.errors`).
 local cjson_safe = require "cjson.safe"
+local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local memory_store = require "wechat.work.store.memory"
 local nginx = require "wechat.work.nginx"
@@ -10,9 +11,11 @@ local nginx = require "wechat.work.nginx"
 local error, getmetatable, ipairs, next, pairs, pcall, require, select, setmetatable, tonumber, tostring, type =
   error, getmetatable, ipairs, next, pairs, pcall, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
+local time = os.time
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local concat, sort = table.concat, table.sort
 local decode = cjson_safe.decode
+local decode_answer, sha1_hex = core.decode_answer, core.sha1_hex
 local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
 
 local M = { _VERSION = "0.1.0" }
@@ -254,6 +257,7 @@ function M.client(opts)
     auto_msgid = opts.auto_msgid ~= false,
     store = make_store(opts),
     spare = memory_store.new(), -- tokens the store failed to keep
+    fetching = {},              -- store key -> the gettoken of this client under way { done =, err = }
     transport = transport,
     -- a blocking transport made where it may block (init_by_lua) is still refused in a request handler
     guard_blocking = transport.blocking and not opts.allow_blocking and nginx.get() ~= nil,
@@ -276,8 +280,7 @@ end
 local function token_key(self, agent)
   local key = agent.token_key
   if not key then
-    local core = require "wechat.core"
-    key = "wechat:token:" .. self.corp_id .. ":" .. core.sha1_hex(self.corp_id .. "\0" .. agent.secret):sub(1, 16)
+    key = "wechat:token:" .. self.corp_id .. ":" .. sha1_hex(self.corp_id .. "\0" .. agent.secret):sub(1, 16)
     agent.token_key = key
   end
   return key
@@ -298,14 +301,34 @@ local function restore_integers(value)
   end
 end
 
--- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error.
+-- A media answer that is content (a 200 or 206 that is neither JSON nor text), not WeCom's JSON.
+local function is_content(res)
+  if res.status ~= 200 and res.status ~= 206 then
+    return false
+  end
+  local content_type = (res.headers and res.headers["content-type"] or ""):lower()
+  return not (find(content_type, "^application/json") or find(content_type, "^text/"))
+end
+
+-- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error. A table `body` is a
+-- media request (see Client:media): its content answer comes back as the transport's answer, its JSON answer as
+-- that answer with `json` set. `fresh`: over a new connection (a request that must not be sent twice).
 local function exchange(self, method, url, body, op, fresh, ...)
   local phase = self.guard_blocking and blocking_refused(false)
   if phase then
     return nil, errors.new(errors.PHASE, "cannot send with a blocking transport (curl) from the nginx '" .. phase
       .. "' phase: it would stall the worker; use transport = \"cosocket\", or allow_blocking = true", { op = op })
   end
-  local res, err = self.transport:request{ method = method, url = url, body = body, fresh = fresh }
+  local res, err, media
+  if type(body) == "table" then
+    media = { method = method, url = url }
+    for k, v in pairs(body) do
+      media[k] = v
+    end
+    res, err = self.transport:media(media)
+  else
+    res, err = self.transport:request{ method = method, url = url, body = body, fresh = fresh }
+  end
   if not res then
     if not errors.is(err) then
       err = errors.new(errors.TRANSPORT, tostring(err))
@@ -313,16 +336,24 @@ local function exchange(self, method, url, body, op, fresh, ...)
     err.op = op
     return nil, scrub(err, ...)
   end
+  if media and is_content(res) then
+    return res
+  end
   if res.status ~= 200 then
     return nil, errors.new(errors.HTTP, "unexpected HTTP status", { status = res.status, op = op })
   end
-  local data = decode(res.body)
+  local answer = res.body
+  -- A send's answer is a small flat object: decoded in C, integers as integers, without cjson's table walk.
+  local data = decode_answer(answer)
+  if data == nil then
+    data = decode(answer)
+    if tointeger and type(data) == "table" then
+      restore_integers(data)
+    end
+  end
   -- WeCom always answers an object with a numeric errcode (gettoken included): anything else is not WeCom.
   if type(data) ~= "table" or type(data.errcode) ~= "number" then
     return nil, errors.new(errors.DECODE, "response is not WeCom's JSON (an object with errcode)", { op = op })
-  end
-  if tointeger then
-    restore_integers(data)
   end
   local errcode = data.errcode
   if errcode ~= 0 then
@@ -332,6 +363,10 @@ local function exchange(self, method, url, body, op, fresh, ...)
       op = op,
       resent = res.resent or nil,
     })
+  end
+  if media then
+    res.json = data
+    return res
   end
   return data
 end
@@ -443,19 +478,9 @@ local function fetch_locked(self, agent, store, key, op)
   return fetch_and_keep(self, agent, store, key, op)
 end
 
---- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
--- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
--- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most.
--- @param agent_name a name in the client's `agents`; another one raises
--- @param op the operation's name, for errors (optional)
--- @return token, or nil and an error value (kind "store" when the wait for another caller's gettoken ran out)
-function Client:token(agent_name, op)
-  local agent = check_agent(self, "token", 1, agent_name)
-  local store, key = self.store, token_key(self, agent)
-  local token = store:get(key) or self.spare:get(key)
-  if token then
-    return token
-  end
+-- Client:token after a miss in the store with no fetch of this client under way: fetches (under the store's lock
+-- when it has one) and stores.
+local function fetch_and_store(self, agent, store, key, op)
   if store.lock then
     local lock, err = store:lock(key, { timeout = self.token_wait })
     if not lock then
@@ -474,6 +499,59 @@ function Client:token(agent_name, op)
     return got, fetch_err
   end
   return fetch_and_keep(self, agent, store, key, op)
+end
+
+-- Waits while another task of this client fetches the token, as long as the transport can wait (a curl transport
+-- inside kf.batch, a cosocket transport) and at most token_wait seconds.
+local function wait_for_fetch(self, fetching)
+  local transport, deadline = self.transport, time() + self.token_wait + 1
+  while not fetching.done and time() <= deadline do
+    if not (transport.pause and transport:pause()) then
+      return
+    end
+  end
+end
+
+--- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
+-- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
+-- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most. Within
+-- one client, callers that run at once (the sends of a `kf.batch`, light threads of one nginx worker) share one
+-- gettoken whatever the store: the others wait for its token, or its error.
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param op the operation's name, for errors (optional)
+-- @return token, or nil and an error value (kind "store" when the wait for another caller's gettoken ran out)
+function Client:token(agent_name, op)
+  local agent = check_agent(self, "token", 1, agent_name)
+  local store, key = self.store, token_key(self, agent)
+  local token = store:get(key) or self.spare:get(key)
+  if token then
+    return token
+  end
+  local fetching = self.fetching[key]
+  if fetching then
+    wait_for_fetch(self, fetching)
+    if fetching.done then
+      token = store:get(key) or self.spare:get(key)
+      if token then
+        return token
+      end
+      if fetching.err then
+        return nil, errors.copy(fetching.err, { op = op })
+      end
+    end
+  end
+  fetching = {}
+  self.fetching[key] = fetching
+  -- marked done even when the fetch raises, so no one waits for it; they then fetch themselves (no err to share)
+  local ok, got, err = pcall(fetch_and_store, self, agent, store, key, op)
+  fetching.done, fetching.err = true, ok and err or nil
+  if self.fetching[key] == fetching then
+    self.fetching[key] = nil
+  end
+  if not ok then
+    error(got, 0)
+  end
+  return got, err
 end
 
 --- Forgets the cached token of an agent (only if it is still `token`, when given).
@@ -597,6 +675,26 @@ function Client:get(agent_name, path, query, op)
   local agent = check_agent(self, "get", 1, agent_name)
   local qs = encode_query(query, "get", 3)
   return call(self, agent, "GET", path, qs ~= "" and "&" .. qs or "", nil, op, true)
+end
+
+--- Makes a media exchange with the agent's access token: a multipart upload or a download that may go to a file
+-- (the transport's `media`), under the token refresh and retry rules of `post`.
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param method "GET" or "POST"
+-- @param path e.g. "/cgi-bin/media/upload"
+-- @param query nil or a table of parameters (see `query_string`)
+-- @param req the rest of the transport's media request: `upload`, `range`, `sink`, `max`
+-- @param op the operation's name, for errors
+-- @param idempotent true when the request may go again after a failure whose effect is unknown
+-- @return the transport's answer (`status`, `body`, `size`, `headers`), with `json` the decoded object when WeCom
+--   answered JSON with errcode 0; or nil and an error value (kind "api" for a JSON answer with an errcode)
+function Client:media(agent_name, method, path, query, req, op, idempotent)
+  local agent = check_agent(self, "media", 1, agent_name)
+  if type(self.transport.media) ~= "function" then
+    error("bad argument #1 to 'media' (the client's transport has no media method)", 2)
+  end
+  local qs = encode_query(query, "media", 4)
+  return call(self, agent, method, path, qs ~= "" and "&" .. qs or "", req, op, idempotent)
 end
 
 --- Closes the transport (the curl handle; cosockets are pooled by nginx). The client is unusable after.

@@ -191,9 +191,19 @@ function M.sync_cursors(with_kfid)
   return out
 end
 
+-- What the stand-in keeps of an uploaded media_id: { type =, filename =, size =, content_type =, path = }.
+function M.media(media_id)
+  return control("GET", "/_standin/media?media_id=" .. urlencode(media_id))
+end
+
 -- { ["/cgi-bin/gettoken"] = N, ... }
 function M.counts()
   return control("GET", "/_standin/counts")
+end
+
+-- { in_flight, max_in_flight, connections } of the API requests since the last reset.
+function M.concurrency()
+  return control("GET", "/_standin/concurrency")
 end
 
 -- Decoded bodies of the messages a customer would see, after msgid dedup.

@@ -16,6 +16,7 @@ M.API = "api"             -- WeCom answered with errcode ~= 0
 M.PHASE = "phase"         -- called where the transport cannot run (an nginx phase without cosockets)
 M.STORE = "store"         -- the token or cursor store failed (Redis down, lock not obtained in time)
 M.CALLBACK = "callback"   -- a callback request failed its signature, decryption or XML checks
+M.MEDIA = "media"         -- a file to upload or to download into is missing, unreadable, empty or of a wrong size
 
 --- WeCom's answer to a msgid already used on the same KF account. WeCom says a repeated msgid is refused
 -- ("否则接口返回错误") but publishes no errcode: this one (40058, "invalid parameter") is assumed, until someone
@@ -121,6 +122,21 @@ function M.new(kind, message, fields)
     end
   end
   return setmetatable(err, Error)
+end
+
+--- A copy of error value `err` with `fields` set in it (e.g. `{ op = "send_text" }`), for handing one failure
+-- to several callers, each with its own.
+function M.copy(err, fields)
+  local copy = {}
+  for k, v in pairs(err) do
+    copy[k] = v
+  end
+  if fields then
+    for k, v in pairs(fields) do
+      copy[k] = v
+    end
+  end
+  return setmetatable(copy, Error)
 end
 
 --- True when `err` is an error value of this module, and of `kind` when one is given.

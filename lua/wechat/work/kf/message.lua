@@ -73,4 +73,13 @@ end
 
 M.sync_all = require("wechat.work.kf.sync").sync_all
 
+--- The names of the operations above that post one request each (what `batch` accepts), as a set.
+M.OPERATIONS = {}
+for name in pairs(OPERATIONS) do
+  M.OPERATIONS[name] = true
+end
+
+--- batch(client, agent, calls[, opts]): many of the operations above at once; see `wechat.work.kf.batch`.
+M.batch = require("wechat.work.kf.batch").batch
+
 return M

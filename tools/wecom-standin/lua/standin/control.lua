@@ -64,6 +64,10 @@ local function release()
   return http.json(cjson.encode({ ok = true, sleeping = script.release() }))
 end
 
+local function concurrency()
+  return http.json(cjson.encode(state.concurrency()))
+end
+
 local function expire_tokens()
   state.expire_tokens()
   return http.json(OK)
@@ -79,7 +83,19 @@ local CONFIG_CHECKS = {
   record = function(v)
     return type(v) == "boolean", "record must be a boolean"
   end,
+  media_cut_after = function(v)
+    return is_integer(v) and v >= -1, "media_cut_after must be an integer >= -1"
+  end,
 }
+
+-- GET /_standin/media?media_id=: what the stand-in keeps of an upload (its file's path, to compare bytes).
+local function media_info(args)
+  local info = require("standin.media").lookup(http.arg(args, "media_id") or "")
+  if not info then
+    return http.control_error(404, "no such media_id")
+  end
+  return http.json(cjson.encode(info))
+end
 
 local function get_config()
   return http.json(cjson.encode(state.all_config()))
@@ -385,6 +401,7 @@ local ROUTES = {
   ["/_standin/reset"] = { POST = reset },
   ["/_standin/requests"] = { GET = requests },
   ["/_standin/counts"] = { GET = counts },
+  ["/_standin/concurrency"] = { GET = concurrency },
   ["/_standin/delivered"] = { GET = delivered },
   ["/_standin/expire_tokens"] = { POST = expire_tokens },
   ["/_standin/release"] = { POST = release },
@@ -396,6 +413,7 @@ local ROUTES = {
   ["/_standin/callback_again"] = { POST = callback_again },
   ["/_standin/callbacks"] = { GET = callbacks },
   ["/_standin/verify_url"] = { POST = verify_url },
+  ["/_standin/media"] = { GET = media_info },
   ["/_standin/session"] = { GET = get_session, POST = set_session },
   ["/_standin/kf_account"] = { POST = seed_account },
   ["/_standin/upgrade_config"] = { POST = set_upgrade_config },
