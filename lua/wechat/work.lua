@@ -170,6 +170,26 @@ local function make_store(opts)
   return memory_store.new()
 end
 
+-- The stores the KF window tracker (wechat.work.kf.window) can count in: ours, which say their kind.
+local WINDOW_KINDS = { memory = true, shared_dict = true, redis = true }
+
+local function check_window(opts, store)
+  local window = opts.window
+  if window == nil or window == false then
+    return false
+  end
+  if window == true then
+    if type(store.kind) ~= "string" or not WINDOW_KINDS[store.kind] then
+      option_error("window", "a store (true needs a memory, shared_dict or redis token store)", store)
+    end
+    return true
+  end
+  if type(window) ~= "table" or not WINDOW_KINDS[window.kind] then
+    option_error("window", "true, false or a memory, shared_dict or redis store", window)
+  end
+  return window
+end
+
 --- Makes a client.
 -- @param opts table:
 --   `corp_id` (string, required); `agents` (table name -> `{ secret = "..." }`, required);
@@ -180,7 +200,9 @@ end
 --   lua_shared_dict); `token_margin` (seconds before expiry to refresh, default 300); `token_wait` (seconds a
 --   caller waits for another caller's gettoken, with a store that locks, default 5); `retries` (integer 0..10:
 --   how many times a failed request goes again when that cannot duplicate a message, default 1; 0: never);
---   `auto_msgid` (true: every send without a msgid gets a random one, which makes it safe to retry).
+--   `auto_msgid` (true: every send without a msgid gets a random one, which makes it safe to retry);
+--   `window` (true: track the 48-hour / 5-message window of every customer in a store of the token store's kind;
+--   or a store of wechat.work.store.memory, .shared_dict or .redis to track it in; see wechat.work.kf.window).
 -- @return the client; raises on a wrong option, naming it.
 function M.client(opts)
   if type(opts) ~= "table" then
@@ -221,6 +243,8 @@ function M.client(opts)
       option_error(name, "boolean", opts[name])
     end
   end
+  local store = make_store(opts)
+  local window = check_window(opts, store)
 
   return setmetatable({
     corp_id = corp_id,
@@ -231,7 +255,8 @@ function M.client(opts)
     retries = opts.retries or DEFAULT_RETRIES,
     -- read by the C body builders: a send without msgid gets a random one, so it may be retried safely
     auto_msgid = opts.auto_msgid or false,
-    store = make_store(opts),
+    store = store,
+    window = window,      -- read by wechat.work.kf.window: false, true (the token store's kind) or a store
     spare = memory_store.new(), -- tokens the store failed to keep
     transport = make_transport(opts),
   }, Client)

@@ -6,10 +6,13 @@
 -- answer (`{ errcode = 0, errmsg = "ok", msgid = "..." }`, or the sync_msg page), or `nil, err` on a run-time
 -- failure (see `wechat.work.errors`).
 local core = require "wechat.core"
+local window = require "wechat.work.kf.window"
 local work = require "wechat.work"
 
-local error, pairs, type = error, pairs, type
+local error, next, pairs, select, tostring, type = error, next, pairs, select, tostring, type
 local format = string.format
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local M = {}
 
@@ -77,13 +80,92 @@ local OPERATIONS = {
 -- be retried when it carries a msgid (the builder returns it), since WeCom delivers a msgid once.
 local ALWAYS_IDEMPOTENT = { sync_msg = true }
 
+-- Where each send_msg operation takes its opts, counting from `to` (argument #3); send_message's raw form
+-- (a body table) takes them right after the body.
+local OPTS_AT = {
+  send_message = 5, send_text = 4, send_image = 4, send_voice = 4, send_video = 6, send_file = 4, send_link = 4,
+  send_mini_program = 4, send_menu = 4, send_location = 4,
+}
+
+local function is_raw(name, first, ...)
+  return name == "send_message" and type(first) == "table" and select("#", ...) <= 1
+end
+
+-- opts.force (a key of ours, not of the body): whether it is true, and opts without it (nil when nothing is left).
+local function strip_force(name, argn, opts)
+  local force = opts.force
+  if type(force) ~= "boolean" then
+    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type_name(force)), 4)
+  end
+  local copy = {}
+  for k, v in pairs(opts) do
+    if k ~= "force" then
+      copy[k] = v
+    end
+  end
+  return force, next(copy) ~= nil and copy or nil
+end
+
+-- A send_msg operation: the window tracker (when the client has one) sees it before and after it goes.
+local function send_operation(name, build, path)
+  local opts_at = OPTS_AT[name]
+  return function(client, agent, ...)
+    check_client_and_agent(name, client, agent)
+    local force, body, msgid, to, open_kfid = false
+    if is_raw(name, ...) then
+      local given, opts = ...
+      if opts ~= nil then
+        if type(opts) ~= "table" then
+          error(format("bad argument #4 to '%s' (opts: table expected, got %s)", name, type(opts)), 2)
+        end
+        local rest
+        force, rest = strip_force(name, 4, opts)
+        if rest then
+          error(format("bad argument #4 to '%s' (opts: unknown option '%s')", name, tostring(next(rest))), 2)
+        end
+      end
+      body, msgid = build(client, agent, given)
+      to, open_kfid = given.touser, given.open_kfid
+    else
+      local opts = select(opts_at, ...)
+      if type(opts) == "table" and opts.force ~= nil then
+        local args = pack(...)
+        force, args[opts_at] = strip_force(name, opts_at + 2, opts)
+        body, msgid = build(client, agent, unpack(args, 1, args.n))
+      else
+        body, msgid = build(client, agent, ...)
+      end
+      to, open_kfid = ...
+    end
+    if not client.window then
+      return client:post(agent, path, body, name, msgid ~= nil)
+    end
+    local ticket, err = window.before_send(client, open_kfid, to, force, name)
+    if ticket == nil then
+      return nil, err
+    end
+    local res
+    res, err = client:post(agent, path, body, name, msgid ~= nil)
+    window.after_send(ticket, res, err)
+    return res, err
+  end
+end
+
 for name, path in pairs(OPERATIONS) do
   local build = core[name]
   local always = ALWAYS_IDEMPOTENT[name] or false
-  M[name] = function(client, agent, ...)
-    check_client_and_agent(name, client, agent)
-    local body, msgid = build(client, agent, ...)
-    return client:post(agent, path, body, name, always or msgid ~= nil)
+  if path == SEND_MSG then
+    M[name] = send_operation(name, build, path)
+  else
+    M[name] = function(client, agent, ...)
+      check_client_and_agent(name, client, agent)
+      local body, msgid = build(client, agent, ...)
+      local res, err = client:post(agent, path, body, name, always or msgid ~= nil)
+      if res and path == SYNC_MSG and client.window then
+        window.observe(client, res)
+      end
+      return res, err
+    end
   end
 end
 

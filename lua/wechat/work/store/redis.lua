@@ -30,6 +30,7 @@ local errors = require "wechat.work.errors"
 local error, ipairs, loadfile, pcall, rawget, require, setmetatable, tonumber, tostring, type =
   error, ipairs, loadfile, pcall, rawget, require, setmetatable, tonumber, tostring, type
 local searchpath = package.searchpath
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 local ceil, floor, min, random = math.ceil, math.floor, math.min, math.random
 local byte, find, format, gsub, sub = string.byte, string.find, string.format, string.gsub, string.sub
 
@@ -201,7 +202,7 @@ function M.new(opts)
   if type(opts) ~= "table" then
     error(format("bad argument #1 to 'new' (table expected, got %s)", type(opts)), 2)
   end
-  local self = { prefix = "", id = random_id(), serial = 0, lock_ttl = M.DEFAULT_LOCK_TTL }
+  local self = { kind = "redis", prefix = "", id = random_id(), serial = 0, lock_ttl = M.DEFAULT_LOCK_TTL }
   if type(opts.get) == "function" and type(opts.eval) == "function" then
     self.conn, self.given = opts, true
     return setmetatable(self, Store)
@@ -399,6 +400,25 @@ function Store:delete(key, value)
     return nil, err
   end
   return true
+end
+
+--- Runs a Lua script on Redis in one EVAL, for callers that must check and write in one step (the KF window
+-- tracker counts sends this way). `keys` are put behind the store's prefix.
+-- @param script the script's text
+-- @param keys a list of keys (KEYS in the script)
+-- @param args a list of arguments (ARGV), strings or numbers
+-- @return the script's reply (a Redis nil reply is nil), or nil, err
+function Store:eval(script, keys, args)
+  local argv = {}
+  for i = 1, #keys do
+    argv[i] = self.prefix .. keys[i]
+  end
+  for i = 1, #args do
+    argv[#keys + i] = args[i]
+  end
+  return run(self, function(conn)
+    return call(conn, "eval", script, #keys, unpack(argv, 1, #keys + #args))
+  end)
 end
 
 local function sleep(seconds)

@@ -108,8 +108,8 @@ function M.new(name, opts)
     error(format("bad argument #1 to 'new' (no lua_shared_dict named '%s': add \"lua_shared_dict %s 1m;\" "
       .. "to the http block of nginx.conf)", name, name), 2)
   end
-  return setmetatable({ name = name, dict = dict, ngx = ngx, serial = 0, lock_ttl = lock_ttl or M.DEFAULT_LOCK_TTL },
-    Store)
+  return setmetatable({ kind = "shared_dict", name = name, dict = dict, ngx = ngx, serial = 0,
+    lock_ttl = lock_ttl or M.DEFAULT_LOCK_TTL }, Store)
 end
 
 --- The value under `key`, or nil when there is none or it has expired; nil, err when the dict fails.

@@ -6,9 +6,10 @@ local http = require "standin.http"
 local json_raw = require "standin.json_raw"
 local script = require "standin.script"
 local state = require "standin.state"
+local window = require "standin.window"
 
 local ngx = ngx
-local type, pairs, tostring, floor = type, pairs, tostring, math.floor
+local type, pairs, tonumber, tostring, floor = type, pairs, tonumber, tostring, math.floor
 local concat, sort = table.concat, table.sort
 local format, sub = string.format, string.sub
 
@@ -84,6 +85,9 @@ local CONFIG_CHECKS = {
   end,
   record = function(v)
     return type(v) == "boolean", "record must be a boolean"
+  end,
+  window_strict = function(v)
+    return type(v) == "boolean", "window_strict must be a boolean"
   end,
 }
 
@@ -192,6 +196,12 @@ local function queue_messages(body, obj, open_kfid)
     local ok, err = state.queue_message(with_defaults(raws[i], msg, open_kfid), kfid)
     if not ok then
       return nil, 500, "cannot queue message: " .. err
+    end
+    if (msg.origin == nil or msg.origin == 3) and kfid and type(msg.external_userid) == "string" then
+      ok, err = window.customer_wrote(kfid, msg.external_userid, tonumber(msg.send_time) or ngx.time())
+      if not ok then
+        return nil, 500, "cannot open the customer's window: " .. err
+      end
     end
   end
   return state.queued_count()

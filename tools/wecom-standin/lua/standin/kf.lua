@@ -5,6 +5,7 @@ local http = require "standin.http"
 local json_raw = require "standin.json_raw"
 local state = require "standin.state"
 local token = require "standin.token"
+local window = require "standin.window"
 
 local ngx = ngx
 local type, tonumber, select, floor = type, tonumber, select, math.floor
@@ -236,9 +237,19 @@ function M.send_msg(method, args, body)
   if code then
     return http.wecom_error(code, msg)
   end
+  -- a repeated msgid is answered like the first one and not delivered or counted again, as WeCom does
+  if msgid and state.seen_msgid(msgid) then
+    return ok_msgid(msgid)
+  end
+  local counter
+  code, msg, counter = window.take(obj.open_kfid, obj.touser)
+  if code then
+    return http.wecom_error(code, msg)
+  end
   if msgid then
-    -- a repeated msgid is answered like the first one and not delivered again, as WeCom does
-    state.deliver(msgid, body, true)
+    if not state.deliver(msgid, body, true) then
+      window.give_back(counter)    -- another worker delivered this msgid meanwhile
+    end
     return ok_msgid(msgid)
   end
   state.deliver(nil, body, false)
