@@ -300,6 +300,32 @@ describe("examples/openresty/kf_bot #openresty", function()
     end
   end)
 
+  it("logs why it does not answer a customer whose window is closed instead of meeting WeCom's refusal", function()
+    -- 49 hours old: WeCom (and the stand-in) would answer 95002
+    customer_writes({ text("old-1", "are you there?", { send_time = os.time() - 49 * 3600 }) })
+    answered(1)
+    eventually("the window logged", function()
+      return bot:error_log():find("kf_bot: message old-1 not answered, the customer's window is closed (expired)",
+        1, true) ~= nil
+    end)
+    customer_writes({ text("text-1", "hello") })
+    answered(2)
+    delivered_count(1)
+    -- a person takes the session: the bot keeps quiet while they talk (the tracker reads a whole page before the
+    -- bot answers its first message, as WeCom's state is the one of now)
+    customer_writes({ { msgid = "human-1", origin = 4, msgtype = "event",
+        event = { event_type = "session_status_change", open_kfid = KFID, external_userid = CUSTOMER, change_type = 1,
+          new_servicer_userid = "zhangsan" } },
+      text("text-2", "I want a person") })
+    answered(3)
+    eventually("the state logged", function()
+      return bot:error_log():find("kf_bot: message text-2 not answered, the customer's window is closed (state)",
+        1, true) ~= nil
+    end)
+    assert.are.same({ reply("re-text-1", "You said: hello") }, standin.delivered())
+    assert.are.equal(1, standin.counts()["/cgi-bin/kf/send_msg"])
+  end)
+
   it("leaves servicer, system and non-text messages alone, cuts a long echo and hashes a long msgid", function()
     local long_id = "from_msgid_4622416642169452483"   -- 30 bytes: "re-" .. it would be 33
     customer_writes({

@@ -17,6 +17,9 @@
 --     Redis keeps its data), and several nginx on several machines can share it: one pulls at a time.
 -- Each reply carries a msgid made from the customer's msgid, so a message pulled twice (after a crash, or when a
 -- send failed and the pull stopped) can never reach the customer twice: WeCom keeps one message per msgid.
+-- The client tracks each customer's window (`window = true`, in the lua_shared_dict: about 400 bytes a customer,
+-- so 1m holds some 2,500; size the dict for your customers): a reply WeCom would refuse (5 already sent since the
+-- customer's last message, 48 hours passed, or a person has the session) is not sent, and the log says why.
 --
 -- nginx.conf (see nginx.conf next to this file):
 --   env WECOM_CORP_ID; env WECOM_KF_SECRET; env WECOM_CALLBACK_TOKEN; env WECOM_CALLBACK_AES_KEY;
@@ -132,6 +135,7 @@ function M.setup(conf)
       timeout = TIMEOUT,
       shared_dict = M.DICT,
       transport = "cosocket",
+      window = true,
     },
     cursors = cursors,
   }
@@ -225,8 +229,9 @@ function M.reply(msg)
   return text_reply(msg, SAID, text.content)
 end
 
--- The timer: pulls every new message and answers it. A WeCom refusal (kind "api": code used, limits, ...) is
--- logged and the message counted as done, since asking again would not help; any other failure (network, store)
+-- The timer: pulls every new message and answers it. A WeCom refusal (kind "api": code used, limits, ...) or a
+-- reply the window tracker held back (kind "window": WeCom would refuse it) is logged and the message counted as
+-- done, since asking again would not help; any other failure (network, store)
 -- stops the pull before the message is counted, so the next event pulls it again, and its reply, sent under the
 -- same msgid, still reaches the customer once.
 local function pull(premature, token, open_kfid)
@@ -244,6 +249,9 @@ local function pull(premature, token, open_kfid)
     if not ok then
       -- a raise is a message this bot cannot answer (a bug, or data it did not expect): never again
       ngx.log(ngx.ERR, "kf_bot: message ", tostring(msg.msgid), ": ", tostring(done))
+    elseif not done and errors.is(err, errors.WINDOW) then
+      ngx.log(ngx.NOTICE, "kf_bot: message ", tostring(msg.msgid), " not answered, the customer's window is closed (",
+        err.reason, "): ", err.message)
     elseif not done then
       if not (errors.is(err) and err.kind == errors.API) then
         ngx.log(ngx.WARN, "kf_bot: message ", tostring(msg.msgid), " not answered, pull stopped: ", tostring(err))
