@@ -55,5 +55,10 @@ build = {
     ["wechat.work.callback"] = "lua/wechat/work/callback.lua",
     ["wechat.work.kf.sync"] = "lua/wechat/work/kf/sync.lua",
     ["wechat.work.store.redis"] = "lua/wechat/work/store/redis.lua",
+    ["wechat.work.kf.window"] = "lua/wechat/work/kf/window.lua",
+    ["wechat.work.kf.window.rules"] = "lua/wechat/work/kf/window/rules.lua",
+    ["wechat.work.kf.window.memory"] = "lua/wechat/work/kf/window/memory.lua",
+    ["wechat.work.kf.window.shared_dict"] = "lua/wechat/work/kf/window/shared_dict.lua",
+    ["wechat.work.kf.window.redis"] = "lua/wechat/work/kf/window/redis.lua",
   },
 }
