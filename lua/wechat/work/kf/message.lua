@@ -118,9 +118,11 @@ local function send_operation(name, build, path)
         if type(opts) ~= "table" then
           error(format("bad argument #4 to '%s' (opts: table expected, got %s)", name, type(opts)), 2)
         end
-        local rest
-        force, rest = strip_force(name, 4, opts)
-        if rest then
+        local rest = opts
+        if opts.force ~= nil then
+          force, rest = strip_force(name, 4, opts)
+        end
+        if rest and next(rest) ~= nil then
           error(format("bad argument #4 to '%s' (opts: unknown option '%s')", name, tostring(next(rest))), 2)
         end
       end
