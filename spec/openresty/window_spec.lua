@@ -1,21 +1,28 @@
--- wechat.work.kf.window in a lua_shared_dict, inside a real nginx with 2 workers, against the WeCom stand-in: both
--- workers send to one customer at the same moment and exactly 5 sends reach the stand-in, every other one is
--- refused locally with kind "window"; the entries expire with the window.
+-- wechat.work.kf.window in a lua_shared_dict, inside a real nginx with 2 workers, against the WeCom stand-in: the
+-- behaviours of helpers.window_cases (as for the memory and Redis backends); both workers sending to one customer
+-- at the same moment, exactly 5 sends reaching the stand-in and every other one refused locally with kind
+-- "window"; the entries expiring with the window.
+local cases = require "helpers.window_cases"
 local cjson = require "cjson"
 local nginx = require "helpers.nginx"
 local socket = require "socket"
 local standin = require "helpers.standin"
 
 local PORT = 18410
-local KFID = "wkWINDOW"
+local KFID = cases.KFID
 local PER_WORKER = 6
 
 local HTTP = [[
     lua_shared_dict wechat 1m;
+    lua_shared_dict cursors 1m;
     lua_shared_dict results 1m;
     init_by_lua_block {
-      SPEC_CLIENT = require("wechat.work").client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } },
+      local work = require "wechat.work"
+      SPEC_CLIENT = work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } },
         base_url = "@URL@", timeout = 5, shared_dict = "wechat", window = true }
+      -- the same tracker (the same dict), a short timeout
+      SPEC_SLOW = work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } },
+        base_url = "@URL@", timeout = 0.5, shared_dict = "wechat", window = true }
     }
     init_worker_by_lua_block {
       -- each worker waits for "go", then sends PER_WORKER texts to wmRACE as fast as it can
@@ -45,6 +52,46 @@ local HTTP = [[
 ]]
 
 local SERVER = [[
+        # the driver of helpers.window_cases: POST {"op": ..., ...}, answers JSON
+        location = /do {
+          content_by_lua_block {
+            local cjson = require "cjson"
+            local kf = require "wechat.work.kf.message"
+            local shared_dict = require "wechat.work.store.shared_dict"
+            local window = require "wechat.work.kf.window"
+            ngx.req.read_body()
+            local req = cjson.decode(ngx.req.get_body_data())
+            local out = {}
+            if req.op == "reset" then
+              ngx.shared.wechat:flush_all()
+              ngx.shared.cursors:flush_all()
+            elseif req.op == "send" then
+              local words = {}
+              for i = 1, req.n do
+                local res, err = kf.send_text(req.slow and SPEC_SLOW or SPEC_CLIENT, "kf", req.user, "@KFID@",
+                  "reply " .. i, req.opts)
+                words[i] = res and "ok" or (err.kind .. ":" .. tostring(err.reason or err.errcode))
+              end
+              out.words = table.concat(words, " ")
+            elseif req.op == "pull" then
+              local p = kf.sync_all(SPEC_CLIENT, "kf", { cursor_store = shared_dict.new("cursors") })
+              out.n = 0
+              for _ in p do
+                out.n = out.n + 1
+              end
+              out.err = p.err and tostring(p.err)
+            elseif req.op == "get" then
+              out.info = window.get(SPEC_CLIENT, "kf", "@KFID@", req.user) or false
+            elseif req.op == "can_send" then
+              out.ok, out.reason = window.can_send(SPEC_CLIENT, "kf", "@KFID@", req.user)
+            elseif req.op == "note_state" then
+              out.ok = window.note_state(SPEC_CLIENT, "kf", "@KFID@", req.user, req.state)
+            elseif req.op == "on_event" then
+              out.ok = kf.send_text_on_event(SPEC_CLIENT, "kf", req.code, "welcome") ~= nil
+            end
+            ngx.say(cjson.encode(out))
+          }
+        }
         location = /pull {
           content_by_lua_block {
             local kf = require "wechat.work.kf.message"
@@ -116,7 +163,15 @@ describe("kf.window in a lua_shared_dict, 2 workers #openresty", function()
     return (body:gsub("\n$", ""))
   end
 
+  local function call(req)
+    local status, body = app:request("POST", "/do", cjson.encode(req))
+    assert.are.equal(200, status, body)
+    return cjson.decode(body)
+  end
+
   it("lets exactly 5 of 12 sends from both workers at once reach the stand-in", function()
+    standin.reset()
+    call{ op = "reset" }
     standin.sync{ messages = { { msgid = "c1", open_kfid = KFID, external_userid = "wmRACE", send_time = os.time(),
       origin = 3, msgtype = "text", text = { content = "hi" } } } }
     assert.are.equal("1", get("/pull"))
@@ -142,5 +197,36 @@ describe("kf.window in a lua_shared_dict, 2 workers #openresty", function()
     assert.are.equal("quota", window.info.reason)
     -- the window and its count, both gone 49 h after the customer's message (48 h and the hour of grace)
     assert.are.same({ 48, 48 }, window.hours)
+  end)
+
+  describe("behaves as with the other backends:", function()
+    before_each(function()
+      standin.reset()
+      call{ op = "reset" }
+    end)
+
+    cases.define({
+      send = function(user, n, opts, slow)
+        return call{ op = "send", user = user, n = n, opts = opts, slow = slow or nil }.words
+      end,
+      pull = function()
+        local out = call{ op = "pull" }
+        assert.is_nil(out.err)
+        return out.n
+      end,
+      get = function(user)
+        return call{ op = "get", user = user }.info or nil
+      end,
+      can_send = function(user)
+        local out = call{ op = "can_send", user = user }
+        return { out.ok, out.reason }
+      end,
+      note_state = function(user, state)
+        return call{ op = "note_state", user = user, state = state }.ok
+      end,
+      on_event = function(code)
+        return call{ op = "on_event", code = code }.ok
+      end,
+    }, it, assert)
   end)
 end)
