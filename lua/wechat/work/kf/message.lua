@@ -95,7 +95,7 @@ end
 local function strip_force(name, argn, opts)
   local force = opts.force
   if type(force) ~= "boolean" then
-    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type_name(force)), 4)
+    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type_name(force)), 3)
   end
   local copy = {}
   for k, v in pairs(opts) do

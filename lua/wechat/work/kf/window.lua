@@ -19,7 +19,7 @@ local work = require "wechat.work"
 local error, ipairs, rawget, require, tostring, type = error, ipairs, rawget, require, tostring, type
 local floor = math.floor
 local format = string.format
-local LIMIT, WINDOW, CLOSED = rules.LIMIT, rules.WINDOW, rules.CLOSED
+local LIMIT, WINDOW = rules.LIMIT, rules.WINDOW
 
 local M = {}
 
@@ -76,47 +76,39 @@ local function type_name(value)
   return t == "nil" and "no value" or t
 end
 
-local function check(fname, client, agent, open_kfid, external_userid)
+-- Raises naming the argument; `level` is the caller's, as error() counts it from check.
+local function check(fname, level, client, agent, open_kfid, external_userid)
   if not work.is_client(client) then
-    error(format("bad argument #1 to '%s' (wechat.work client expected, got %s)", fname, type_name(client)), 3)
+    error(format("bad argument #1 to '%s' (wechat.work client expected, got %s)", fname, type_name(client)), level)
   end
   if type(agent) ~= "string" or not client:agent(agent) then
     error(format("bad argument #2 to '%s' (%s)", fname, type(agent) == "string" and
-      "unknown agent '" .. agent .. "'" or "agent name expected, got " .. type_name(agent)), 3)
+      "unknown agent '" .. agent .. "'" or "agent name expected, got " .. type_name(agent)), level)
   end
   if type(open_kfid) ~= "string" or open_kfid == "" then
     error(format("bad argument #3 to '%s' (open_kfid: non-empty string expected, got %s)", fname,
-      open_kfid == "" and "empty string" or type_name(open_kfid)), 3)
+      open_kfid == "" and "empty string" or type_name(open_kfid)), level)
   end
   if type(external_userid) ~= "string" or external_userid == "" then
     error(format("bad argument #4 to '%s' (external_userid: non-empty string expected, got %s)", fname,
-      external_userid == "" and "empty string" or type_name(external_userid)), 3)
+      external_userid == "" and "empty string" or type_name(external_userid)), level)
   end
   local backend = M.backend(client)
   if not backend then
-    error(format("bad argument #1 to '%s' (the client was made without the window option)", fname), 3)
+    error(format("bad argument #1 to '%s' (the client was made without the window option)", fname), level)
   end
   return backend, key_of(client, open_kfid, external_userid)
 end
 
--- Why a send would be refused, from an entry; nil when it would pass.
-local function refusal(rec, t_now)
-  if not rec then
-    return nil
+-- The entry of a customer and the refusal a send would get now: rec, reason, time; nil, err when the store failed.
+local function lookup(fname, client, agent, open_kfid, external_userid)
+  local backend, key = check(fname, 4, client, agent, open_kfid, external_userid)
+  local t_now = now()
+  local rec, err = backend:get(key, t_now)
+  if err then
+    return nil, err
   end
-  if rules.blocks(rec.s) then
-    return "state"
-  end
-  if not rec.t then
-    return nil
-  end
-  if t_now >= rec.t + WINDOW or rec.n >= CLOSED then
-    return "expired"
-  end
-  if rec.n >= LIMIT then
-    return "quota"
-  end
-  return nil
+  return rec, rules.refusal(rec, t_now)
 end
 
 --- What the tracker knows of a customer.
@@ -126,13 +118,11 @@ end
 --   "expired", "state") }`; remaining and expires_at are nil when only the state is known. nil, err when the
 --   store failed.
 function M.get(client, agent, open_kfid, external_userid)
-  local backend, key = check("get", client, agent, open_kfid, external_userid)
-  local t_now = now()
-  local rec, err = backend:get(key, t_now)
+  local rec, reason = lookup("get", client, agent, open_kfid, external_userid)
   if not rec then
-    return nil, err
+    return nil, reason
   end
-  local out = { reason = refusal(rec, t_now) }
+  local out = { reason = reason }
   if rec.s and rec.s >= 0 then
     out.state = rec.s
   end
@@ -150,13 +140,10 @@ end
 --- Whether a send to the customer would pass the tracker now (without counting it).
 -- @return true; or false and the reason ("quota", "expired", "state"); nil, err when the store failed
 function M.can_send(client, agent, open_kfid, external_userid)
-  local backend, key = check("can_send", client, agent, open_kfid, external_userid)
-  local t_now = now()
-  local rec, err = backend:get(key, t_now)
-  if err then
-    return nil, err
+  local rec, reason = lookup("can_send", client, agent, open_kfid, external_userid)
+  if not rec and reason then
+    return nil, reason
   end
-  local reason = refusal(rec, t_now)
   if reason then
     return false, reason
   end
@@ -167,7 +154,7 @@ end
 -- let sends pass, 2 (queued), 3 (a human) and 4 (ended) refuse them with reason "state".
 -- @return true, or nil, err when the store failed
 function M.note_state(client, agent, open_kfid, external_userid, state)
-  local backend, key = check("note_state", client, agent, open_kfid, external_userid)
+  local backend, key = check("note_state", 3, client, agent, open_kfid, external_userid)
   if state ~= 0 and state ~= 1 and state ~= 2 and state ~= 3 and state ~= 4 then
     error(format("bad argument #5 to 'note_state' (service state 0..4 expected, got %s)",
       type(state) == "number" and tostring(state) or type_name(state)), 2)

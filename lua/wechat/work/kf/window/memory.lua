@@ -4,7 +4,7 @@ local rules = require "wechat.work.kf.window.rules"
 
 local next, setmetatable = next, setmetatable
 local LIMIT, WINDOW, GRACE, CLOSED, NOT_API = rules.LIMIT, rules.WINDOW, rules.GRACE, rules.CLOSED, rules.NOT_API
-local blocks, ttl_of, over = rules.blocks, rules.ttl, rules.over
+local blocks, refusal, ttl_of = rules.blocks, rules.refusal, rules.ttl
 
 local M = {}
 local Backend = {}
@@ -49,20 +49,11 @@ function Backend:take(key, now, force)
   if not e then
     return "unknown"
   end
-  if not force then
-    if blocks(e.s) then
-      return "state"
-    end
-    if not e.t then
-      return "unknown"
-    end
-    if now >= e.t + WINDOW or e.n >= CLOSED then
-      return "expired"
-    end
-    if e.n >= LIMIT then
-      return over(e.n)
-    end
-  elseif not e.t then
+  local reason = not force and refusal(e, now)
+  if reason then
+    return reason
+  end
+  if not e.t then
     return "unknown"
   end
   e.n = e.n + 1

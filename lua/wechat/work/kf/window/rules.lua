@@ -28,6 +28,27 @@ function M.ttl(t, now)
   return ttl
 end
 
+--- Why a send would be refused, from an entry `{ t = the customer's last send_time or nil, n = sends counted,
+-- s = state or nil }` at time `now`: "state", "expired" or "quota"; nil when it would pass.
+function M.refusal(rec, now)
+  if not rec then
+    return nil
+  end
+  if M.blocks(rec.s) then
+    return "state"
+  end
+  if not rec.t then
+    return nil
+  end
+  if now >= rec.t + M.WINDOW or rec.n >= M.CLOSED then
+    return "expired"
+  end
+  if rec.n >= M.LIMIT then
+    return "quota"
+  end
+  return nil
+end
+
 --- The refusal reason for a count `n` taken past the limit: "expired" when the window was marked closed.
 function M.over(n)
   if n >= M.CLOSED then
