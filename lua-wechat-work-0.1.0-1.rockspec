@@ -34,8 +34,8 @@ build = {
   modules = {
     ["wechat.core"] = {
       sources = {
-        "src/wechat_core.c", "src/kf_bodies.c", "src/json_writer.c", "src/curl_transport.c",
-        "src/digest.c", "src/callback_crypto.c",
+        "src/wechat_core.c", "src/kf_bodies.c", "src/kf_family_bodies.c", "src/json_writer.c",
+        "src/curl_transport.c", "src/digest.c", "src/callback_crypto.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },
@@ -60,5 +60,11 @@ build = {
     ["wechat.work.kf.window.memory"] = "lua/wechat/work/kf/window/memory.lua",
     ["wechat.work.kf.window.shared_dict"] = "lua/wechat/work/kf/window/shared_dict.lua",
     ["wechat.work.kf.window.redis"] = "lua/wechat/work/kf/window/redis.lua",
+    ["wechat.work.kf.operations"] = "lua/wechat/work/kf/operations.lua",
+    ["wechat.work.kf.account"] = "lua/wechat/work/kf/account.lua",
+    ["wechat.work.kf.servicer"] = "lua/wechat/work/kf/servicer.lua",
+    ["wechat.work.kf.service_state"] = "lua/wechat/work/kf/service_state.lua",
+    ["wechat.work.kf.customer"] = "lua/wechat/work/kf/customer.lua",
+    ["wechat.work.kf.statistic"] = "lua/wechat/work/kf/statistic.lua",
   },
 }

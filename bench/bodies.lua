@@ -3,13 +3,14 @@
 -- library's generic encoder `core.encode`. Same inputs, same content; before timing, each pair is checked to
 -- decode to equal JSON so the comparison is fair.
 --
---   lua5.4 bench/bodies.lua [--n N] [--tsv] [--only BODY]
---   luajit bench/bodies.lua [--n N] [--tsv] [--only BODY]
+--   lua5.4 bench/bodies.lua [--n N] [--tsv] [--only BODY] [--desk]
+--   luajit bench/bodies.lua [--n N] [--tsv] [--only BODY] [--desk]
 --
 -- Each body: after a warm-up of N/10 calls each, the builder, table + cjson and table + encode are timed in turns,
 -- 40 batches of N/10 calls each, with os.clock (CPU time, so other processes on a shared machine disturb it less);
 -- each keeps its best batch. --tsv prints `name bytes core_per_s cjson_per_s encode_per_s` lines for bench/run;
--- --only runs the bodies whose name contains BODY (e.g. under a profiler).
+-- --only runs the bodies whose name contains BODY (e.g. under a profiler); --desk adds three bodies of the KF desk
+-- (servicer add, service_state trans, customer batchget), which bench/run leaves out: its aim is for messages.
 local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
 local variant = rawget(_G, "jit") and "jit" or "5.4"
 package.path = root .. "/lua/?.lua;" .. package.path
@@ -25,6 +26,7 @@ local encode, decode, core_encode = cjson.encode, cjson.decode, core.encode
 local N = 200000
 local TSV = false
 local ONLY
+local DESK = false
 do
   local i = 1
   while arg and arg[i] do
@@ -39,11 +41,14 @@ do
     elseif a == "--tsv" then
       TSV = true
       i = i + 1
+    elseif a == "--desk" then
+      DESK = true
+      i = i + 1
     elseif a == "--only" then
       ONLY = arg[i + 1]
       i = i + 2
     else
-      error("unknown argument '" .. a .. "' (usage: bodies.lua [--n N] [--tsv] [--only BODY])", 0)
+      error("unknown argument '" .. a .. "' (usage: bodies.lua [--n N] [--tsv] [--only BODY] [--desk])", 0)
     end
   end
 end
@@ -95,6 +100,17 @@ local SYNC = {
   open_kfid = KFID,
 }
 
+-- The KF desk (src/kf_family_bodies.c): lists of ids, the bodies with most items.
+local USERIDS, CUSTOMERS = {}, {}
+for i = 1, 20 do
+  USERIDS[i] = "servicer_" .. i
+end
+for i = 1, 50 do
+  CUSTOMERS[i] = TO .. i
+end
+local SERVICERS = { userid_list = USERIDS, department_id_list = { 2, 3, 1000001 } }
+local CUSTOMER_OPTS = { need_enter_session_context = true }
+
 -- Each case: a builder call and the Lua-table way to the same body. The msg tables are the caller's input on
 -- both sides; the table path builds the body table around them on every call, as a Lua client would.
 local CASES = {
@@ -132,6 +148,38 @@ local CASES = {
     end,
     table = function()
       return { touser = TO, open_kfid = KFID, msgid = MSGID, msgtype = "location", location = LOCATION }
+    end,
+  },
+  {
+    name = "servicer add (23 ids)",
+    desk = true,
+    core = function()
+      return core.kf_servicer_add(nil, nil, KFID, SERVICERS)
+    end,
+    table = function()
+      local s = SERVICERS
+      return { open_kfid = KFID, userid_list = s.userid_list, department_id_list = s.department_id_list }
+    end,
+  },
+  {
+    name = "service_state trans",
+    desk = true,
+    core = function()
+      return core.kf_service_state_trans(nil, nil, KFID, TO, 3, "servicer_1")
+    end,
+    table = function()
+      return { open_kfid = KFID, external_userid = TO, service_state = 3, servicer_userid = "servicer_1" }
+    end,
+  },
+  {
+    name = "customer batchget (50 ids)",
+    desk = true,
+    core = function()
+      return core.kf_customer_get_customer_info(nil, nil, CUSTOMERS, CUSTOMER_OPTS)
+    end,
+    table = function()
+      local context = CUSTOMER_OPTS.need_enter_session_context and 1 or 0
+      return { external_userid_list = CUSTOMERS, need_enter_session_context = context }
     end,
   },
   {
@@ -210,7 +258,7 @@ end
 
 local results = {}
 for _, case in ipairs(CASES) do
-  if ONLY and not case.name:find(ONLY, 1, true) then
+  if (ONLY and not case.name:find(ONLY, 1, true)) or (case.desk and not DESK) then
     goto continue
   end
   local built = case.core()

@@ -182,20 +182,11 @@ static void call_encode(int val, int volatile_)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_reader r = {data, size};
-    uint8_t flags = fz_u8(&r);
-    int nargs = fz_u8(&r) % 9;
+    uint8_t flags;
+    int nargs;
     int base = lua_gettop(L);
     fz_values v;
-    fz_values_begin(&v, L, &r);
-    int args = lua_gettop(L) + 1;
-    for (int i = 0; i < nargs; i++) fz_push_value(&v);
-    if (getenv("FZ_PRINT") != NULL) { /* FZ_PRINT=1 build/fuzz/fuzz_bodies FILE: the arguments as Lua */
-        fprintf(stderr, "flags %d, %d arguments%s:\n", flags, nargs, v.volatile_ ? " (volatile)" : "");
-        for (int i = 0; i < nargs; i++) {
-            fprintf(stderr, "  #%d = ", i + 1);
-            fz_print_value(L, args + i);
-        }
-    }
+    int args = fz_push_args(L, &r, &v, "fuzz_bodies", &nargs, &flags);
     if (flags & 1) fz_gc_aggressive(L, 1);
     for (size_t b = 0; b < NBUILDERS; b++) call_builder((int)b, args, nargs, v.volatile_);
     for (int i = 0; i < nargs; i++) call_encode(args + i, v.volatile_);

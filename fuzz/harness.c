@@ -1103,3 +1103,20 @@ int fz_is_argerror(const char *msg, int argn, const char *fname, const char *roo
     size_t len = strlen(msg);
     return strncmp(msg, head, (size_t)k) == 0 && len > (size_t)k && msg[len - 1] == ')';
 }
+
+int fz_push_args(lua_State *L, fz_reader *r, fz_values *v, const char *name, int *nargs, uint8_t *flags)
+{
+    *flags = fz_u8(r);
+    *nargs = fz_u8(r) % 9;
+    fz_values_begin(v, L, r);
+    int args = lua_gettop(L) + 1;
+    for (int i = 0; i < *nargs; i++) fz_push_value(v);
+    if (getenv("FZ_PRINT") != NULL) { /* FZ_PRINT=1 build/fuzz/<name> FILE: the arguments as Lua */
+        fprintf(stderr, "%s: flags %d, %d arguments%s:\n", name, *flags, *nargs, v->volatile_ ? " (volatile)" : "");
+        for (int i = 0; i < *nargs; i++) {
+            fprintf(stderr, "  #%d = ", i + 1);
+            fz_print_value(L, args + i);
+        }
+    }
+    return args;
+}

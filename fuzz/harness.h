@@ -107,6 +107,11 @@ void fz_values_begin(fz_values *v, lua_State *L, fz_reader *r);
 void fz_push_value(fz_values *v);
 void fz_values_end(fz_values *v);
 
+/* The input format of fuzz_bodies and fuzz_family: byte 0 flags, byte 1 the number of arguments (0..8), then the
+ * values. Pushes the table of made tables and the arguments, prints them when FZ_PRINT is set (name: the target),
+ * and returns the stack index of the first argument; *nargs and *flags are set. */
+int fz_push_args(lua_State *L, fz_reader *r, fz_values *v, const char *name, int *nargs, uint8_t *flags);
+
 /* Prints the value at idx as Lua source (tables once each, later mentions as <table N>; metatables shown), to
  * turn a finding into a spec. */
 void fz_print_value(lua_State *L, int idx);

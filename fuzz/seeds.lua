@@ -107,6 +107,25 @@ bodies("menu_mismatch", 0, C, A, TO, KF, V.object({ S "list", V.array(
   V.object({ S "type", S "text", S "text", V.object({ S "content", S "c", S "no_newline", V.float(9) }) })) }))
 bodies("auto_msgid", 0, V.object({ S "auto_msgid", V.bool(true) }), A, TO, KF, S "hi", V.object({}))
 
+-- fuzz_family: the format of fuzz_bodies; the KF desk builders at the same positions.
+local function family(name, flags, ...)
+  local args = { ... }
+  write("fuzz_family", name, char(flags, #args) .. concat(args))
+end
+local EXT = S "wmCUSTOMER"
+family("account_add", 0, C, A, S "\xe5\xae\xa2\xe6\x9c\x8d", S "MEDIA", V.null())
+family("account_update", 0, C, A, KF, V.object({ S "name", S "n", S "media_id", S "m" }))
+family("account_list", 0, C, A, V.object({ S "offset", V.int8(0), S "limit", V.int8(100) }))
+family("contact_way", 0, C, A, KF, S "spring_sale-1")
+family("servicers", 0, C, A, KF, V.object({ S "userid_list", V.array(S "zhangsan", S "lisi"),
+  S "department_id_list", V.array(V.int8(2), V.int(I.INT_MAX)) }))
+family("trans", 0, C, A, KF, EXT, V.int8(3), S "zhangsan")
+family("customers", 0, C, A, V.array(EXT, S "wm2"), V.object({ S "need_enter_session_context", V.bool(true) }))
+family("upgrade", 0, C, A, KF, EXT, V.int8(1), V.object({ S "userid", S "u", S "wording", S "\xe4\xbd\xa0" }))
+family("statistic", 1, C, A, V.object({ S "open_kfid", KF, S "servicer_userid", S "u", S "start_time", V.int(I.ONE),
+  S "end_time", V.int(I.THOUSAND) }))
+family("bad_name", 0, C, A, V.huge("\xe4\xbd\xa0", 17), S "m")
+
 -- fuzz_encode: flags, one value.
 local function encode(name, flags, value)
   write("fuzz_encode", name, char(flags) .. value)

@@ -597,16 +597,20 @@ describe("wecom stand-in", function()
   end)
 
   describe("control API", function()
-    it("records requests in order with method, path, args and raw body, but not its own calls", function()
+    it("records requests in order with method, path, args, raw query and raw body, but not its own calls", function()
       local token = standin.token()
       post(SEND, token, '{"a": [1, 2.50]}')
       standin.request("PUT", "/other?x=1&x=2&flag", "raw body")
       assert.are.same({
-        { method = "GET", path = GETTOKEN, args = { corpid = "wwCORP", corpsecret = "KF_SECRET" }, body = "" },
-        { method = "POST", path = SEND, args = { access_token = token }, body = '{"a": [1, 2.50]}' },
-        { method = "PUT", path = "/other", args = { x = { "1", "2" }, flag = true }, body = "raw body" },
+        { method = "GET", path = GETTOKEN, args = { corpid = "wwCORP", corpsecret = "KF_SECRET" }, body = "",
+          query = "corpid=wwCORP&corpsecret=KF_SECRET" },
+        { method = "POST", path = SEND, args = { access_token = token }, body = '{"a": [1, 2.50]}',
+          query = "access_token=" .. token },
+        { method = "PUT", path = "/other", args = { x = { "1", "2" }, flag = true }, body = "raw body",
+          query = "x=1&x=2&flag" },
       }, standin.requests())
-      local other = { method = "PUT", path = "/other", args = { x = { "1", "2" }, flag = true }, body = "raw body" }
+      local other = { method = "PUT", path = "/other", args = { x = { "1", "2" }, flag = true }, body = "raw body",
+        query = "x=1&x=2&flag" }
       assert.are.same({ other }, standin.requests("/other"))
       assert.are.same({ { a = { 1, 2.5 } } }, standin.bodies(SEND))
       assert.are.same({ [GETTOKEN] = 1, [SEND] = 1, ["/other"] = 1 }, standin.counts())

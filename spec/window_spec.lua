@@ -8,6 +8,7 @@ local kf = require "wechat.work.kf.message"
 local memory_store = require "wechat.work.store.memory"
 local redis = require "helpers.redis"
 local redis_store = require "wechat.work.store.redis"
+local service_state = require "wechat.work.kf.service_state"
 local standin = require "helpers.standin"
 local window = require "wechat.work.kf.window"
 local work = require "wechat.work"
@@ -61,6 +62,14 @@ local function driver_for(client, slow)
     end,
     on_event = function(code)
       return kf.send_text_on_event(client, "kf", code, "welcome") ~= nil
+    end,
+    trans = function(user, state, servicer)
+      local res, err = service_state.trans(client, "kf", KFID, user, state, servicer)
+      return res and "ok" or (err.kind .. ":" .. tostring(err.errcode))
+    end,
+    state_get = function(user)
+      local res, err = service_state.get(client, "kf", KFID, user)
+      return res and "ok" or (err.kind .. ":" .. tostring(err.errcode))
     end,
   }
 end

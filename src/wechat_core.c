@@ -22,6 +22,7 @@ int luaopen_wechat_core(lua_State *L)
 {
     lua_newtable(L);
     wechat_open_bodies(L);
+    wechat_open_family_bodies(L);
     wechat_open_curl(L);
     wechat_open_digest(L);
     wechat_open_crypto(L);

@@ -8,6 +8,7 @@
 __attribute__((visibility("default"))) int luaopen_wechat_core(lua_State *L);
 
 void wechat_open_bodies(lua_State *L);
+void wechat_open_family_bodies(lua_State *L);
 void wechat_open_curl(lua_State *L);
 void wechat_open_digest(lua_State *L);
 void wechat_open_crypto(lua_State *L);

@@ -10,6 +10,7 @@ local error, getmetatable, ipairs, next, pairs, rawget, require, select, setmeta
   error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
+local concat, sort = table.concat, table.sort
 local decode = cjson_safe.decode
 local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
 
@@ -444,6 +445,35 @@ function Client:invalidate_token(agent_name, token)
   self.spare:delete(key, token)
 end
 
+-- One call with the agent's access token, refreshed once when WeCom refuses it (40014, 42001). `query` is the
+-- escaped query string after the token ("" or "&k=v...").
+local function call(self, agent, method, path, query, body, op, idempotent)
+  local agent_name = agent.name
+  local tries = { attempts = 0, sent = 0 }
+  local refreshed = false
+  while true do
+    local token, err = self:token(agent_name, op)
+    if not token then
+      return nil, err
+    end
+    -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
+    if self.escaped_for ~= token then
+      self.escaped_token, self.escaped_for = url_escape(token), token
+    end
+    local url = self.base_url .. path .. "?access_token=" .. self.escaped_token .. query
+    local data
+    data, err = exchange_retrying(self, method, url, body, op, idempotent, tries, token, agent.secret)
+    if data then
+      return data
+    end
+    if refreshed or not token_refused(err) then
+      return nil, err
+    end
+    refreshed = true
+    self:invalidate_token(agent_name, token)
+  end
+end
+
 --- POSTs a JSON body to a WeCom API path with the agent's access token.
 -- A token WeCom calls invalid or expired (40014, 42001) is dropped, fetched anew and the call made once more.
 -- A failure to connect is tried again; a timeout, a reset or a 502/503/504 only when `idempotent` is true, since
@@ -458,29 +488,56 @@ end
 --   exchanges of this request were made)
 function Client:post(agent_name, path, body, op, idempotent)
   local agent = check_agent(self, "post", 1, agent_name)
-  local tries = { attempts = 0, sent = 0 }
-  local refreshed = false
-  while true do
-    local token, err = self:token(agent_name, op)
-    if not token then
-      return nil, err
-    end
-    -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
-    if self.escaped_for ~= token then
-      self.escaped_token, self.escaped_for = url_escape(token), token
-    end
-    local url = self.base_url .. path .. "?access_token=" .. self.escaped_token
-    local data
-    data, err = exchange_retrying(self, "POST", url, body, op, idempotent, tries, token, agent.secret)
-    if data then
-      return data
-    end
-    if refreshed or not token_refused(err) then
-      return nil, err
-    end
-    refreshed = true
-    self:invalidate_token(agent_name, token)
+  return call(self, agent, "POST", path, "", body, op, idempotent)
+end
+
+-- The query string of `query`; a wrong one raises naming argument `argn` of `fname` (at the caller's caller).
+local function encode_query(query, fname, argn)
+  if query == nil then
+    return ""
   end
+  if type(query) ~= "table" then
+    error(format("bad argument #%d to '%s' (table expected, got %s)", argn, fname, type(query)), 3)
+  end
+  local names = {}
+  for name, value in pairs(query) do
+    local t = type(value)
+    if type(name) ~= "string" or (t ~= "string" and (t ~= "number" or value ~= floor(value))) then
+      error(format("bad argument #%d to '%s' (query.%s: string or integer expected, got %s)", argn, fname,
+        tostring(name), t == "number" and "non-integer number" or t), 3)
+    end
+    names[#names + 1] = name
+  end
+  sort(names)
+  for i, name in ipairs(names) do
+    local value = query[name]
+    if type(value) == "number" then
+      value = format("%d", value)
+    end
+    names[i] = url_escape(name) .. "=" .. url_escape(value)
+  end
+  return concat(names, "&")
+end
+
+--- The query string of `query` (names to strings or integers): `name=value` pairs joined by "&", names in
+-- sorted order (the same table gives the same URL), names and values URL-escaped (RFC 3986 unreserved kept).
+-- @return the string ("" for nil or an empty table); raises naming `query.<name>` when a value is of another type
+function M.query_string(query)
+  return encode_query(query, "query_string", 1)
+end
+
+--- GETs a WeCom API path that answers JSON, with the agent's access token and the parameters of `query`
+-- (see `query_string`). Token refresh and retries as `post`; a read is idempotent, so it may always go again
+-- after a failure whose outcome is unknown (within `retries`).
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param path e.g. "/cgi-bin/kf/servicer/list"
+-- @param query nil or a table of parameters (strings or integers)
+-- @param op the operation's name, for errors
+-- @return the decoded answer (a table with errcode 0), or nil and an error value
+function Client:get(agent_name, path, query, op)
+  local agent = check_agent(self, "get", 1, agent_name)
+  local qs = encode_query(query, "get", 3)
+  return call(self, agent, "GET", path, qs ~= "" and "&" .. qs or "", nil, op, true)
 end
 
 --- Closes the transport (the curl handle; cosockets are pooled by nginx). The client is unusable after.

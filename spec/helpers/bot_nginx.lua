@@ -61,10 +61,12 @@ function Bot:command(action)
     WECOM_CALLBACK_AES_KEY = self.aes_key,
     WECOM_BASE_URL = self.base_url,
     KF_BOT_REDIS = self.redis,
+    KF_BOT_SERVICER = self.servicer,
   }
   local parts = { "env" }
   for _, name in ipairs({ "KF_BOT_PREFIX", "KF_BOT_LISTEN", "KF_BOT_WORKERS", "KF_BOT_LOG_LEVEL", "WECOM_CORP_ID",
-    "WECOM_KF_SECRET", "WECOM_CALLBACK_TOKEN", "WECOM_CALLBACK_AES_KEY", "WECOM_BASE_URL", "KF_BOT_REDIS" }) do
+    "WECOM_KF_SECRET", "WECOM_CALLBACK_TOKEN", "WECOM_CALLBACK_AES_KEY", "WECOM_BASE_URL", "KF_BOT_REDIS",
+    "KF_BOT_SERVICER" }) do
     if env[name] ~= nil then
       parts[#parts + 1] = name .. "=" .. shell_quote(env[name])
     end
@@ -84,7 +86,8 @@ end
 --- Starts the bot (a bot left running on the same prefix by an earlier run is restarted).
 -- @param opts `port` (required), `workers` (default 2), `base_url` (required), `token`, `aes_key` (required),
 --   `corp_id` (default "wwCORP"), `secret` (default "KF_SECRET"), `name` (prefix /tmp/wechat-kf-bot-<name>,
---   default the port), `redis` (KF_BOT_REDIS, default unset: the cursor in the shared dict)
+--   default the port), `redis` (KF_BOT_REDIS, default unset: the cursor in the shared dict), `servicer`
+--   (KF_BOT_SERVICER, default unset)
 function M.start(opts)
   assert(type(opts) == "table" and tonumber(opts.port) and opts.base_url and opts.token and opts.aes_key,
     "helpers.bot_nginx.start: port, base_url, token and aes_key expected")
@@ -98,6 +101,7 @@ function M.start(opts)
     corp_id = opts.corp_id or "wwCORP",
     secret = opts.secret or "KF_SECRET",
     redis = opts.redis,
+    servicer = opts.servicer,
   }, Bot)
   act(self, "restart")
   return self

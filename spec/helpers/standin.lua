@@ -160,7 +160,8 @@ function M.reset()
   control("POST", "/_standin/reset")
 end
 
--- The requests seen (to path only, when given), in order: { method =, path =, args = {}, body = "raw" }.
+-- The requests seen (to path only, when given), in order: { method =, path =, args = {}, body = "raw",
+-- query = "raw query string" }.
 function M.requests(path)
   local q = path and ("?path=" .. urlencode(path)) or ""
   return control("GET", "/_standin/requests" .. q)
@@ -248,6 +249,31 @@ end
 -- Changes settings ({ expires_in = N, kf_secret_only = bool, record = bool }); returns them all.
 function M.config(tbl)
   return control("POST", "/_standin/config", tbl)
+end
+
+-- A KF account with a chosen open_kfid (kept when it exists), servicers added by userid:
+-- { open_kfid =, name =, servicers = { "zhangsan", ... } }.
+function M.kf_account(spec)
+  control("POST", "/_standin/kf_account", spec)
+end
+
+-- Sets a session's state, as a servicer or the customer would: { open_kfid =, external_userid =,
+-- service_state =, servicer_userid = (exactly for 3) }.
+function M.set_session(spec)
+  control("POST", "/_standin/session", spec)
+end
+
+-- The state the stand-in keeps for a session: service_state, servicer_userid (nil, nil when it knows none).
+function M.session(open_kfid, external_userid)
+  local s = control("GET", "/_standin/session?open_kfid=" .. urlencode(open_kfid) .. "&external_userid="
+    .. urlencode(external_userid))
+  return s.service_state ~= cjson.null and s.service_state or nil,
+    s.servicer_userid ~= cjson.null and s.servicer_userid or nil
+end
+
+-- The members and group chats upgrade_service may name: { userid_list =, department_id_list =, chat_id_list = }.
+function M.upgrade_config(spec)
+  control("POST", "/_standin/upgrade_config", spec)
 end
 
 -- A fresh or cached access token of secret (default KF_SECRET), straight from the stand-in.

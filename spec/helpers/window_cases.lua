@@ -6,6 +6,7 @@
 --   driver.pull()                      kf.sync_all over everything queued since the last pull
 --   driver.get(user), driver.can_send(user) -> { ok, reason }, driver.note_state(user, state) -> true
 --   driver.on_event(code)              send_text_on_event, true when WeCom took it
+--   driver.trans(user, state, servicer), driver.state_get(user)   service_state.trans / get: "ok" or "<kind>:<errcode>"
 local standin = require "helpers.standin"
 
 local M = {}
@@ -115,6 +116,27 @@ function M.define(driver, it, assert)
     assert.are.equal("window:state", send("wmT", 1))
     assert.is_true(driver.note_state("wmT", 1))
     assert.are.equal("ok", send("wmT", 1))
+  end)
+
+  it("learns the state from service_state.trans and get, and sends again once the session is back", function()
+    standin.kf_account{ open_kfid = KFID, servicers = { "zhangsan" } }
+    arrive{ customer_message("wmTR") }
+    assert.are.equal("ok", send("wmTR", 1))
+    assert.are.equal("ok", driver.trans("wmTR", 3, "zhangsan"))
+    assert.are.equal("window:state", send("wmTR", 1))
+    assert.are.equal("ok", driver.trans("wmTR", 4))
+    assert.are.equal("window:state", send("wmTR", 1))
+    assert.are.equal(1, standin.counts()[SEND])
+    arrive{ customer_message("wmTR") }
+    assert.are.equal("ok", send("wmTR", 1))
+    -- moved behind the tracker's back: WeCom's 95018 teaches it, service_state.get tells it the session is back
+    standin.set_session{ open_kfid = KFID, external_userid = "wmTR", service_state = 2 }
+    assert.are.equal("api:95018 window:state", send("wmTR", 2))
+    standin.set_session{ open_kfid = KFID, external_userid = "wmTR", service_state = 1 }
+    assert.are.equal("ok", driver.state_get("wmTR"))
+    assert.are.equal(1, driver.get("wmTR").state)
+    assert.are.equal("ok", send("wmTR", 1))
+    assert.are.equal(3, delivered_to("wmTR"))
   end)
 
   it("takes state 4 from enter_session for a customer without an open window, and only then", function()

@@ -139,7 +139,8 @@ end
 describe("examples/openresty/kf_bot #openresty", function()
   setup(function()
     standin.start()
-    bot = bot_nginx.start{ port = PORT, workers = 2, base_url = standin.url(), token = TOKEN, aes_key = AES_KEY }
+    bot = bot_nginx.start{ port = PORT, workers = 2, base_url = standin.url(), token = TOKEN, aes_key = AES_KEY,
+      servicer = "zhangsan" }
   end)
 
   teardown(function()
@@ -187,6 +188,35 @@ describe("examples/openresty/kf_bot #openresty", function()
     local counts = standin.counts()
     assert.are.same({ 1, 2, 1, 3 }, { counts["/cgi-bin/kf/send_msg_on_event"], counts["/cgi-bin/kf/send_msg"],
       counts["/cgi-bin/gettoken"], counts[SYNC] })
+  end)
+
+  it("hands a customer who types 人工 to the servicer and says so with the msg_code; then keeps quiet", function()
+    standin.kf_account{ open_kfid = KFID, servicers = { "zhangsan" } }
+    customer_writes({ text("human-1", " 人工 ") })
+    delivered_count(1)
+    assert.are.same({ { code = "standin-msg-code-1", msgid = "re-human-1", msgtype = "text",
+      text = { content = "A person will answer you shortly." } } }, standin.delivered())
+    assert.are.same({ 3, "zhangsan" }, { standin.session(KFID, CUSTOMER) })
+    -- with a person now: the window tracker learned it from the trans, so the bot's echo is held back and logged
+    -- (WeCom would refuse it with 95018), and the customer sees nothing from it
+    customer_writes({ text("text-9", "hello?") })
+    eventually("the held-back echo", function()
+      return bot:error_log():find("kf_bot: message text-9 not answered, the customer's window is closed (state)",
+        1, true) ~= nil
+    end)
+    answered(2)
+    assert.are.equal(1, #standin.delivered())
+    assert.is_nil(standin.counts()["/cgi-bin/kf/send_msg"])
+    assert.are.same({ { open_kfid = KFID, external_userid = CUSTOMER, service_state = 3,
+      servicer_userid = "zhangsan" } }, standin.bodies("/cgi-bin/kf/service_state/trans"))
+  end)
+
+  it("says no person is free when WeCom refuses the hand-over (95014: not a servicer of the account)", function()
+    standin.kf_account{ open_kfid = KFID }
+    customer_writes({ text("human-2", "人工") })
+    delivered_count(1)
+    assert.are.same({ reply("re-human-2", "Sorry, no person is free now. I am still here.") }, standin.delivered())
+    assert.are.same({ 0, "" }, { standin.session(KFID, CUSTOMER) })
   end)
 
   it("acknowledges the callback before it pulls: answered while its sync_msg is still held", function()

@@ -88,6 +88,15 @@ local SERVER = [[
               out.ok = window.note_state(SPEC_CLIENT, "kf", "@KFID@", req.user, req.state)
             elseif req.op == "on_event" then
               out.ok = kf.send_text_on_event(SPEC_CLIENT, "kf", req.code, "welcome") ~= nil
+            elseif req.op == "trans" or req.op == "state_get" then
+              local service_state = require "wechat.work.kf.service_state"
+              local res, err
+              if req.op == "trans" then
+                res, err = service_state.trans(SPEC_CLIENT, "kf", "@KFID@", req.user, req.state, req.servicer)
+              else
+                res, err = service_state.get(SPEC_CLIENT, "kf", "@KFID@", req.user)
+              end
+              out.word = res and "ok" or (err.kind .. ":" .. tostring(err.errcode))
             end
             ngx.say(cjson.encode(out))
           }
@@ -226,6 +235,12 @@ describe("kf.window in a lua_shared_dict, 2 workers #openresty", function()
       end,
       on_event = function(code)
         return call{ op = "on_event", code = code }.ok
+      end,
+      trans = function(user, state, servicer)
+        return call{ op = "trans", user = user, state = state, servicer = servicer }.word
+      end,
+      state_get = function(user)
+        return call{ op = "state_get", user = user }.word
       end,
     }, it, assert)
   end)

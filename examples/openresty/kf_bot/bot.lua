@@ -7,7 +7,12 @@
 --     starts a timer that does the pulling, after the answer is on its way;
 --   * pulls with `kf.sync_all` (the cursor under its lock, so two workers or two events never pull the same
 --     pages) and answers each message: the welcome menu on `enter_session`, "You chose: <item>" for a menu tap,
---     "You said: <text>" for any other text; the rest is logged and left alone.
+--     "You said: <text>" for any other text; the rest is logged and left alone;
+--   * hands a customer who types "人工" to a person: `service_state.trans` to 3 (human) with the servicer of the
+--     setting `servicer` (environment KF_BOT_SERVICER), and says so with the msg_code that returns (from then on
+--     WeCom would refuse the bot's own messages in that session, 95018: the window tracker, which saw the trans,
+--     holds them back and the log says so). Without a servicer, or when WeCom refuses the move, the bot says no
+--     person is free and goes on answering.
 -- Where the cursor lives (setting `redis`, environment KF_BOT_REDIS):
 --   * unset: in the lua_shared_dict. It survives a reload (HUP) and a crashed worker, not a stop and start of
 --     nginx: then the next pull starts from the very first message WeCom still holds, and the replies go out
@@ -23,7 +28,7 @@
 --
 -- nginx.conf (see nginx.conf next to this file):
 --   env WECOM_CORP_ID; env WECOM_KF_SECRET; env WECOM_CALLBACK_TOKEN; env WECOM_CALLBACK_AES_KEY;
---   env WECOM_BASE_URL; env KF_BOT_REDIS; env KF_BOT_REDIS_PASSWORD;
+--   env WECOM_BASE_URL; env KF_BOT_REDIS; env KF_BOT_REDIS_PASSWORD; env KF_BOT_SERVICER;
 --   http { lua_shared_dict kf_bot 1m;
 --          init_worker_by_lua_block { require("kf_bot.bot").setup() }
 --          server { location = /wecom/kf { content_by_lua_block { require("kf_bot.bot").handle() } } } }
@@ -34,6 +39,7 @@ local errors = require "wechat.work.errors"
 local kf = require "wechat.work.kf.message"
 local menu = require "wechat.work.kf.menu"
 local redis_store = require "wechat.work.store.redis"
+local service_state = require "wechat.work.kf.service_state"
 local shared_dict = require "wechat.work.store.shared_dict"
 local work = require "wechat.work"
 
@@ -56,6 +62,9 @@ local TIMEOUT = 10             -- seconds per WeCom call
 
 local SAID = "You said: "
 local CHOSE = "You chose: "
+M.HUMAN_WORD = "人工"          -- what a customer types to talk to a person
+M.HANDED = "A person will answer you shortly."
+M.NO_HUMAN = "Sorry, no person is free now. I am still here."
 
 --- The welcome menu, sent with the welcome_code of enter_session. A tap on a click item comes back as a text
 -- message whose `menu_id` is the item's id.
@@ -81,6 +90,7 @@ local ENV = {
   base_url = "WECOM_BASE_URL",
   redis = "KF_BOT_REDIS",
   redis_password = "KF_BOT_REDIS_PASSWORD",
+  servicer = "KF_BOT_SERVICER",
 }
 
 local bot   -- this worker's { callback, client, cursors }, made by setup()
@@ -103,7 +113,8 @@ end
 -- @param conf optional table (default `env_config()`): `corp_id`, `secret` (the KF secret), `token` and
 --   `encoding_aes_key` (the callback settings of the KF admin page), `base_url` (default the local stand-in),
 --   `redis` ("host:port" or "host:port/db": the cursor and its lock in that Redis instead of the shared dict),
---   `redis_password`, `cafile` (unused by the cosocket transport: nginx trusts `lua_ssl_trusted_certificate`)
+--   `redis_password`, `cafile` (unused by the cosocket transport: nginx trusts `lua_ssl_trusted_certificate`),
+--   `servicer` (the userid "人工" hands a customer to; unset: the bot says no person is free)
 function M.setup(conf)
   conf = conf or M.env_config()
   for _, name in ipairs({ "corp_id", "secret", "token", "encoding_aes_key" }) do
@@ -138,6 +149,7 @@ function M.setup(conf)
       window = true,
     },
     cursors = cursors,
+    servicer = conf.servicer,
   }
   return true
 end
@@ -198,6 +210,27 @@ local function text_reply(msg, prefix, text)
     { msgid = M.reply_msgid(msg) })
 end
 
+-- "人工": the session goes to the servicer (state 3) and the customer hears so through the msg_code, the one way
+-- left to write in that session. A refusal (no such servicer, a session that cannot move) is answered in words.
+local function hand_to_human(msg)
+  local moved, err
+  if bot.servicer then
+    moved, err = service_state.trans(bot.client, M.AGENT, msg.open_kfid, msg.external_userid, service_state.HUMAN,
+      bot.servicer)
+  end
+  if not moved then
+    if err and not (errors.is(err) and err.kind == errors.API) then
+      return nil, err
+    end
+    ngx.log(ngx.WARN, "kf_bot: no hand-over to a person: ", err and tostring(err) or "no servicer set")
+    return text_reply(msg, "", M.NO_HUMAN)
+  end
+  if type(moved.msg_code) ~= "string" or moved.msg_code == "" then
+    return true
+  end
+  return kf.send_text_on_event(bot.client, M.AGENT, moved.msg_code, M.HANDED, M.reply_msgid(msg))
+end
+
 --- Answers one message from sync_msg. Returns true when it is done with (answered or deliberately left alone),
 -- else nil, err.
 function M.reply(msg)
@@ -225,6 +258,10 @@ function M.reply(msg)
   end
   if text.content == "" then
     return true
+  end
+  if match(text.content, "^%s*(.-)%s*$") == M.HUMAN_WORD and type(msg.external_userid) == "string"
+      and msg.external_userid ~= "" and type(msg.open_kfid) == "string" and msg.open_kfid ~= "" then
+    return hand_to_human(msg)
   end
   return text_reply(msg, SAID, text.content)
 end

@@ -6,8 +6,8 @@
 -- answer (`{ errcode = 0, errmsg = "ok", msgid = "..." }`, or the sync_msg page), or `nil, err` on a run-time
 -- failure (see `wechat.work.errors`).
 local core = require "wechat.core"
+local check_client_and_agent = require("wechat.work.kf.operations").check_client_and_agent
 local window = require "wechat.work.kf.window"
-local work = require "wechat.work"
 
 local error, next, pairs, select, tostring, type = error, next, pairs, select, tostring, type
 local format = string.format
@@ -19,23 +19,6 @@ local M = {}
 local SEND_MSG = "/cgi-bin/kf/send_msg"
 local SEND_MSG_ON_EVENT = "/cgi-bin/kf/send_msg_on_event"
 local SYNC_MSG = "/cgi-bin/kf/sync_msg"
-
-local function type_name(value)
-  local t = type(value)
-  return t == "nil" and "no value" or t
-end
-
-local function check_client_and_agent(name, client, agent)
-  if not work.is_client(client) then
-    error(format("bad argument #1 to '%s' (wechat.work client expected, got %s)", name, type_name(client)), 3)
-  end
-  if type(agent) ~= "string" then
-    error(format("bad argument #2 to '%s' (agent name expected, got %s)", name, type_name(agent)), 3)
-  end
-  if not client:agent(agent) then
-    error(format("bad argument #2 to '%s' (unknown agent '%s')", name, agent), 3)
-  end
-end
 
 -- One row an operation: its WeCom path. The body builder is `core[name]`, which takes the same arguments.
 local OPERATIONS = {
@@ -95,7 +78,7 @@ end
 local function strip_force(name, argn, opts)
   local force = opts.force
   if type(force) ~= "boolean" then
-    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type_name(force)), 3)
+    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type(force)), 3)
   end
   local copy = {}
   for k, v in pairs(opts) do

@@ -4,7 +4,10 @@ local callback = require "standin.callback"
 local cjson = require "cjson.safe"
 local http = require "standin.http"
 local json_raw = require "standin.json_raw"
+local kf_account = require "standin.kf_account"
+local kf_session = require "standin.kf_session"
 local script = require "standin.script"
+local session = require "standin.session"
 local state = require "standin.state"
 local window = require "standin.window"
 
@@ -197,7 +200,9 @@ local function queue_messages(body, obj, open_kfid)
     if not ok then
       return nil, 500, "cannot queue message: " .. err
     end
-    if (msg.origin == nil or msg.origin == 3) and kfid and type(msg.external_userid) == "string" then
+    -- a customer who writes starts (or restarts) a session, as on WeCom, and a window of 5 sends in 48 h
+    if kfid and type(msg.external_userid) == "string" and (msg.origin == nil or msg.origin == 3) then
+      session.customer_wrote(kfid, msg.external_userid)
       ok, err = window.customer_wrote(kfid, msg.external_userid, tonumber(msg.send_time) or ngx.time())
       if not ok then
         return nil, 500, "cannot open the customer's window: " .. err
@@ -268,6 +273,123 @@ local function verify_url(_, body)
   end
 end
 
+local function is_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+local function string_list(v)
+  if type(v) ~= "table" then
+    return false
+  end
+  for i = 1, #v do
+    if not is_string(v[i]) then
+      return false
+    end
+  end
+  return true
+end
+
+-- The body as a decoded object with only known keys, or nil after answering 400 ("unknown <what> key: k").
+local function keyed_body(body, known, what)
+  local obj = object_body(body)
+  if not obj then
+    return nil
+  end
+  local bad = unknown_key(obj, known)
+  if bad then
+    http.control_error(400, "unknown " .. what .. " key: " .. bad)
+    return nil
+  end
+  return obj
+end
+
+local SESSION_KEYS = { open_kfid = true, external_userid = true, service_state = true, servicer_userid = true }
+
+-- A session's state, set as a servicer or the customer would move it (no transition rules apply).
+local function set_session(_, body)
+  local obj = keyed_body(body, SESSION_KEYS, "session")
+  if not obj then
+    return
+  end
+  local s = obj.service_state
+  if not is_string(obj.open_kfid) or not is_string(obj.external_userid) then
+    return http.control_error(400, "open_kfid and external_userid must be non-empty strings")
+  end
+  if not is_integer(s) or s < 0 or s > 4 then
+    return http.control_error(400, "service_state must be an integer from 0 to 4")
+  end
+  if (s == session.HUMAN) ~= is_string(obj.servicer_userid) then
+    return http.control_error(400, "servicer_userid must be given exactly when service_state is 3")
+  end
+  local ok, err = session.set(obj.open_kfid, obj.external_userid, s, obj.servicer_userid)
+  if not ok then
+    return http.control_error(500, "cannot store the session: " .. err)
+  end
+  return http.json(OK)
+end
+
+local function get_session(args)
+  local kfid, user = http.arg(args, "open_kfid"), http.arg(args, "external_userid")
+  if not kfid or not user then
+    return http.control_error(400, "open_kfid and external_userid arguments expected")
+  end
+  local s, servicer = session.get(kfid, user)
+  return http.json(cjson.encode({ service_state = s or cjson.null, servicer_userid = servicer or cjson.null }))
+end
+
+local ACCOUNT_KEYS = { open_kfid = true, name = true, servicers = true }
+
+-- An account with a chosen open_kfid (kept when it exists) and servicers added to it by userid.
+local function seed_account(_, body)
+  local obj = keyed_body(body, ACCOUNT_KEYS, "kf_account")
+  if not obj then
+    return
+  end
+  if not is_string(obj.open_kfid) then
+    return http.control_error(400, "open_kfid must be a non-empty string")
+  end
+  if obj.servicers ~= nil and not string_list(obj.servicers) then
+    return http.control_error(400, "servicers must be a list of userids")
+  end
+  local ok, err = true, nil
+  if not ngx.shared.standin:get("acct:" .. obj.open_kfid) then
+    ok, err = kf_account.seed_account(obj.open_kfid, is_string(obj.name) and obj.name or "standin")
+  end
+  if ok and obj.servicers then
+    ok, err = kf_account.seed_servicers(obj.open_kfid, obj.servicers)
+  end
+  if not ok then
+    return http.control_error(500, "cannot store the account: " .. err)
+  end
+  return http.json(OK)
+end
+
+local UPGRADE_KEYS = { userid_list = true, department_id_list = true, chat_id_list = true }
+
+local function set_upgrade_config(_, body)
+  local obj = keyed_body(body, UPGRADE_KEYS, "upgrade_config")
+  if not obj then
+    return
+  end
+  local config = {}
+  for name in pairs(UPGRADE_KEYS) do
+    local list = obj[name] or {}
+    local ok = name == "department_id_list" and type(list) == "table" or string_list(list)
+    if ok and name == "department_id_list" then
+      for i = 1, #list do
+        ok = ok and is_integer(list[i]) and list[i] > 0
+      end
+    end
+    if not ok then
+      return http.control_error(400, name .. " must be a list of " .. (name == "department_id_list" and "ids" or
+        "strings"))
+    end
+    config[name] = list
+  end
+  kf_session.set_upgrade_config(config)
+  return http.json(OK)
+end
+
 local ROUTES = {
   ["/_standin/ping"] = { GET = ping },
   ["/_standin/reset"] = { POST = reset },
@@ -283,6 +405,9 @@ local ROUTES = {
   ["/_standin/callback_again"] = { POST = callback_again },
   ["/_standin/callbacks"] = { GET = callbacks },
   ["/_standin/verify_url"] = { POST = verify_url },
+  ["/_standin/session"] = { GET = get_session, POST = set_session },
+  ["/_standin/kf_account"] = { POST = seed_account },
+  ["/_standin/upgrade_config"] = { POST = set_upgrade_config },
 }
 
 function M.handle()

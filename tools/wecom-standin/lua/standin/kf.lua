@@ -3,6 +3,7 @@
 local cjson = require "cjson.safe"
 local http = require "standin.http"
 local json_raw = require "standin.json_raw"
+local session = require "standin.session"
 local state = require "standin.state"
 local token = require "standin.token"
 local window = require "standin.window"
@@ -237,6 +238,11 @@ function M.send_msg(method, args, body)
   if code then
     return http.wecom_error(code, msg)
   end
+  -- a session with a human, queued or ended takes no API message (standin/session.lua)
+  code, msg = session.check_send(obj.open_kfid, obj.touser)
+  if code then
+    return http.wecom_error(code, msg)
+  end
   -- a repeated msgid is answered like the first one and not delivered or counted again, as WeCom does
   if msgid and state.seen_msgid(msgid) then
     return ok_msgid(msgid)
@@ -278,6 +284,11 @@ function M.send_msg_on_event(method, args, body)
   -- first attempt.
   if msgid and state.seen_msgid(msgid) then
     return ok_msgid(msgid)
+  end
+  -- a msg_code of service_state/trans answers only while its session is in the state it was given for
+  code, msg = session.check_code(obj.code)
+  if code then
+    return http.wecom_error(code, msg)
   end
   local fresh, err = state.use_code(obj.code)
   if fresh == nil then
@@ -372,5 +383,10 @@ function M.sync_msg(method, args, body)
   end
   return sync_reply(cursor_for(next_position), has_more, msgs)
 end
+
+-- Shared with the handlers of the rest of the KF family (kf_account.lua, kf_session.lua).
+M.prelude = prelude
+M.need_string = need_string
+M.absent = absent
 
 return M

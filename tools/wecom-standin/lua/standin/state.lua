@@ -87,13 +87,14 @@ local function items(dict, list)
   return out
 end
 
--- Requests: counted always, logged as a JSON object each unless config record is false.
-function M.record_request(method, path, args, body)
+-- Requests: counted always, logged as a JSON object each unless config record is false. query: the raw query
+-- string as it came (nil when there was none), so specs can assert escaping and order.
+function M.record_request(method, path, args, body, query)
   COUNTS:incr(path, 1, 0)
   if not M.config("record") then
     return
   end
-  local json = cjson.encode({ method = method, path = path, args = args, body = body })
+  local json = cjson.encode({ method = method, path = path, args = args, body = body, query = query })
   if json then
     append(LOG, "req", json)
   end

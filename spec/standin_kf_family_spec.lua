@@ -1,0 +1,249 @@
+-- The stand-in's KF desk, straight over HTTP: what it refuses and with which WeCom code (the tables in
+-- tools/wecom-standin/README.md), the session rules (standin/session.lua) and the control calls specs use.
+local cjson = require "cjson"
+local standin = require "helpers.standin"
+
+local KFID, TO = "wkKF01", "wmCUSTOMER01"
+
+describe("wecom stand-in: the KF desk", function()
+  local token
+
+  setup(standin.start)
+
+  before_each(function()
+    standin.reset()
+    token = standin.token()
+    standin.kf_account{ open_kfid = KFID, servicers = { "zhangsan" } }
+  end)
+
+  -- errcode and errmsg of a call with a raw body (a table is JSON-encoded).
+  local function call(path, body, method)
+    if type(body) == "table" then
+      body = cjson.encode(body)
+    end
+    local status, answer = standin.request(method or "POST", path .. "?access_token=" .. token, body)
+    assert.equal(200, status, answer)
+    return cjson.decode(answer)
+  end
+
+  -- errcode and errmsg only
+  local function codes(path, body, method)
+    local obj = call(path, body, method)
+    return obj.errcode, obj.errmsg
+  end
+
+  local function refused(code, msg, path, body, method)
+    assert.same({ code, msg }, { codes(path, body, method) })
+  end
+
+  local function send(to)
+    return (codes("/cgi-bin/kf/send_msg", { touser = to or TO, open_kfid = KFID, msgtype = "text",
+      text = { content = "hi" } }))
+  end
+
+  local function trans(to, servicer)
+    return codes("/cgi-bin/kf/service_state/trans", { open_kfid = KFID, external_userid = TO, service_state = to,
+      servicer_userid = servicer })
+  end
+
+  describe("accounts", function()
+    local ADD = "/cgi-bin/kf/account/add"
+
+    it("refuses bad add bodies", function()
+      refused(47001, "data format error", ADD, "[]")
+      refused(40058, "name missing", ADD, { media_id = "m" })
+      refused(95006, "invalid kf account name", ADD, { name = ("客"):rep(17), media_id = "m" })
+      refused(95006, "invalid kf account name", ADD, { name = 5, media_id = "m" })
+      refused(41006, "media_id missing", ADD, { name = "n" })
+      refused(40007, "invalid media_id", ADD, { name = "n", media_id = ("m"):rep(129) })
+      assert.equal(0, (codes(ADD, { name = ("客"):rep(16), media_id = "m" })))
+    end)
+
+    it("deletes, updates and lists only accounts that exist", function()
+      refused(95004, "open_kfid not exist", "/cgi-bin/kf/account/del", { open_kfid = "wkNONE" })
+      refused(95000, "open_kfid missing", "/cgi-bin/kf/account/update", { name = "n" })
+      refused(40058, "name and media_id missing", "/cgi-bin/kf/account/update", { open_kfid = KFID })
+      refused(40058, "invalid limit", "/cgi-bin/kf/account/list", { limit = 101 })
+      refused(40058, "invalid offset", "/cgi-bin/kf/account/list", { offset = -1 })
+      assert.equal(0, (codes("/cgi-bin/kf/account/update", { open_kfid = KFID, name = "新" })))
+      local list = call("/cgi-bin/kf/account/list", {})
+      assert.same({ { open_kfid = KFID, name = "新", avatar = "https://wework.qpic.cn/standin/",
+        manage_privilege = true } }, list.account_list)
+      assert.equal(0, (codes("/cgi-bin/kf/account/del", { open_kfid = KFID })))
+      list = call("/cgi-bin/kf/account/list", {})
+      assert.same({}, list.account_list)
+      refused(95004, "open_kfid not exist", "/cgi-bin/kf/add_contact_way", { open_kfid = KFID })
+    end)
+
+    it("refuses a scene that is too long or has other characters", function()
+      refused(40058, "invalid scene", "/cgi-bin/kf/add_contact_way", { open_kfid = KFID, scene = ("s"):rep(33) })
+      refused(40058, "invalid scene", "/cgi-bin/kf/add_contact_way", { open_kfid = KFID, scene = "a/b" })
+    end)
+  end)
+
+  describe("servicers", function()
+    it("refuses empty, overlong and mistyped id lists", function()
+      local many = {}
+      for i = 1, 101 do
+        many[i] = "u" .. i
+      end
+      local ADD = "/cgi-bin/kf/servicer/add"
+      refused(40058, "userid_list and department_id_list empty", ADD, { open_kfid = KFID })
+      refused(40058, "userid_list and department_id_list empty", ADD, '{"open_kfid":"wkKF01","userid_list":[]}')
+      refused(40058, "invalid userid_list", ADD, { open_kfid = KFID, userid_list = many })
+      refused(40058, "invalid userid_list", ADD, '{"open_kfid":"wkKF01","userid_list":{"a":"b"}}')
+      refused(40058, "invalid department_id_list", ADD, { open_kfid = KFID, department_id_list = { 1.5 } })
+      refused(95004, "open_kfid not exist", ADD, { open_kfid = "wkNONE", userid_list = { "a" } })
+    end)
+
+    it("answers list to GET only", function()
+      refused(43001, "require GET method", "/cgi-bin/kf/servicer/list", "{}")
+      local status, body = standin.request("GET", "/cgi-bin/kf/servicer/list?access_token=" .. token)
+      assert.same({ 200, { errcode = 95000, errmsg = "open_kfid missing" } }, { status, cjson.decode(body) })
+    end)
+  end)
+
+  describe("sessions", function()
+    it("answers 4 (not started) for a customer it never saw", function()
+      local got = call("/cgi-bin/kf/service_state/get", { open_kfid = KFID, external_userid = "wmNEW" })
+      assert.same({ 4, "" }, { got.service_state, got.servicer_userid })
+    end)
+
+    it("lets the API send in states 0 and 1 only; 2, 3 and 4 answer 95018", function()
+      for s = 0, 4 do
+        standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = s,
+          servicer_userid = s == 3 and "zhangsan" or nil }
+        assert.equal(s <= 1 and 0 or 95018, send(), "state " .. s)
+      end
+    end)
+
+    it("moves only as WeCom's table allows (95016), and to a human only to a servicer (95014)", function()
+      local MOVES = { [0] = { 1, 2, 3 }, [1] = { 2, 3 }, [2] = { 3 }, [3] = { 3, 4 }, [4] = {} }
+      for from = 0, 4 do
+        for to = 0, 4 do
+          standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = from,
+            servicer_userid = from == 3 and "lisi" or nil }
+          local allowed = false
+          for _, t in ipairs(MOVES[from]) do
+            allowed = allowed or t == to
+          end
+          local code = trans(to, to == 3 and "zhangsan" or nil)
+          assert.equal(allowed and 0 or 95016, code, from .. " -> " .. to)
+        end
+      end
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
+      assert.same({ 95014, "user is not servicer" }, { trans(3, "stranger") })
+      assert.same({ 40058, "servicer_userid missing" }, { trans(3) })
+      assert.same({ 40058, "servicer_userid only with service_state 3" }, { trans(2, "zhangsan") })
+      assert.same({ 40058, "invalid service_state" }, { trans(5) })
+      refused(40096, "external_userid missing", "/cgi-bin/kf/service_state/trans", { open_kfid = KFID })
+    end)
+
+    it("gives a msg_code on the first move to 2, 3 or 4, usable while the session stays there", function()
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 0 }
+      local function move(to, servicer)
+        return call("/cgi-bin/kf/service_state/trans", { open_kfid = KFID, external_userid = TO, service_state = to,
+          servicer_userid = servicer })
+      end
+      local queued = move(2)
+      assert.equal("standin-msg-code-1", queued.msg_code)
+      local human = move(3, "zhangsan")
+      assert.equal("standin-msg-code-2", human.msg_code)
+      local EVENT = "/cgi-bin/kf/send_msg_on_event"
+      refused(95018, "send msg session status invalid", EVENT,
+        { code = queued.msg_code, msgtype = "text", text = { content = "排队中" } })
+      assert.equal(0, (codes(EVENT, { code = human.msg_code, msgtype = "text", text = { content = "人工" } })))
+      refused(95018, "code already used", EVENT, { code = human.msg_code, msgtype = "text", text = { content = "x" } })
+      standin.kf_account{ open_kfid = KFID, servicers = { "lisi" } }
+      local handed = move(3, "lisi")
+      assert.is_nil(handed.msg_code)
+    end)
+
+    it("starts an untreated session when a customer writes, also after one ended", function()
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 4 }
+      assert.equal(95018, send())
+      standin.sync{ messages = { { open_kfid = KFID, external_userid = TO, msgtype = "text",
+        text = { content = "在吗" } } } }
+      assert.same({ 0, "" }, { standin.session(KFID, TO) })
+      assert.equal(0, send())
+    end)
+
+    it("refuses bad control calls", function()
+      for _, c in ipairs{
+        { { open_kfid = KFID, external_userid = TO, service_state = 3 },
+          "servicer_userid must be given exactly when service_state is 3" },
+        { { open_kfid = KFID, external_userid = TO, service_state = 5 },
+          "service_state must be an integer from 0 to 4" },
+        { { open_kfid = KFID, service_state = 1 }, "open_kfid and external_userid must be non-empty strings" },
+        { { open_kfid = KFID, external_userid = TO, service_state = 1, x = 1 }, "unknown session key: x" },
+      } do
+        local status, body = standin.request("POST", "/_standin/session", cjson.encode(c[1]))
+        assert.same({ 400, { error = c[2] } }, { status, cjson.decode(body) })
+      end
+    end)
+  end)
+
+  describe("customers and upgrade service", function()
+    before_each(function()
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
+      standin.upgrade_config{ userid_list = { "zhangsan" }, chat_id_list = { "wrCHAT" } }
+    end)
+
+    it("refuses bad batchget bodies", function()
+      local many = {}
+      for i = 1, 101 do
+        many[i] = "wm" .. i
+      end
+      local GET = "/cgi-bin/kf/customer/batchget"
+      refused(40058, "invalid external_userid_list", GET, '{"external_userid_list":[]}')
+      refused(40058, "invalid external_userid_list", GET, { external_userid_list = many })
+      refused(40058, "invalid need_enter_session_context", GET,
+        { external_userid_list = { TO }, need_enter_session_context = 2 })
+    end)
+
+    it("upgrades only to a member or group chat of the configuration", function()
+      local UP = "/cgi-bin/kf/customer/upgrade_service"
+      local base = { open_kfid = KFID, external_userid = TO }
+      local function with(t)
+        local out = { open_kfid = KFID, external_userid = TO }
+        for k, v in pairs(t) do
+          out[k] = v
+        end
+        return out
+      end
+      refused(40058, "invalid type", UP, with{ type = 3 })
+      refused(40058, "member missing", UP, with{ type = 1, groupchat = { chat_id = "wrCHAT" } })
+      refused(40058, "member.userid missing", UP, with{ type = 1, member = { wording = "w" } })
+      refused(40058, "member.userid not in the upgrade service range", UP, with{ type = 1, member = { userid = "x" } })
+      refused(40058, "groupchat.chat_id not in the upgrade service range", UP,
+        with{ type = 2, groupchat = { chat_id = "wrOTHER" } })
+      refused(40096, "invalid external userid", UP, { open_kfid = KFID, external_userid = "wmNOBODY", type = 1,
+        member = { userid = "zhangsan" } })
+      assert.equal(0, (codes("/cgi-bin/kf/customer/cancel_upgrade_service", base)))
+      refused(43001, "require GET method", "/cgi-bin/kf/customer/get_upgrade_service_config", "{}")
+    end)
+  end)
+
+  describe("statistics", function()
+    local DAY = 86400
+    local today = math.floor((os.time() + 8 * 3600) / DAY) * DAY - 8 * 3600
+
+    it("takes a range of at most 31 days, from yesterday back to 180 days", function()
+      local CORP = "/cgi-bin/kf/get_corp_statistic"
+      local function range(from, to)
+        return { open_kfid = KFID, start_time = from, end_time = to }
+      end
+      refused(40058, "invalid time range", CORP, range(today - 2 * DAY, today - 3 * DAY))
+      refused(40058, "invalid time range", CORP, range(today - 40 * DAY, today - 8 * DAY))
+      refused(40058, "invalid time range", CORP, range(today - DAY, today))
+      refused(40058, "invalid time range", CORP, range(today - 181 * DAY, today - 170 * DAY))
+      refused(40058, "invalid start_time or end_time", CORP, { open_kfid = KFID, start_time = 1 })
+      refused(95004, "open_kfid not exist", CORP, { open_kfid = "wkNONE", start_time = today - DAY,
+        end_time = today - DAY })
+      local got = call(CORP, range(today - 32 * DAY, today - DAY))
+      assert.equal(32, #got.statistic_list)
+      refused(95014, "user is not servicer", "/cgi-bin/kf/get_servicer_statistic",
+        { open_kfid = KFID, servicer_userid = "stranger", start_time = today - DAY, end_time = today - DAY })
+    end)
+  end)
+end)

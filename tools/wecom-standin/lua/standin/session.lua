@@ -1,0 +1,127 @@
+-- KF sessions: the service_state of each (open_kfid, external_userid), what may move it, and whether the API may
+-- send in it. service_state/get and /trans, send_msg, send_msg_on_event (msg_code) and the control API all go
+-- through here, so a rule is written once. States (kf-family.md §3): 0 untreated, 1 assistant (API bot),
+-- 2 queue, 3 human, 4 ended / not started.
+local cjson = require "cjson.safe"
+local state = require "standin.state"
+
+local ngx = ngx
+local type, tonumber = type, tonumber
+local format = string.format
+
+local DICT = ngx.shared.standin
+
+local M = {
+  UNTREATED = 0,
+  ASSISTANT = 1,
+  QUEUE = 2,
+  HUMAN = 3,
+  ENDED = 4,
+}
+
+-- The moves service_state/trans may make (kf-family.md §3, the official table's text). 0/1/2 -> 4 is not in
+-- the text (a flow chart the corpus lacks): refused, the stricter answer. 3 -> 3 hands the session to another
+-- servicer.
+local MOVES = {
+  [0] = { [1] = true, [2] = true, [3] = true },
+  [1] = { [2] = true, [3] = true },
+  [2] = { [3] = true },
+  [3] = { [3] = true, [4] = true },
+  [4] = {},
+}
+
+-- Only untreated and assistant sessions take API messages (kf-reference.md §2.5).
+local SENDABLE = { [0] = true, [1] = true }
+
+local function key(open_kfid, external_userid)
+  return "sess:" .. open_kfid .. "\0" .. external_userid
+end
+
+--- The session's state and servicer (servicer_userid "" unless human), or nil when the stand-in was never told
+-- of that session.
+function M.get(open_kfid, external_userid)
+  local rec = DICT:get(key(open_kfid, external_userid))
+  if not rec then
+    return nil
+  end
+  local s, servicer = rec:match("^(%d)|(.*)$")
+  return tonumber(s), servicer
+end
+
+--- Sets a session's state (and servicer, for 3). Returns true, or nil, err when the dict is full.
+function M.set(open_kfid, external_userid, service_state, servicer_userid)
+  local ok, err = DICT:safe_set(key(open_kfid, external_userid),
+    service_state .. "|" .. (service_state == M.HUMAN and servicer_userid or ""))
+  if not ok then
+    return nil, err
+  end
+  DICT:safe_add("cust:" .. external_userid, open_kfid)
+  return true
+end
+
+--- A customer message arrived (sync queue): a new session starts untreated, an ended one too; one in another
+-- state stays as it is.
+function M.customer_wrote(open_kfid, external_userid)
+  local s = M.get(open_kfid, external_userid)
+  if s == nil or s == M.ENDED then
+    return M.set(open_kfid, external_userid, M.UNTREATED)
+  end
+  return true
+end
+
+--- True when the customer is known to the stand-in (a session, any state, with any account).
+function M.known_customer(external_userid)
+  return DICT:get("cust:" .. external_userid) ~= nil
+end
+
+--- nil when the API may send to this session now, else errcode, errmsg. A session the stand-in was never told
+-- of may be sent to (specs that send without a session rely on it); the 48-hour / 5-message window is
+-- standin/window.lua's.
+function M.check_send(open_kfid, external_userid)
+  local s = M.get(open_kfid, external_userid)
+  if s == nil or SENDABLE[s] then
+    return nil
+  end
+  return 95018, "send msg session status invalid"
+end
+
+--- Moves a session as service_state/trans does. `is_servicer(userid)` says whether a userid may receive the
+-- account's sessions. Returns the msg_code (nil when the move gives none), or false, errcode, errmsg.
+-- A session never seen counts as untreated. msg_code comes on a move to 2 or 4, and to 3 from another state
+-- (a hand-over 3 -> 3 gives none): WeCom's "初次变更为2和3时 ... 为4时".
+function M.trans(open_kfid, external_userid, to, servicer_userid, is_servicer)
+  local from, servicer = M.get(open_kfid, external_userid)
+  from = from or M.UNTREATED
+  if not MOVES[from][to] or (from == M.HUMAN and to == M.HUMAN and servicer == servicer_userid) then
+    return false, 95016, format("invalid service state transition %d -> %d", from, to)
+  end
+  if to == M.HUMAN and not is_servicer(servicer_userid) then
+    return false, 95014, "user is not servicer"
+  end
+  local ok, err = M.set(open_kfid, external_userid, to, servicer_userid)
+  if not ok then
+    return false, -1, "system busy: " .. err
+  end
+  if to == M.ASSISTANT or (from == M.HUMAN and to == M.HUMAN) then
+    return nil
+  end
+  local code = format("standin-msg-code-%d", state.next_id("msg_code"))
+  DICT:safe_set("msgcode:" .. code, cjson.encode({ open_kfid, external_userid, to }))
+  return code
+end
+
+--- For send_msg_on_event: nil when `code` is not a msg_code of trans or its session is still in the state it
+-- was given for; else errcode, errmsg ("响应消息仅支持会话处于获取该code的会话状态时发送").
+function M.check_code(code)
+  local rec = DICT:get("msgcode:" .. code)
+  local given = rec and cjson.decode(rec)
+  if type(given) ~= "table" then
+    return nil
+  end
+  if M.get(given[1], given[2]) ~= given[3] then
+    return 95018, "send msg session status invalid"
+  end
+  return nil
+end
+
+return M
