@@ -153,6 +153,22 @@ describe("kf.window", function()
       .. "got string)")
   end)
 
+  it("with window = true, counts in the token store's Redis, one hash a customer", function()
+    local c = work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } }, base_url = standin.url(),
+      token_store = redis_store.new{ port = PORT, prefix = "tok:" }, window = true }
+    local t = os.time() - 100
+    standin.sync{ messages = { cases.customer_message("wmKEY", t) } }
+    assert.are.equal(1, pull(c))
+    local key = "tok:wechat:kf:window:wwCORP:" .. KFID .. ":wmKEY"
+    assert.are.same({ tostring(t), "0" }, server:call("HMGET", key, "t", "n"))
+    assert.is_truthy(kf.send_message(c, "kf", { touser = "wmKEY", open_kfid = KFID, msgtype = "text",
+      text = { content = "hi" } }, { force = true }))
+    assert.are.same({ "1" }, server:call("HMGET", key, "n"))
+    -- it lives until 49 hours after the customer's message
+    local ends = os.time() + server:call("TTL", key)
+    assert.is_true(ends >= t + 49 * 3600 - 1 and ends <= t + 49 * 3600, tostring(ends - t))
+  end)
+
   it("lets exactly 5 of 12 sends from two Lua processes sharing Redis reach the stand-in", function()
     local c = new_client(redis_store.new{ port = PORT, prefix = "two:" })
     standin.sync{ messages = { cases.customer_message("wmTWO") } }
