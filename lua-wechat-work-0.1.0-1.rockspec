@@ -1,8 +1,10 @@
--- luarocks --lua-version 5.4 make                                         (Lua 5.4)
--- luarocks --lua-version 5.1 make LUA_INCDIR=/usr/include/luajit-2.1      (LuaJIT / OpenResty)
--- Add `--tree DIR` to install somewhere else than the system tree. tools/install-check runs both commands.
--- lua-cjson (Debian: lua-cjson) is needed at run time but not listed below: Debian's luarocks does not count
--- Debian's Lua packages as installed rocks, so a listed rock would be downloaded (and fail offline); see README.
+-- luarocks --lua-version 5.4 make                                         (Lua 5.4, luarocks.org at hand)
+-- luarocks --lua-version 5.4 make --deps-mode none                        (offline, Debian's lua-cjson/lua-expat)
+-- luarocks --lua-version 5.1 make --deps-mode none LUA_INCDIR=/usr/include/luajit-2.1   (LuaJIT / OpenResty)
+-- Add `--tree DIR` to install somewhere else than the system tree. tools/install-check runs the offline commands
+-- with CFLAGS="-O2 -fPIC -fvisibility=hidden -Wall -Wextra -Werror" (CMake's flags) and checks that core.so
+-- exports luaopen_wechat_core only. Debian's luarocks does not count Debian's Lua packages as installed rocks:
+-- there `--deps-mode none` keeps it from downloading the dependencies below (see README, Install).
 rockspec_format = "3.0"
 package = "lua-wechat-work"
 version = "0.1.0-1"
@@ -21,6 +23,8 @@ for OpenResty.]],
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "lua-cjson",
+  "luaexpat",
 }
 -- CURL by its library, not curl/curl.h: Debian keeps that header in the multiarch directory
 -- (/usr/include/x86_64-linux-gnu), where luarocks does not look for headers but does look for libraries.
@@ -35,7 +39,7 @@ build = {
     ["wechat.core"] = {
       sources = {
         "src/wechat_core.c", "src/kf_bodies.c", "src/kf_family_bodies.c", "src/json_writer.c",
-        "src/curl_transport.c", "src/digest.c", "src/callback_crypto.c",
+        "src/curl_transport.c", "src/digest.c", "src/callback_crypto.c", "src/random.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },
@@ -53,6 +57,7 @@ build = {
     ["wechat.work.kf.menu"] = "lua/wechat/work/kf/menu.lua",
     ["wechat.work.kf.link"] = "lua/wechat/work/kf/link.lua",
     ["wechat.work.callback"] = "lua/wechat/work/callback.lua",
+    ["wechat.work.callback.testing"] = "lua/wechat/work/callback/testing.lua",
     ["wechat.work.kf.sync"] = "lua/wechat/work/kf/sync.lua",
     ["wechat.work.store.redis"] = "lua/wechat/work/store/redis.lua",
     ["wechat.work.kf.window"] = "lua/wechat/work/kf/window.lua",
@@ -60,6 +65,8 @@ build = {
     ["wechat.work.kf.window.memory"] = "lua/wechat/work/kf/window/memory.lua",
     ["wechat.work.kf.window.shared_dict"] = "lua/wechat/work/kf/window/shared_dict.lua",
     ["wechat.work.kf.window.redis"] = "lua/wechat/work/kf/window/redis.lua",
+    ["wechat.work.store.redis.connection"] = "lua/wechat/work/store/redis/connection.lua",
+    ["wechat.work.nginx"] = "lua/wechat/work/nginx.lua",
     ["wechat.work.kf.operations"] = "lua/wechat/work/kf/operations.lua",
     ["wechat.work.kf.account"] = "lua/wechat/work/kf/account.lua",
     ["wechat.work.kf.servicer"] = "lua/wechat/work/kf/servicer.lua",

@@ -6,6 +6,7 @@
 -- the token or the key; a success is exactly what the plaintext says (cross-checked with the XML parser and the
 -- C decryption on their own).
 local callback = require "wechat.work.callback"
+local testing = require "wechat.work.callback.testing"
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 
@@ -18,7 +19,7 @@ local CORP = "wx5823bf96d3bd56c7"
 local TIMESTAMP = "1409304348"
 local NONCE = "xxxxxx"
 
-local cb = callback.new({ token = TOKEN, encoding_aes_key = KEY, corp_id = CORP })
+local cb = testing.new({ token = TOKEN, encoding_aes_key = KEY, corp_id = CORP })
 
 -- data: what the request carried; a secret the sender wrote into it may come back (an element name), it is no leak.
 local function clean_failure(err, data)

@@ -5,7 +5,7 @@
 package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
 package.cpath = "build/5.4/?.so;" .. package.cpath
 
-local callback = require "wechat.work.callback"
+local testing = require "wechat.work.callback.testing"
 local u = require "fixtures.callback.util"
 
 local char, rep = string.char, string.rep
@@ -187,7 +187,7 @@ decrypt("rid_number", 0xe3, KEY_BYTES, "", char(16) .. "aaaabbbbccccdddd" .. "x"
 decrypt("random16_short", 3, KEY_BYTES, u.CORP_ID, char(15 * 8 + 7) .. "aaaabbbbccccddd" .. "x")
 
 -- fuzz_callback_xml: mode, random16, data.
-local cb = callback.new({ token = "fuzzTOKENq7XwPz", encoding_aes_key = u.KEY, corp_id = u.CORP_ID })
+local cb = testing.new({ token = "fuzzTOKENq7XwPz", encoding_aes_key = u.KEY, corp_id = u.CORP_ID })
 local KF_EVENT = "<xml><ToUserName><![CDATA[ww1234567890abcdef]]></ToUserName><CreateTime>1348831860</CreateTime>"
   .. "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>"
   .. "<Token><![CDATA[ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR]]></Token>"

@@ -1,6 +1,7 @@
 -- wechat.work.callback: the URL check, event decryption with strict XML, and the envelopes WeCom expects.
 -- Vectors are Tencent's published ones (spec/fixtures/callback/util.lua says where from).
 local callback = require "wechat.work.callback"
+local testing = require "wechat.work.callback.testing"
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local u = require "fixtures.callback.util"
@@ -13,7 +14,7 @@ local function copy(t, changes)
 end
 
 local function handler(changes)
-  return callback.new(copy({ token = u.TOKEN, encoding_aes_key = u.KEY, corp_id = u.CORP_ID }, changes))
+  return testing.new(copy({ token = u.TOKEN, encoding_aes_key = u.KEY, corp_id = u.CORP_ID }, changes))
 end
 
 -- Asserts `nil, err` with a callback error of exactly this message and op.
@@ -144,7 +145,7 @@ describe("wechat.work.callback", function()
 
     it("builds the exact request WeCom sends", function()
       local req = handler():build_event_request(KF_EVENT, FIXED)
-      local encrypt = core.callback_encrypt(u.KEY, callback.event_xml(KF_EVENT), u.CORP_ID, FIXED.random16)
+      local encrypt = core.callback_encrypt(u.KEY, testing.event_xml(KF_EVENT), u.CORP_ID, FIXED.random16)
       assert.same({
         query = {
           msg_signature = core.callback_signature(u.TOKEN, FIXED.timestamp, FIXED.nonce, encrypt),
@@ -320,6 +321,15 @@ describe("wechat.work.callback", function()
       assert.same({ Content = "你好" }, cb:decrypt_event(query, reply))
     end)
 
+    it("draws its default nonce from OpenSSL: 16 hex digits, a new one each time", function()
+      local cb = handler()
+      local a = callback._parse_flat(cb:encrypt_reply("<xml/>", 1)).Nonce
+      local b = callback._parse_flat(cb:encrypt_reply("<xml/>", 1)).Nonce
+      assert.matches("^%x+$", a)
+      assert.equal(16, #a)
+      assert.are_not.equal(a, b)
+    end)
+
     it("raises on a nonce that would break the XML and on a non-string message", function()
       assert.has_error(function() handler():encrypt_reply("<xml/>", "1", "a]]>b") end,
         "bad argument #3 to 'encrypt_reply' (nonce: 1..1024 characters of [A-Za-z0-9_-] expected)")
@@ -334,11 +344,11 @@ describe("wechat.work.callback", function()
         .. "<MsgType><![CDATA[event]]></MsgType><OpenKfId><![CDATA[wkxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx]]></OpenKfId>"
         .. "<ToUserName><![CDATA[ww1234567890abcdef]]></ToUserName>"
         .. "<Token><![CDATA[ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR]]></Token></xml>",
-        callback.event_xml(KF_EVENT))
+        testing.event_xml(KF_EVENT))
     end)
 
     it("raises on a value that would end the CDATA section", function()
-      assert.has_error(function() callback.event_xml({ Token = "a]]>b" }) end,
+      assert.has_error(function() testing.event_xml({ Token = "a]]>b" }) end,
         "bad argument #1 to 'event_xml' (fields.Token: must not contain ]]>)")
     end)
   end)

@@ -4,7 +4,7 @@
 --
 -- Errors are compared whole: the builders are called from a Lua function that pcall runs, so the position
 -- wechat_argerror prefixes is pcall's, which has none (see core_args_spec.lua).
-local callback = require "wechat.work.callback"
+local testing = require "wechat.work.callback.testing"
 local core = require "wechat.core"
 local u = require "fixtures.callback.util"
 
@@ -117,7 +117,7 @@ describe("fuzz regressions", function()
     -- oracle keeps is narrower: no error text holds a secret that the request did not carry.
     it("names a short plain element of the event in the error, as the sender wrote it", function()
       local token = "fuzzTOKENq7XwPz"
-      local cb = callback.new({ token = token, encoding_aes_key = u.KEY, corp_id = u.CORP_ID })
+      local cb = testing.new({ token = token, encoding_aes_key = u.KEY, corp_id = u.CORP_ID })
       local req = assert(cb:build_event_request("<xml><A><" .. token .. "B/></A></xml>",
         { random16 = "0123456789abcdef", timestamp = "1", nonce = "2" }))
       local event, err = cb:decrypt_event(req.query, req.body)

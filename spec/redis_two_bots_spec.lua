@@ -15,13 +15,7 @@ local WAIT_TRIES = 1200         -- x 0.1 s: bounded waits for the bots
 
 local shell_quote = require("helpers.shell").quote
 
--- os.execute returns a number in Lua 5.1/LuaJIT and true/nil, "exit", code in 5.2+.
-local function succeeded(a, _, code)
-  if type(a) == "number" then
-    return a == 0
-  end
-  return a == true and (code == nil or code == 0)
-end
+local succeeded = require("helpers.shell").succeeded
 
 local function repo_root()
   local p = io.popen("pwd")

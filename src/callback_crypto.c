@@ -177,11 +177,10 @@ static int bytes_before(const char *a, size_t alen, const char *b, size_t blen)
  * first..first+3. Returns 1, or 0 when libcrypto fails. */
 static int signature_hex(lua_State *L, int first, char hex[WECHAT_CB_SHA1_HEX + 1])
 {
-    static const char digits[] = "0123456789abcdef";
     const char *part[4];
     size_t len[4];
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0, i;
+    unsigned int mdlen = 0;
     int j, ok = 0;
     EVP_MD_CTX *ctx;
 
@@ -206,10 +205,7 @@ static int signature_hex(lua_State *L, int first, char hex[WECHAT_CB_SHA1_HEX + 
         if (EVP_DigestUpdate(ctx, part[j], len[j]) != 1) goto done;
     }
     if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen * 2 != WECHAT_CB_SHA1_HEX) goto done;
-    for (i = 0; i < mdlen; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
+    wechat_hex(hex, md, mdlen);
     hex[WECHAT_CB_SHA1_HEX] = '\0';
     ok = 1;
 done:
@@ -271,6 +267,14 @@ done:
     return ok;
 }
 
+/* Pushes n bytes at the light userdata 1 (n at 2) as a string; called protected, so that the caller can wipe the
+ * plaintext when Lua has no memory for the string, before the error goes on. */
+static int push_plain(lua_State *L)
+{
+    lua_pushlstring(L, (const char *)lua_touserdata(L, 1), (size_t)lua_tointeger(L, 2));
+    return 1;
+}
+
 /* core.callback_decrypt(encoding_aes_key, encrypt_base64, receive_id) -> msg | nil, err.
  * Every check passes before anything is returned: never a partial message. */
 static int l_callback_decrypt(lua_State *L)
@@ -295,6 +299,9 @@ static int l_callback_decrypt(lua_State *L)
         return push_failf(L, "ciphertext length %zu is not a positive multiple of 16", clen);
     }
 
+    /* Before the plaintext exists: pushing a C function allocates on LuaJIT. */
+    lua_pushcfunction(L, push_plain);
+    int pusher = lua_gettop(L);
     /* Userdata, not malloc: a memory error raised by Lua cannot leak them. */
     cipher = (unsigned char *)lua_newuserdata(L, clen);
     plain = (unsigned char *)lua_newuserdata(L, clen);
@@ -330,8 +337,12 @@ static int l_callback_decrypt(lua_State *L)
         OPENSSL_cleanse(plain, clen);
         return push_fail(L, "receive id mismatch");
     }
-    lua_pushlstring(L, (const char *)plain + WECHAT_CB_HEADER_BYTES, msglen);
+    lua_pushvalue(L, pusher);
+    lua_pushlightuserdata(L, plain + WECHAT_CB_HEADER_BYTES);
+    lua_pushinteger(L, (lua_Integer)msglen);
+    int rc = lua_pcall(L, 2, 1, 0);
     OPENSSL_cleanse(plain, clen);
+    if (rc != 0) return lua_error(L);
     return 1;
 }
 
@@ -404,4 +415,9 @@ void wechat_open_crypto(lua_State *L)
         {NULL, NULL},
     };
     wechat_setfuncs(L, funcs);
+    /* Beside the body limits (kf_bodies.c), which made the table. */
+    lua_getfield(L, -1, "limits");
+    lua_pushinteger(L, (lua_Integer)WECHAT_CB_MAX_MSG);
+    lua_setfield(L, -2, "callback_msg");
+    lua_pop(L, 1);
 }

@@ -7,6 +7,8 @@
 
 #if LUA_VERSION_NUM < 502
 #define wechat_rawlen(L, i) lua_objlen((L), (i))
+/* lua_rawgeti's index type: an int here, so a caller checks a larger index against INT_MAX first. */
+typedef int wechat_rawindex;
 #define wechat_setfuncs(L, l) luaL_register((L), NULL, (l))
 #define wechat_newlib(L, l) (lua_newtable(L), luaL_register((L), NULL, (l)))
 /* LuaJIT's lua_Integer is ptrdiff_t; a double holding an integer is written as one. */
@@ -28,6 +30,7 @@ static inline void *wechat_testudata(lua_State *L, int idx, const char *tname)
 }
 #else
 #define wechat_rawlen(L, i) lua_rawlen((L), (i))
+typedef lua_Integer wechat_rawindex;
 #define wechat_setfuncs(L, l) luaL_setfuncs((L), (l), 0)
 #define wechat_newlib(L, l) luaL_newlib((L), (l))
 #define wechat_isinteger(L, i) lua_isinteger((L), (i))

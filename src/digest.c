@@ -6,7 +6,6 @@
 /* core.sha1_hex(s) -> 40 lowercase hex characters */
 static int l_sha1_hex(lua_State *L)
 {
-    static const char HEX[] = "0123456789abcdef";
     if (lua_type(L, 1) != LUA_TSTRING)
         return wechat_argerror(L, "sha1_hex", 1, "string expected, got %s", luaL_typename(L, 1));
     size_t len;
@@ -17,10 +16,7 @@ static int l_sha1_hex(lua_State *L)
     if (sha1 == NULL || EVP_Digest(s, len, md, &md_len, sha1, NULL) != 1 || md_len != 20)
         return luaL_error(L, "sha1_hex: OpenSSL SHA-1 failed");
     char hex[40];
-    for (unsigned int i = 0; i < 20; i++) {
-        hex[2 * i] = HEX[md[i] >> 4];
-        hex[2 * i + 1] = HEX[md[i] & 0x0f];
-    }
+    wechat_hex(hex, md, 20);
     lua_pushlstring(L, hex, sizeof hex);
     return 1;
 }

@@ -1,4 +1,4 @@
-/* JSON writing into a luaL_Buffer and the generic encoder. See json_writer.h for the contracts.
+/* JSON writing into our own buffer and the generic encoder. See json_writer.h for the contracts.
  *
  * Generic encoder error messages, after "bad argument #N to 'fname' (" and the path of the offending value
  * (root, then ".key" for identifier keys, "[\"key\"]" for other keys, "[i]" for array items; a key longer than
@@ -11,6 +11,7 @@
  *   <path>: nesting deeper than 32                also what a cycle meets
  *   <path>: __jsontype must be 'object' or 'array', got 'x'   (got <type> when not a string)
  *   <path>: object expected, got array | got empty table      (JW_OBJECT only) */
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
@@ -21,84 +22,81 @@
 
 #include "json_writer.h"
 
-#if LUA_VERSION_NUM < 502
-/* The 5.1 buffer is a fixed array: a reservation must fit in it. */
-typedef char jw_chunk_fits_buffer[(JW_CHUNK <= LUAL_BUFFERSIZE) ? 1 : -1];
-#endif
+struct jw_box {
+    char *data;
+};
 
-/* The window is the buffer's free space: 5.4 starts with LUAL_BUFFERSIZE bytes inside the luaL_Buffer and moves to
- * a growing box when that is full; the 5.1 buffer is a fixed array flushed to the stack as a string when full. */
-static void jw_window(jw_out *w)
+#define JW_BOX_META "wechat.core.json_buffer"
+
+static int jw_box_gc(lua_State *L)
 {
-    luaL_Buffer *B = w->B;
-#if LUA_VERSION_NUM >= 502
-    w->start = w->p = B->b + B->n;
-    w->end = B->b + B->size;
-#else
-    w->start = w->p = B->p;
-    w->end = B->buffer + LUAL_BUFFERSIZE;
-#endif
+    jw_box *box = (jw_box *)lua_touserdata(L, 1);
+    free(box->data);
+    box->data = NULL;
+    return 0;
 }
 
-static void jw_commit(jw_out *w)
+void jw_open(jw_out *w, lua_State *L)
 {
-#if LUA_VERSION_NUM >= 502
-    luaL_addsize(w->B, (size_t)(w->p - w->start));
-#else
-    w->B->p = w->p;
-#endif
-    w->start = w->p;
+    luaL_checkstack(L, 3, "wechat.core: JSON writer");
+    lua_pushnil(L);
+    w->L = L;
+    w->slot = lua_gettop(L);
+    w->box = NULL;
+    w->buf = w->p = w->inline_buf;
+    w->end = w->inline_buf + JW_INLINE;
 }
 
-void jw_open(jw_out *w, luaL_Buffer *B, int spill)
-{
-    w->B = B;
-    w->spill = spill;
-    w->level = lua_gettop(B->L);
-    jw_window(w);
-}
-
+/* The block doubles until n more bytes fit; the inline buffer moves into a box the first time. */
 char *jw_more(jw_out *w, size_t n)
 {
-    lua_State *L = w->B->L;
-    int held = lua_gettop(L) - w->level;
-    if (held != 0 && (held < 0 || w->spill == 0)) luaL_error(L, "wechat.core: JSON writer used off its stack level");
-    for (int i = held; i > 0; i--) lua_rawseti(L, w->spill, i);
-    jw_commit(w);
-#if LUA_VERSION_NUM >= 502
-    (void)luaL_prepbuffsize(w->B, n);
-#else
-    /* LuaJIT's luaL_prepbuffer always flushes; only call it when the array is too full. */
-    if ((size_t)(w->B->buffer + LUAL_BUFFERSIZE - w->B->p) < n) (void)luaL_prepbuffer(w->B);
-#endif
-    w->level = lua_gettop(L);
-    if (held > 0) {
-        luaL_checkstack(L, held, "wechat.core: JSON writer");
-        for (int i = 1; i <= held; i++) lua_rawgeti(L, w->spill, i);
+    lua_State *L = w->L;
+    size_t used = (size_t)(w->p - w->buf), cap = (size_t)(w->end - w->buf);
+    if (n <= cap - used) return w->p;
+    if (n > SIZE_MAX / 2 - used) luaL_error(L, "wechat.core: JSON body too large");
+    size_t need = used + n, grown = cap;
+    while (grown < need) grown *= 2;
+    if (w->box == NULL) {
+        jw_box *box = (jw_box *)lua_newuserdata(L, sizeof *box);
+        box->data = NULL;
+        if (luaL_newmetatable(L, JW_BOX_META)) {
+            lua_pushcfunction(L, jw_box_gc);
+            lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+        lua_replace(L, w->slot);
+        box->data = (char *)malloc(grown);
+        if (box->data == NULL) luaL_error(L, "wechat.core: not enough memory for a JSON body");
+        memcpy(box->data, w->buf, used);
+        w->box = box;
+    } else {
+        char *data = (char *)realloc(w->box->data, grown);
+        /* On failure the old block stays with the box, whose __gc frees it. */
+        if (data == NULL) luaL_error(L, "wechat.core: not enough memory for a JSON body");
+        w->box->data = data;
     }
-    jw_window(w);
+    w->buf = w->box->data;
+    w->p = w->buf + used;
+    w->end = w->buf + grown;
     return w->p;
 }
 
-void jw_close(jw_out *w)
+void jw_push(jw_out *w)
 {
-    jw_commit(w);
+    lua_pushlstring(w->L, w->buf, (size_t)(w->p - w->buf));
+    if (w->box != NULL) {
+        free(w->box->data);
+        w->box->data = NULL;
+        w->box = NULL;
+    }
+    w->buf = w->p = w->end = NULL;
 }
 
 void jw_add_more(jw_out *w, const char *s, size_t len)
 {
-    while (len > 0) {
-        size_t room = (size_t)(w->end - w->p);
-        if (room == 0) {
-            jw_more(w, len < JW_CHUNK ? len : JW_CHUNK);
-            continue;
-        }
-        size_t k = len < room ? len : room;
-        memcpy(w->p, s, k);
-        w->p += k;
-        s += k;
-        len -= k;
-    }
+    char *o = jw_more(w, len);
+    memcpy(o, s, len);
+    w->p = o + len;
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -229,7 +227,7 @@ void jw_number(jw_out *w, const jw_num *num)
 {
     char *o = jw_room(w, JW_NUMBUF);
     size_t len = jw_format_num(o, num);
-    if (len == 0) luaL_error(w->B->L, "wechat.core: number formatting failed");
+    if (len == 0) luaL_error(w->L, "wechat.core: number formatting failed");
     w->p = o + len;
 }
 
@@ -394,7 +392,7 @@ size_t jw_string(jw_out *w, const char *str, size_t len)
     const unsigned char *s = (const unsigned char *)str, *p = s, *end = s + len;
     int bad = 0;
     const unsigned char *stop = jw_scan(s, p, end, &bad);
-    if (stop == end && len <= JW_CHUNK - 2) {
+    if (stop == end && len <= SIZE_MAX / 2) {
         /* The usual case, nothing to escape: one reservation, one copy. */
         char *o = jw_room(w, len + 2);
         *o = '"';
@@ -420,8 +418,8 @@ size_t jw_string(jw_out *w, const char *str, size_t len)
 /* ---------------------------------------------------------------------------------------------------------------
  * The generic encoder
  *
- * Tables, keys and values stay on the stack while they are written, addressed relative to the top (the writer
- * spills them around its buffer calls, see jw_out), so every string written is alive there. The path of the value
+ * Tables, keys and values stay on the stack while they are written, addressed relative to the top, so every
+ * string written is alive there. The path of the value
  * being written is kept in C for error messages: per depth, the array index, or the key (alive on the stack). */
 
 typedef struct jw_enc {
@@ -467,12 +465,6 @@ const char *jw_pushshow(lua_State *L, const char *s, size_t len)
     if (n < len) luaL_addstring(&pb, "...");
     luaL_pushresult(&pb);
     return lua_tostring(L, -1);
-}
-
-int jw_spill_table(lua_State *L)
-{
-    lua_createtable(L, 0, 0);
-    return lua_gettop(L);
 }
 
 static int jw_is_ident(const char *k, size_t len)
@@ -655,11 +647,15 @@ static void enc_table(jw_enc *e, int td, int flags)
         enc_fail(e, td - 1, "object expected, got %s", kind == JT_EMPTY ? "empty table" : "array");
 
     if (kind != JT_OBJECT) {
+#if LUA_VERSION_NUM < 503
+        /* LuaJIT's lua_rawgeti takes an int: a longer array would wrap to the wrong items. */
+        if (n > INT_MAX) enc_fail(e, td - 1, "array longer than %d items", INT_MAX);
+#endif
         jw_putc(w, '[');
         for (long long i = 1; i <= n; i++) {
             if (i > 1) jw_putc(w, ',');
             e->idx[td] = i;
-            lua_rawgeti(L, -1, (int)i);
+            lua_rawgeti(L, -1, (wechat_rawindex)i);
             enc_value(e, td);
         }
         jw_putc(w, ']');
@@ -697,7 +693,7 @@ static void enc_table(jw_enc *e, int td, int flags)
 void jw_encode(jw_out *w, int idx, const char *fname, int argn, const char *root, int flags)
 {
     jw_enc e;
-    e.L = w->B->L;
+    e.L = w->L;
     e.w = w;
     e.fname = fname;
     e.argn = argn;

@@ -1,9 +1,11 @@
-/* JSON text written straight into a luaL_Buffer: strings are checked as UTF-8 and escaped in one pass, numbers are
- * written locale-independently, and a generic encoder turns Lua values into JSON.
+/* JSON text written straight into a buffer of our own (jw_out): strings are checked as UTF-8 and escaped in one
+ * pass, numbers are written locale-independently, and a generic encoder turns Lua values into JSON.
  *
- * luaL_Buffer keeps part of its state on the Lua stack (5.4: one slot; LuaJIT/5.1: a variable number of string
- * pieces). Every function here that writes expects the stack top to be exactly where the previous buffer
- * operation left it, and leaves it there again. */
+ * The buffer is ours rather than a luaL_Buffer, whose fields are private and differ between Lua releases and
+ * which wants the stack top where it left it. It starts in the jw_out itself (on the C stack) and moves to a
+ * malloc'd block, doubling, when that is full; the block belongs to a userdata anchored in one stack slot below
+ * the writer, whose __gc frees it, so a raise anywhere (a bad value, no memory) leaks nothing. The stack above
+ * that slot is free for the writer's user. */
 #ifndef WECHAT_JSON_WRITER_H
 #define WECHAT_JSON_WRITER_H
 
@@ -11,6 +13,9 @@
 #include <string.h>
 
 #include "wechat_core.h"
+
+/* Hidden, as wechat_core.h says. */
+#pragma GCC visibility push(hidden)
 
 /* Tables nested deeper than this raise in the generic encoder; it also stops cycles. */
 #define JW_MAX_DEPTH 32
@@ -38,33 +43,27 @@ int jw_num_special(const jw_num *num);
  * length, or 0 when the C library failed. */
 size_t jw_format_num(char *buf, const jw_num *num);
 
-/* A window on the free space of a luaL_Buffer: [p, end) may be written at once. jw_more, the only place that
- * calls the buffer, commits what is written and opens the next window; writing needs no call per fragment.
- *
- * luaL_Buffer wants the stack top exactly where its previous operation left it whenever it is called. With a
- * spill table (an absolute index below the buffer, from jw_spill_table), jw_more moves whatever lies above that
- * level into the table, calls the buffer, and pushes the values back in the same order, so a writer may hold
- * values on the stack (the generic encoder does); their absolute positions may change on LuaJIT, whose buffer
- * keeps a varying number of pieces on the stack, so such a writer uses indices relative to the top. Without a
- * spill table the stack must be at the buffer's level whenever a write may need more room.
- * Open after luaL_buffinit; close, with the stack back at the buffer's level, before luaL_pushresult. */
+/* The output: [buf, p) is written, [p, end) may be written at once. */
+typedef struct jw_box jw_box;
+#define JW_INLINE 4096
 typedef struct jw_out {
-    luaL_Buffer *B;
-    char *start; /* written since the last commit: [start, p) */
+    lua_State *L;
+    char *buf;
     char *p;
     char *end;
-    int level; /* stack top right after the last buffer operation */
-    int spill; /* absolute index of the spill table, 0: none */
+    jw_box *box;  /* owner of buf once it left inline, else NULL */
+    int slot;     /* absolute stack index anchoring box */
+    char inline_buf[JW_INLINE];
 } jw_out;
 
-/* The most one reservation asks for: it must fit LuaJIT's fixed buffer (LUAL_BUFFERSIZE, 8 KiB there). */
-#define JW_CHUNK 512
+/* Opens w on L, pushing one anchor slot (the writer's user must leave it in place until jw_push). */
+void jw_open(jw_out *w, lua_State *L);
+/* Makes room for n more bytes (raises when it cannot) and returns w->p. */
+char *jw_more(jw_out *w, size_t n);
+/* Pushes the text written as one string and frees the block; the anchor slot stays below it. */
+void jw_push(jw_out *w);
 
-void jw_open(jw_out *w, luaL_Buffer *B, int spill);
-char *jw_more(jw_out *w, size_t n); /* n <= JW_CHUNK */
-void jw_close(jw_out *w);
-
-/* At least n (<= JW_CHUNK) writable bytes at w->p; advance w->p past what was written. */
+/* At least n writable bytes at w->p; advance w->p past what was written. */
 static inline char *jw_room(jw_out *w, size_t n)
 {
     return (size_t)(w->end - w->p) >= n ? w->p : jw_more(w, n);
@@ -107,13 +106,12 @@ size_t jw_string(jw_out *w, const char *s, size_t len);
 /* Pushes s cut to JW_SHOW_MAX bytes at a UTF-8 boundary, "..." after a cut; returns it. */
 const char *jw_pushshow(lua_State *L, const char *s, size_t len);
 
-/* Pushes an empty spill table for jw_open; call it before luaL_buffinit. Returns its absolute index. */
-int jw_spill_table(lua_State *L);
-
-/* The generic encoder: writes the value at idx (absolute). The writer must have a spill table. Errors raise
+/* The generic encoder: writes the value at idx (absolute). Errors raise
  * "bad argument #argn to 'fname' (root.path: message)"; with JW_OBJECT the value must encode as an object. */
 #define JW_OBJECT 1
 
 void jw_encode(jw_out *w, int idx, const char *fname, int argn, const char *root, int flags);
+
+#pragma GCC visibility pop
 
 #endif

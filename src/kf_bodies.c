@@ -1,8 +1,8 @@
 /* wechat.core body builders: one per KF operation, at the public function's argument positions (1 client and
  * 2 agent are checked by the Lua layer and ignored here). Each builder checks every argument, then writes the
- * JSON body into one luaL_Buffer and returns it as a string.
+ * JSON body into one jw_out (json_writer.h) and returns it as a string.
  *
- * Two phases, because luaL_Buffer owns the top of the stack while it is in use: first every argument and table
+ * Two phases, so that no half-written body exists while an argument may still be wrong: first every argument and table
  * is walked and checked, and every string that goes into the body is left on the stack (so it stays alive
  * whatever a finalizer does to the tables) with a pointer to it kept in a kf_val; then the buffer is opened and
  * the body written from those pointers without touching the stack. UTF-8 is checked while escaping, in the
@@ -311,15 +311,11 @@ static int kf_integral(const jw_num *num, long long *out)
  * is written; the caller's tables are not touched. */
 static void kf_make_msgid(const kf_ctx *c, int idx, kf_val *v)
 {
-    static const char HEX[] = "0123456789abcdef";
     unsigned char raw[16];
     char id[2 * sizeof raw];
     luaL_checkstack(c->L, 2, "wechat.core: msgid");
     if (RAND_bytes(raw, (int)sizeof raw) != 1) luaL_error(c->L, "%s: no random bytes for a msgid", c->fname);
-    for (size_t i = 0; i < sizeof raw; i++) {
-        id[2 * i] = HEX[raw[i] >> 4];
-        id[2 * i + 1] = HEX[raw[i] & 15];
-    }
+    wechat_hex(id, raw, sizeof raw);
     lua_pushlstring(c->L, id, sizeof id);
     lua_replace(c->L, idx);
     v->s = lua_tolstring(c->L, idx, &v->len);
@@ -642,29 +638,19 @@ static void kf_write_obj(const kf_ctx *c, jw_out *w, const kf_spec *spec, const 
     jw_putc(w, '}');
 }
 
-/* The checks may have used many stack slots; the LuaJIT buffer keeps up to about LUA_MINSTACK / 2 pieces there. */
-static void kf_open(lua_State *L, luaL_Buffer *B, jw_out *w, int spill)
+static int kf_result(jw_out *w)
 {
-    luaL_checkstack(L, LUA_MINSTACK, "wechat.core: body buffer");
-    luaL_buffinit(L, B);
-    jw_open(w, B, spill);
-}
-
-static int kf_result(luaL_Buffer *B, jw_out *w)
-{
-    jw_close(w);
-    luaL_pushresult(B);
+    jw_push(w);
     return 1;
 }
 
 /* Writes the whole body: send_msg ({"touser","open_kfid",...}) or send_msg_on_event ({"code",...}), then
  * "msgid" when given, "msgtype", and the typed object: by spec from b->f, or the value at generic_argn through
- * the generic encoder (spec == NULL; spill from jw_spill_table). */
-static int kf_finish(const kf_ctx *c, kf_body *b, int on_event, const kf_spec *spec, int generic_argn, int spill)
+ * the generic encoder (spec == NULL). */
+static int kf_finish(const kf_ctx *c, kf_body *b, int on_event, const kf_spec *spec, int generic_argn)
 {
-    luaL_Buffer B;
     jw_out w;
-    kf_open(c->L, &B, &w, spill);
+    jw_open(&w, c->L);
     if (on_event) {
         jw_lit(&w, "{\"code\":");
         kf_put_str(c, &w, &b->to);
@@ -697,8 +683,8 @@ static int kf_finish(const kf_ctx *c, kf_body *b, int on_event, const kf_spec *s
         jw_encode(&w, generic_argn, c->fname, generic_argn, "msg", JW_OBJECT);
     }
     jw_putc(&w, '}');
-    kf_result(&B, &w);
-    /* The msgid's own string, below the buffer and untouched by it. */
+    kf_result(&w);
+    /* The msgid's own string, below the writer and untouched by it. */
     if (b->msgid.present)
         lua_pushvalue(c->L, b->msgid.sidx);
     else
@@ -726,7 +712,7 @@ static int l_send_text(lua_State *L)
     kf_arg(&c, 5, &TEXT_MSG[0], &b.f[0]);
     kf_opts(&c, 6, SEND_OPTS, &b.msgid);
     kf_settype(&b, T_TEXT);
-    return kf_finish(&c, &b, 0, TEXT_MSG, 0, 0);
+    return kf_finish(&c, &b, 0, TEXT_MSG, 0);
 }
 
 /* send_image/voice/file(c, a, to, open_kfid, media_id, opts) */
@@ -739,7 +725,7 @@ static int kf_send_media(lua_State *L, const char *fname, int type)
     kf_arg(&c, 5, &MEDIA_MSG[0], &b.f[0]);
     kf_opts(&c, 6, SEND_OPTS, &b.msgid);
     kf_settype(&b, type);
-    return kf_finish(&c, &b, 0, MEDIA_MSG, 0, 0);
+    return kf_finish(&c, &b, 0, MEDIA_MSG, 0);
 }
 
 static int l_send_image(lua_State *L)
@@ -767,7 +753,7 @@ static int l_send_video(lua_State *L)
     for (int j = 0; j < 3; j++) kf_arg(&c, 5 + j, &VIDEO_MSG[j], &b.f[j]);
     kf_opts(&c, 8, SEND_OPTS, &b.msgid);
     kf_settype(&b, T_VIDEO);
-    return kf_finish(&c, &b, 0, VIDEO_MSG, 0, 0);
+    return kf_finish(&c, &b, 0, VIDEO_MSG, 0);
 }
 
 /* send_link/mini_program/menu/location(c, a, to, open_kfid, msg, opts) */
@@ -780,7 +766,7 @@ static int kf_send_msg(lua_State *L, const char *fname, int type)
     kf_msg(&c, 5, KF_TYPES[type].spec, &b);
     kf_opts(&c, 6, SEND_OPTS, &b.msgid);
     kf_settype(&b, type);
-    return kf_finish(&c, &b, 0, KF_TYPES[type].spec, 0, 0);
+    return kf_finish(&c, &b, 0, KF_TYPES[type].spec, 0);
 }
 
 static int l_send_link(lua_State *L)
@@ -812,12 +798,10 @@ static int l_send_message(lua_State *L)
     lua_settop(L, 7);
     if (lua_type(L, 3) == LUA_TTABLE && lua_isnoneornil(L, 4) && lua_isnoneornil(L, 5) && lua_isnoneornil(L, 6) &&
         lua_isnoneornil(L, 7)) {
-        int spill = jw_spill_table(L);
-        luaL_Buffer B;
         jw_out w;
-        kf_open(L, &B, &w, spill);
+        jw_open(&w, L);
         jw_encode(&w, 3, c.fname, 3, "body", JW_OBJECT);
-        kf_result(&B, &w);
+        kf_result(&w);
         /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). An empty
          * one is none: WeCom makes its own then, so a retry of that send could deliver it twice. */
         lua_pushliteral(L, "msgid");
@@ -835,12 +819,11 @@ static int l_send_message(lua_State *L)
     if (type >= 0) {
         kf_msg(&c, 6, KF_TYPES[type].spec, &b);
         kf_opts(&c, 7, SEND_OPTS, &b.msgid);
-        return kf_finish(&c, &b, 0, KF_TYPES[type].spec, 0, 0);
+        return kf_finish(&c, &b, 0, KF_TYPES[type].spec, 0);
     }
     if (lua_type(L, 6) != LUA_TTABLE) kf_fail(&c, 6, NULL, "table expected, got %s", kf_typename(L, 6));
     kf_opts(&c, 7, SEND_OPTS, &b.msgid);
-    int spill = jw_spill_table(L);
-    return kf_finish(&c, &b, 0, NULL, 6, spill);
+    return kf_finish(&c, &b, 0, NULL, 6);
 }
 
 /* The three on-event builders: code at 3; with event_argn, the message type comes from that argument ('text' or
@@ -870,7 +853,7 @@ static int kf_on_event(lua_State *L, const char *fname, int type, int event_argn
     kf_arg(&c, msg_argn + 1, &ARG_MSG_ID, &b.msgid);
     if (!b.msgid.present && kf_auto_msgid(&c)) kf_make_msgid(&c, msg_argn + 1, &b.msgid);
     kf_settype(&b, type);
-    return kf_finish(&c, &b, 1, KF_TYPES[type].spec, 0, 0);
+    return kf_finish(&c, &b, 1, KF_TYPES[type].spec, 0);
 }
 
 /* send_msg_on_event(c, a, code, on_event_msg_type, msg, msg_id) */
@@ -898,11 +881,10 @@ static int l_sync_msg(lua_State *L)
     kf_val vals[KF_MAX_FIELDS];
     lua_settop(L, 3);
     kf_opts(&c, 3, SYNC_OPTS, vals);
-    luaL_Buffer B;
     jw_out w;
-    kf_open(L, &B, &w, 0);
+    jw_open(&w, L);
     kf_write_obj(&c, &w, SYNC_OPTS, vals, NULL);
-    return kf_result(&B, &w);
+    return kf_result(&w);
 }
 
 /* encode(value) */
@@ -910,12 +892,10 @@ static int l_encode(lua_State *L)
 {
     if (lua_gettop(L) < 1) return wechat_argerror(L, "encode", 1, "value expected");
     lua_settop(L, 1);
-    int spill = jw_spill_table(L);
-    luaL_Buffer B;
     jw_out w;
-    kf_open(L, &B, &w, spill);
+    jw_open(&w, L);
     jw_encode(&w, 1, "encode", 1, "value", 0);
-    return kf_result(&B, &w);
+    return kf_result(&w);
 }
 
 static const luaL_Reg body_funcs[] = {
@@ -937,7 +917,42 @@ static const luaL_Reg body_funcs[] = {
     {NULL, NULL},
 };
 
+/* Pushes {name = limit} for the fields of spec that have one. */
+static void kf_push_limits(lua_State *L, const kf_spec *spec)
+{
+    lua_newtable(L);
+    for (; spec->name != NULL; spec++) {
+        if (spec->max == 0) continue;
+        lua_pushinteger(L, (lua_Integer)spec->max);
+        lua_setfield(L, -2, spec->name);
+    }
+}
+
+/* core.limits: the limits the builders enforce, from the tables above, so that the Lua builders (kf.menu,
+ * kf.link) state none of their own: limits[msgtype][field] (bytes; msgmenu.list: items), limits.menu_item[type]
+ * [field], limits.sync_msg[option], limits.msgid (bytes). */
+static void kf_open_limits(lua_State *L)
+{
+    lua_newtable(L);
+    for (int t = 0; t < T_COUNT; t++) {
+        kf_push_limits(L, KF_TYPES[t].spec);
+        lua_setfield(L, -2, KF_TYPES[t].name);
+    }
+    lua_newtable(L);
+    for (int t = 0; t < ITEM_TYPES; t++) {
+        kf_push_limits(L, ITEM_SPECS[t]);
+        lua_setfield(L, -2, ITEM_NAMES[t]);
+    }
+    lua_setfield(L, -2, "menu_item");
+    kf_push_limits(L, SYNC_OPTS);
+    lua_setfield(L, -2, "sync_msg");
+    lua_pushinteger(L, (lua_Integer)SEND_OPTS[0].max);
+    lua_setfield(L, -2, "msgid");
+    lua_setfield(L, -2, "limits");
+}
+
 void wechat_open_bodies(lua_State *L)
 {
     wechat_setfuncs(L, body_funcs);
+    kf_open_limits(L);
 }

@@ -485,14 +485,9 @@ static void fam_put_fields(const fam_ctx *c, jw_out *w, const fam_field *fields,
 
 static int fam_write(const fam_ctx *c, const fam_body *b)
 {
-    lua_State *L = c->L;
-    luaL_Buffer B;
     jw_out w;
     int first = 1;
-    /* the checks may have used many stack slots; the LuaJIT buffer keeps pieces there */
-    luaL_checkstack(L, LUA_MINSTACK, "wechat.core: body buffer");
-    luaL_buffinit(L, &B);
-    jw_open(&w, &B, 0);
+    jw_open(&w, c->L);
     jw_putc(&w, '{');
     for (int i = 0; c->op->args[i].name != NULL; i++) {
         const fam_field *a = &c->op->args[i];
@@ -511,8 +506,7 @@ static int fam_write(const fam_ctx *c, const fam_body *b)
         }
     }
     jw_putc(&w, '}');
-    jw_close(&w);
-    luaL_pushresult(&B);
+    jw_push(&w);
     return 1;
 }
 

@@ -18,6 +18,15 @@ int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, 
     return lua_error(L);
 }
 
+void wechat_hex(char *out, const unsigned char *in, size_t n)
+{
+    static const char HEX[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = HEX[in[i] >> 4];
+        out[2 * i + 1] = HEX[in[i] & 0x0f];
+    }
+}
+
 int luaopen_wechat_core(lua_State *L)
 {
     lua_newtable(L);
@@ -26,6 +35,7 @@ int luaopen_wechat_core(lua_State *L)
     wechat_open_curl(L);
     wechat_open_digest(L);
     wechat_open_crypto(L);
+    wechat_open_random(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;

@@ -4,17 +4,30 @@
 
 #include "compat.h"
 
-/* Each part adds its functions to the module table on top of the stack. */
+/* The one exported symbol. */
 __attribute__((visibility("default"))) int luaopen_wechat_core(lua_State *L);
+
+/* Everything else the parts share stays inside core.so whatever the build passes (CMake adds
+ * -fvisibility=hidden too; a plain luarocks build does not): another module loaded into the same process must
+ * never bind to these names, nor these to its. After the Lua headers, so that only our own names are hidden. */
+#pragma GCC visibility push(hidden)
+
+/* Each part adds its functions to the module table on top of the stack. */
 
 void wechat_open_bodies(lua_State *L);
 void wechat_open_family_bodies(lua_State *L);
 void wechat_open_curl(lua_State *L);
 void wechat_open_digest(lua_State *L);
 void wechat_open_crypto(lua_State *L);
+void wechat_open_random(lua_State *L);
 
 /* Raises "POSITION: bad argument #argn to 'fname' (message)", like luaL_argerror, but with the public name of the
  * operation whatever the call site looked like (a table lookup, a tail call, LuaJIT or 5.4). */
 int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, ...);
+
+/* Writes 2n lowercase hex digits of in[0..n) to out (no NUL). */
+void wechat_hex(char *out, const unsigned char *in, size_t n);
+
+#pragma GCC visibility pop
 
 #endif

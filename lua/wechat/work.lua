@@ -5,9 +5,10 @@
 local cjson_safe = require "cjson.safe"
 local errors = require "wechat.work.errors"
 local memory_store = require "wechat.work.store.memory"
+local nginx = require "wechat.work.nginx"
 
-local error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type =
-  error, getmetatable, ipairs, next, pairs, rawget, require, select, setmetatable, tonumber, tostring, type
+local error, getmetatable, ipairs, next, pairs, pcall, require, select, setmetatable, tonumber, tostring, type =
+  error, getmetatable, ipairs, next, pairs, pcall, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local concat, sort = table.concat, table.sort
@@ -125,9 +126,15 @@ local function scrub(err, ...)
   return err
 end
 
-local function inside_nginx()
-  local ngx = rawget(_G, "ngx")
-  return type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function"
+-- The phase where a blocking transport would stall an nginx worker that has cosockets at hand, or nil.
+local function blocking_refused(allow_blocking)
+  local ngx = not allow_blocking and nginx.get()
+  return ngx and nginx.blocking_refused(ngx) or nil
+end
+
+local function refuse_blocking(phase)
+  error(format("bad argument #1 to 'client' (transport: a blocking transport (curl) would stall the nginx worker "
+    .. "in the '%s' phase; use transport = \"cosocket\" there, or allow_blocking = true)", phase), 3)
 end
 
 local function make_transport(opts)
@@ -136,13 +143,21 @@ local function make_transport(opts)
     if type(transport.request) ~= "function" then
       option_error("transport", "object with a request method", transport)
     end
+    local phase = transport.blocking and blocking_refused(opts.allow_blocking)
+    if phase then
+      refuse_blocking(phase)
+    end
     return transport
   end
   if transport == nil then
-    transport = inside_nginx() and "cosocket" or "curl"
+    transport = nginx.get() and "cosocket" or "curl"
   end
   if transport ~= "curl" and transport ~= "cosocket" then
     option_error("transport", "\"curl\", \"cosocket\" or an object", transport)
+  end
+  local phase = transport == "curl" and blocking_refused(opts.allow_blocking)
+  if phase then
+    refuse_blocking(phase)
   end
   return require("wechat.work.transport." .. transport).new{
     timeout = opts.timeout or DEFAULT_TIMEOUT,
@@ -202,6 +217,8 @@ end
 --   caller waits for another caller's gettoken, with a store that locks, default 5); `retries` (integer 0..10:
 --   how many times a failed request goes again when that cannot duplicate a message, default 1; 0: never);
 --   `auto_msgid` (true: every send without a msgid gets a random one, which makes it safe to retry);
+--   `allow_blocking` (true: a blocking transport, curl, may run inside an nginx phase that has cosockets, where
+--   it stalls the whole worker while it waits; default false: refused there, with an error naming the phase);
 --   `window` (true: track the 48-hour / 5-message window of every customer in a store of the token store's kind;
 --   or a store of wechat.work.store.memory, .shared_dict or .redis to track it in; see wechat.work.kf.window).
 -- @return the client; raises on a wrong option, naming it.
@@ -239,7 +256,7 @@ function M.client(opts)
   check_number(opts, "token_wait", 0, MAX_TOKEN_WAIT)
   check_integer(opts, "retries", 0, MAX_RETRIES)
   check_string(opts, "cafile")
-  for _, name in ipairs{ "ssl_verify", "auto_msgid" } do
+  for _, name in ipairs{ "ssl_verify", "auto_msgid", "allow_blocking" } do
     if opts[name] ~= nil and type(opts[name]) ~= "boolean" then
       option_error(name, "boolean", opts[name])
     end
@@ -247,6 +264,7 @@ function M.client(opts)
   local store = make_store(opts)
   local window = check_window(opts, store)
 
+  local transport = make_transport(opts)
   return setmetatable({
     corp_id = corp_id,
     agents = agents,
@@ -259,7 +277,9 @@ function M.client(opts)
     store = store,
     window = window,      -- read by wechat.work.kf.window: false, true (the token store's kind) or a store
     spare = memory_store.new(), -- tokens the store failed to keep
-    transport = make_transport(opts),
+    transport = transport,
+    -- a blocking transport made where it may block (init_by_lua) is still refused in a request handler
+    guard_blocking = transport.blocking and not opts.allow_blocking and nginx.get() ~= nil,
   }, Client)
 end
 
@@ -303,6 +323,11 @@ end
 
 -- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error.
 local function exchange(self, method, url, body, op, ...)
+  local phase = self.guard_blocking and blocking_refused(false)
+  if phase then
+    return nil, errors.new(errors.PHASE, "cannot send with a blocking transport (curl) from the nginx '" .. phase
+      .. "' phase: it would stall the worker; use transport = \"cosocket\", or allow_blocking = true", { op = op })
+  end
   local res, err = self.transport:request{ method = method, url = url, body = body }
   if not res then
     if not errors.is(err) then
@@ -393,6 +418,24 @@ local function fetch_token(self, agent, op)
   return token, nil, ttl
 end
 
+local function fetch_and_keep(self, agent, store, key, op)
+  local token, err, ttl = fetch_token(self, agent, op)
+  if token and not store:set(key, token, ttl) then
+    -- The store could not keep it (a full lua_shared_dict, Redis gone): keep it in this process, or every call
+    -- would fetch a token of its own, and gettoken is rate limited.
+    self.spare:set(key, token, ttl)
+  end
+  return token, err
+end
+
+local function fetch_locked(self, agent, store, key, op)
+  local token = store:get(key)    -- fetched by whoever held the lock before us
+  if token then
+    return token
+  end
+  return fetch_and_keep(self, agent, store, key, op)
+end
+
 --- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
 -- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
 -- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most.
@@ -406,9 +449,8 @@ function Client:token(agent_name, op)
   if token then
     return token
   end
-  local lock, err
   if store.lock then
-    lock, err = store:lock(key, { timeout = self.token_wait })
+    local lock, err = store:lock(key, { timeout = self.token_wait })
     if not lock then
       if errors.is(err) then
         err.op = op
@@ -416,23 +458,15 @@ function Client:token(agent_name, op)
       end
       return nil, errors.new(errors.STORE, "token lock: " .. tostring(err), { op = op })
     end
-    token = store:get(key)    -- fetched by whoever held the lock before us
-    if token then
-      lock:unlock()
-      return token
-    end
-  end
-  local ttl
-  token, err, ttl = fetch_token(self, agent, op)
-  if token and not store:set(key, token, ttl) then
-    -- The store could not keep it (a full lua_shared_dict, Redis gone): keep it in this process, or every call
-    -- would fetch a token of its own, and gettoken is rate limited.
-    self.spare:set(key, token, ttl)
-  end
-  if lock then
+    -- A transport or store that raises must not keep the lock: every other caller would wait lock_ttl for it.
+    local ok, got, fetch_err = pcall(fetch_locked, self, agent, store, key, op)
     lock:unlock()
+    if not ok then
+      error(got, 0)
+    end
+    return got, fetch_err
   end
-  return token, err
+  return fetch_and_keep(self, agent, store, key, op)
 end
 
 --- Forgets the cached token of an agent (only if it is still `token`, when given).

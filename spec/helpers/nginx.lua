@@ -39,13 +39,7 @@ App.__index = App
 
 local shell_quote = require("helpers.shell").quote
 
--- os.execute returns a number in Lua 5.1/LuaJIT and true/nil, "exit", code in 5.2+.
-local function succeeded(a, _, code)
-  if type(a) == "number" then
-    return a == 0
-  end
-  return a == true and (code == nil or code == 0)
-end
+local succeeded = require("helpers.shell").succeeded
 
 local function run(cmd)
   return succeeded(os.execute(cmd))

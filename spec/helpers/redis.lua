@@ -15,7 +15,7 @@ local socket = require "socket"
 local M = {}
 
 local concat = table.concat
-local error, tonumber, tostring, type, select, setmetatable = error, tonumber, tostring, type, select, setmetatable
+local error, tonumber, tostring, select, setmetatable = error, tonumber, tostring, select, setmetatable
 
 local READY_TRIES = 200      -- x READY_STEP seconds: how long start() waits for the server to answer PING
 local READY_STEP = 0.05
@@ -25,14 +25,7 @@ local Server = {}
 Server.__index = Server
 
 local shell_quote = require("helpers.shell").quote
-
--- os.execute returns a number in Lua 5.1/LuaJIT and true/nil, "exit", code in 5.2+.
-local function succeeded(a, _, code)
-  if type(a) == "number" then
-    return a == 0
-  end
-  return a == true and (code == nil or code == 0)
-end
+local succeeded = require("helpers.shell").succeeded
 
 local function capture(cmd)
   local p = assert(io.popen(cmd))

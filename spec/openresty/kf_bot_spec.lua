@@ -5,6 +5,7 @@
 -- sync_msg calls.
 local cjson = require "cjson"
 local callback = require "wechat.work.callback"
+local testing = require "wechat.work.callback.testing"
 local core = require "wechat.core"
 local bot_nginx = require "helpers.bot_nginx"
 local redis = require "helpers.redis"
@@ -285,7 +286,7 @@ describe("examples/openresty/kf_bot #openresty", function()
     assert.are.same({ ok = false, echo = "standin-echo-2", status = 403, answer = "forbidden\n" },
       post("/_standin/verify_url", { callback_url = bot:url(), token = "notTheBotsToken", encoding_aes_key = AES_KEY }))
 
-    local cb = callback.new{ token = TOKEN, encoding_aes_key = AES_KEY, corp_id = "wwCORP" }
+    local cb = testing.new{ token = TOKEN, encoding_aes_key = AES_KEY, corp_id = "wwCORP" }
     local q = assert(cb:build_url_check("hello from the spec 你好"))
     local path = ("/wecom/kf?msg_signature=%s&timestamp=%s&nonce=%s&echostr=%s"):format(q.msg_signature,
       q.timestamp, q.nonce, (q.echostr:gsub("[^%w]", function(c) return ("%%%02X"):format(c:byte()) end)))
@@ -300,7 +301,7 @@ describe("examples/openresty/kf_bot #openresty", function()
       state = "answered", status = 403, answer = "forbidden\n" }, checked(callbacks()[1], "notTheBotsToken"))
 
     -- signed by someone else, straight to the bot; then one with no signature at all
-    local other = callback.new{ token = "notTheBotsToken", encoding_aes_key = AES_KEY, corp_id = "wwCORP" }
+    local other = testing.new{ token = "notTheBotsToken", encoding_aes_key = AES_KEY, corp_id = "wwCORP" }
     local req = assert(other:build_event_request({ ToUserName = "wwCORP", CreateTime = 1700000000, MsgType = "event",
       Event = "kf_msg_or_event", Token = "forged", OpenKfId = KFID }, { timestamp = 1700000000, nonce = "42" }))
     assert.are.same({ 403, "forbidden\n" }, { bot:request("POST", ("/wecom/kf?msg_signature=%s&timestamp=%s&nonce=%s")

@@ -174,6 +174,25 @@ local HTTP = [[
         return out
       end
 
+      -- Two stores on one dict in one worker: their lock owners differ, so one store's stale lock never
+      -- releases the lock the other took after it expired.
+      function SPEC.owners()
+        local dict = ngx.shared.cursors
+        dict:flush_all()
+        local a, b = shared_dict.new("cursors"), shared_dict.new("cursors")
+        local out = {}
+        local la, lb = a:lock("x"), b:lock("y")
+        out[1] = tostring(la.owner ~= lb.owner)
+        la:unlock()
+        lb:unlock()
+        local stale = a:lock("k", { ttl = 0.05 })
+        out[2] = tostring(wait_gone(dict, "k#lock"))
+        local fresh = b:lock("k")
+        out[3] = show(stale:unlock())
+        out[4] = tostring(dict:get("k#lock") == fresh.owner)
+        return out
+      end
+
       -- A puller whose lock runs out while it handles m2; another takes over; the first one's write is refused.
       function SPEC.takeover()
         local dict = ngx.shared.cursors
@@ -205,6 +224,7 @@ local SERVER = [[
     location = /full { content_by_lua_block { ngx.print(table.concat(SPEC.full(), "\n")) } }
     location = /lock { content_by_lua_block { ngx.print(table.concat(SPEC.lock(), "\n")) } }
     location = /extend { content_by_lua_block { ngx.print(table.concat(SPEC.extend(), "\n")) } }
+    location = /owners { content_by_lua_block { ngx.print(table.concat(SPEC.owners(), "\n")) } }
     location = /takeover { content_by_lua_block { ngx.print(table.concat(SPEC.takeover(), "\n")) } }
     location = /pull {
       content_by_lua_block {
@@ -300,6 +320,15 @@ describe("wechat.work.store.shared_dict as a cursor store #openresty", function(
       "bad argument #2 to 'new' (lock_ttl: number > 0 expected, got 0)",
       "bad argument #2 to 'new' (table or nil expected, got number)",
     }, lines("/lock"))
+  end)
+
+  it("gives each store its own lock owners: a stale lock of one never releases the other's", function()
+    assert.are.same({
+      "true",
+      "true",
+      "nil, store|expired|lua_shared_dict 'cursors': lock k is not held any more",
+      "true",
+    }, lines("/owners"))
   end)
 
   it("saves the cursor per open_kfid after each message and page, and resumes it in a later request", function()

@@ -22,17 +22,16 @@ local lxp = require "lxp"
 
 local error, ipairs, pairs, pcall, setmetatable, tostring, type = error, ipairs, pairs, pcall, setmetatable, tostring,
   type
-local concat, sort = table.concat, table.sort
+local concat = table.concat
 local format = string.format
 local floor = math.floor
-local random = math.random
 local time = os.time
 
 local M = {}
 
 M.MAX_BODY = 64 * 1024
 M.MAX_QUERY_VALUE = 1024
-M.MAX_MSG = 1024 * 1024
+M.MAX_MSG = core.limits.callback_msg -- what core.callback_encrypt takes
 M.MAX_CORP_ID = 256
 
 local KEY_PATTERN = "^[A-Za-z0-9+/]+$"
@@ -283,12 +282,9 @@ local function check_word(fname, argn, what, value)
   return value
 end
 
+-- From OpenSSL: math.random is seeded alike in every nginx worker, and its nonces would repeat across them.
 local function default_nonce()
-  local digits = {}
-  for i = 1, 10 do
-    digits[i] = tostring(random(0, 9))
-  end
-  return concat(digits)
+  return core.random_hex(8)
 end
 
 local function seal(self, fname, msg, timestamp, nonce, random16)
@@ -316,7 +312,7 @@ end
 -- (KF replies go through send_msg, not here; this completes the WXBizMsgCrypt protocol.)
 -- @param msg the reply XML (string, at most MAX_MSG bytes)
 -- @param timestamp seconds (string or integer; default: now)
--- @param nonce string of [A-Za-z0-9_-] (default: 10 random digits)
+-- @param nonce string of [A-Za-z0-9_-] (default: 16 random hex digits)
 -- @return the XML string; or nil, err
 function Callback:encrypt_reply(msg, timestamp, nonce)
   local encrypt, signature, ts, n = seal(self, "encrypt_reply", msg, timestamp, nonce)
@@ -327,96 +323,9 @@ function Callback:encrypt_reply(msg, timestamp, nonce)
     .. "<TimeStamp>%s</TimeStamp><Nonce><![CDATA[%s]]></Nonce></xml>", encrypt, signature, ts, n)
 end
 
---- Renders a flat event table as WeCom's XML: `<xml><Name><![CDATA[text]]></Name>...</xml>`, names in byte
--- order, strings in CDATA, integers as plain text. Raises on a bad name or value.
--- @param fields table name -> string or integer
--- @return the XML string
-function M.event_xml(fields)
-  if type(fields) ~= "table" then
-    argerror("event_xml", 1, "table expected, got " .. type(fields))
-  end
-  local names = {}
-  for name, value in pairs(fields) do
-    if type(name) ~= "string" or not name:find(NAME_PATTERN) then
-      argerror("event_xml", 1, "field names must match " .. NAME_PATTERN)
-    end
-    if type(value) == "number" then
-      if floor(value) ~= value then
-        argerror("event_xml", 1, "fields." .. name .. ": integer expected")
-      end
-    elseif type(value) ~= "string" then
-      argerror("event_xml", 1, format("fields.%s: string or integer expected, got %s", name, type(value)))
-    elseif value:find("]]>", 1, true) then
-      argerror("event_xml", 1, "fields." .. name .. ": must not contain ]]>")
-    end
-    names[#names + 1] = name
-  end
-  sort(names)
-  local parts = { "<xml>" }
-  for _, name in ipairs(names) do
-    local value = fields[name]
-    if type(value) == "number" then
-      parts[#parts + 1] = format("<%s>%d</%s>", name, value, name)
-    else
-      parts[#parts + 1] = format("<%s><![CDATA[%s]]></%s>", name, value, name)
-    end
-  end
-  parts[#parts + 1] = "</xml>"
-  return concat(parts)
-end
-
---- Builds the request WeCom would send for an event: for specs, benches and the local stand-in.
--- @param event the inner XML (string) or a flat table of fields (rendered by `event_xml`)
--- @param opts optional table: `timestamp`, `nonce` (as in encrypt_reply), `agent_id` (string, default none:
---   KF callbacks carry an empty AgentID), `random16` (16 bytes, for a deterministic ciphertext)
--- @return `{ query = { msg_signature, timestamp, nonce }, body = "<xml>...</xml>" }`; or nil, err
-function Callback:build_event_request(event, opts)
-  if type(event) == "table" then
-    event = M.event_xml(event)
-  elseif type(event) ~= "string" then
-    argerror("build_event_request", 1, "string or table expected, got " .. type(event))
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror("build_event_request", 2, "table expected, got " .. type(opts))
-  end
-  opts = opts or {}
-  local agent_id = opts.agent_id or ""
-  if type(agent_id) ~= "string" or agent_id:find("]]>", 1, true) then
-    argerror("build_event_request", 2, "opts.agent_id: string without ]]> expected")
-  end
-  if opts.random16 ~= nil and (type(opts.random16) ~= "string" or #opts.random16 ~= 16) then
-    argerror("build_event_request", 2, "opts.random16: 16 bytes expected")
-  end
-  local encrypt, signature, ts, n = seal(self, "build_event_request", event, opts.timestamp, opts.nonce,
-    opts.random16)
-  if not encrypt then
-    return fail("build_event_request", signature)
-  end
-  local body = format("<xml><ToUserName><![CDATA[%s]]></ToUserName><Encrypt><![CDATA[%s]]></Encrypt>"
-    .. "<AgentID><![CDATA[%s]]></AgentID></xml>", self.corp_id, encrypt, agent_id)
-  return { query = { msg_signature = signature, timestamp = ts, nonce = n }, body = body }
-end
-
---- Builds the URL-check query WeCom would send when the callback URL is saved (specs and the stand-in).
--- @param echo the plaintext WeCom expects back (string)
--- @param opts optional table: `timestamp`, `nonce`, `random16` as in build_event_request
--- @return `{ msg_signature, timestamp, nonce, echostr }`; or nil, err
-function Callback:build_url_check(echo, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror("build_url_check", 2, "table expected, got " .. type(opts))
-  end
-  opts = opts or {}
-  if opts.random16 ~= nil and (type(opts.random16) ~= "string" or #opts.random16 ~= 16) then
-    argerror("build_url_check", 2, "opts.random16: 16 bytes expected")
-  end
-  local encrypt, signature, ts, n = seal(self, "build_url_check", echo, opts.timestamp, opts.nonce, opts.random16)
-  if not encrypt then
-    return fail("build_url_check", signature)
-  end
-  return { msg_signature = signature, timestamp = ts, nonce = n, echostr = encrypt }
-end
-
--- Exposed for the specs of this module only.
+-- Exposed for the specs of this module and for wechat.work.callback.testing only.
 M._parse_flat = parse_flat
+M._seal = seal
+M._Callback = Callback
 
 return M

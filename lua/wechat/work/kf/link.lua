@@ -11,7 +11,9 @@ local byte, find, format, match, sub = string.byte, string.find, string.format, 
 
 local M = {}
 
-local LIMITS = { url = 2048, title = 128, desc = 512, thumb_media_id = math.huge }
+-- The limits wechat.core's send_link checks (thumb_media_id has none), so that the two never disagree.
+local CORE_LIMITS = require("wechat.core").limits.link
+local LIMITS = { url = CORE_LIMITS.url, title = CORE_LIMITS.title, desc = CORE_LIMITS.desc, thumb_media_id = math.huge }
 local REQUIRED = { url = true, title = true, thumb_media_id = true }
 
 local function fail(field, message)

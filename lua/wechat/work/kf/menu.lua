@@ -7,14 +7,18 @@
 -- Each method checks its arguments against WeCom's byte limits at once, so a bad item raises where it is
 -- added, not later inside a send. `build()` returns a fresh plain table each time.
 local valid_url = require("wechat.work.kf.link").valid_url
+-- The limits wechat.core's send_menu checks, so that the two never disagree.
+local limits = require("wechat.core").limits
 
 local error, pairs, setmetatable, type = error, pairs, setmetatable, type
 local format = string.format
 
 local M = {}
 
-local MAX_ITEMS = 10
-local HEAD_TAIL_MAX = 1024
+local MAX_ITEMS = limits.msgmenu.list
+local HEAD_MAX, TAIL_MAX = limits.msgmenu.head_content, limits.msgmenu.tail_content
+local CLICK, VIEW, MINIPROGRAM, TEXT = limits.menu_item.click, limits.menu_item.view, limits.menu_item.miniprogram,
+  limits.menu_item.text
 
 local Menu = {}
 Menu.__index = Menu
@@ -48,15 +52,15 @@ end
 
 --- Starts a menu. `head` (optional) is the text above the items, at most 1024 bytes.
 function M.new(head)
-  check_text("new", 1, "head", head, HEAD_TAIL_MAX, true)
+  check_text("new", 1, "head", head, HEAD_MAX, true)
   return setmetatable({ head = head, list = {} }, Menu)
 end
 
 --- Adds a button the customer taps; the tap comes back through sync_msg as a text message with `menu_id = id`.
 -- id 1..64 bytes, content 1..128 bytes.
 function Menu:click(id, content)
-  check_text("click", 1, "id", id, 64)
-  check_text("click", 2, "content", content, 128)
+  check_text("click", 1, "id", id, CLICK.id)
+  check_text("click", 2, "content", content, CLICK.content)
   add(self, "click", { type = "click", click = { id = id, content = content } })
   return self
 end
@@ -64,20 +68,20 @@ end
 --- Adds a link: url 1..2048 bytes, an http:// or https:// URL with a host (`link.valid_url`), content 1..1024
 -- bytes.
 function Menu:view(url, content)
-  check_text("view", 1, "url", url, 2048)
+  check_text("view", 1, "url", url, VIEW.url)
   if not valid_url(url) then
     error("bad argument #1 to 'view' (url: http:// or https:// URL with a host expected)", 2)
   end
-  check_text("view", 2, "content", content, 1024)
+  check_text("view", 2, "content", content, VIEW.content)
   add(self, "view", { type = "view", view = { url = url, content = content } })
   return self
 end
 
 --- Adds a mini program entry: appid 1..32 bytes, pagepath 1..1024, content 1..1024.
 function Menu:miniprogram(appid, pagepath, content)
-  check_text("miniprogram", 1, "appid", appid, 32)
-  check_text("miniprogram", 2, "pagepath", pagepath, 1024)
-  check_text("miniprogram", 3, "content", content, 1024)
+  check_text("miniprogram", 1, "appid", appid, MINIPROGRAM.appid)
+  check_text("miniprogram", 2, "pagepath", pagepath, MINIPROGRAM.pagepath)
+  check_text("miniprogram", 3, "content", content, MINIPROGRAM.content)
   add(self, "miniprogram",
     { type = "miniprogram", miniprogram = { appid = appid, pagepath = pagepath, content = content } })
   return self
@@ -85,7 +89,7 @@ end
 
 --- Adds a line of plain text; `no_newline` true keeps the next item on the same line.
 function Menu:text(content, no_newline)
-  check_text("text", 1, "content", content, 1024)
+  check_text("text", 1, "content", content, TEXT.content)
   if no_newline ~= nil and type(no_newline) ~= "boolean" then
     error(format("bad argument #2 to 'text' (no_newline: boolean expected, got %s)", type(no_newline)), 2)
   end
@@ -99,7 +103,7 @@ end
 
 --- Sets the text below the items, at most 1024 bytes.
 function Menu:tail(tail)
-  check_text("tail", 1, "tail", tail, HEAD_TAIL_MAX)
+  check_text("tail", 1, "tail", tail, TAIL_MAX)
   self.tail_content = tail
   return self
 end

@@ -13,10 +13,11 @@
 -- count, erring towards never passing 5. A customer it has never seen is never blocked, nor a send with
 -- `opts.force`; a store that fails makes it pass sends too: it blocks only what it knows.
 local errors = require "wechat.work.errors"
+local nginx = require "wechat.work.nginx"
 local rules = require "wechat.work.kf.window.rules"
 local work = require "wechat.work"
 
-local error, ipairs, rawget, require, tostring, type = error, ipairs, rawget, require, tostring, type
+local error, ipairs, require, tostring, type = error, ipairs, require, tostring, type
 local floor = math.floor
 local format = string.format
 local LIMIT, WINDOW = rules.LIMIT, rules.WINDOW
@@ -38,8 +39,8 @@ local WINDOW_CODES = { [95001] = "quota", [95002] = "closed", [95031] = "closed"
 local FAIL_TYPES = { [4] = "closed", [6] = "quota" }
 
 local function now()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.time then
+  local ngx = nginx.get()
+  if ngx then
     return ngx.time()
   end
   return os.time()

@@ -6,7 +6,7 @@
 --                                  timeout = 2 }
 --   local store = redis_store.new(connection)   -- a connection you made and own (see below)
 --
--- Drivers:
+-- Drivers (wechat.work.store.redis.connection handles them; this module holds keys, ttls and locks):
 -- * Inside nginx (OpenResty) it uses `resty.redis` (Debian's lua-nginx-redis installs it as `nginx.redis`; both
 --   names are tried): a connection per operation, handed back to the cosocket pool with `set_keepalive`.
 --   Cosockets are not available in every phase (init_by_lua, set_by_lua, header/body filters, log): there every
@@ -26,27 +26,24 @@
 -- random token: `SET lockkey token NX PX ttl` takes it, a compare-and-delete script (EVAL) releases it, so a
 -- holder whose lock expired and was taken by another never releases the other's lock.
 local errors = require "wechat.work.errors"
+local nginx = require "wechat.work.nginx"
+local connection = require "wechat.work.store.redis.connection"
+local random_hex = require("wechat.core").random_hex
 
-local error, ipairs, loadfile, pcall, rawget, require, setmetatable, tonumber, tostring, type =
-  error, ipairs, loadfile, pcall, rawget, require, setmetatable, tonumber, tostring, type
-local searchpath = package.searchpath
+local error, require, setmetatable, tonumber, tostring, type =
+  error, require, setmetatable, tonumber, tostring, type
+local ceil, min = math.ceil, math.min
+local format = string.format
 local unpack = table.unpack or unpack -- luacheck: ignore 143
-local ceil, floor, min, random = math.ceil, math.floor, math.min, math.random
-local byte, find, format, gsub, sub = string.byte, string.find, string.format, string.gsub, string.sub
+local call, check_option, positive = connection.call, connection.check_option, connection.positive
 
 local M = {}
 
-local DEFAULT_HOST = "127.0.0.1"
-local DEFAULT_PORT = 6379
-local DEFAULT_TIMEOUT = 2             -- seconds, connect and each command
-local DEFAULT_KEEPALIVE = 60          -- seconds a pooled cosocket connection may idle (OpenResty)
-local DEFAULT_POOL_SIZE = 32          -- pooled connections per worker (OpenResty)
 local DEFAULT_LOCK_TIMEOUT = 5        -- seconds lock() waits for a lock another holds
 -- Seconds a lock taken without a ttl lives unless released or extended: the client's token lock, which must
 -- outlast the slowest gettoken with retries (see wechat.work.store.shared_dict, the same number).
 M.DEFAULT_LOCK_TTL = 150
 local POLL_FIRST, POLL_MAX = 0.005, 0.1
-local LUA51_TREES = "/usr/share/lua/5.1/?.lua;/usr/local/share/lua/5.1/?.lua"
 
 -- KEYS[1] lock (or value) key, ARGV[1] the value it must still hold.
 local COMPARE_AND_DELETE = [[
@@ -81,112 +78,12 @@ Store.__index = Store
 local Lock = {}
 Lock.__index = Lock
 
-local function nginx()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function" then
-    return ngx
-  end
-end
-
 local function store_error(message, fields)
   return errors.new(errors.STORE, message, fields)
 end
 
--- Messages raised by redis-lua carry "file:line: " and its own "redis error: " in front.
-local function clean(message, password)
-  message = gsub(tostring(message), "^[^\n]-%.lua:%d+: ", "")
-  message = gsub(message, "^redis error: ", "")
-  if password and password ~= "" then
-    local from, to = find(message, password, 1, true)
-    while from do
-      message = sub(message, 1, from - 1) .. "***" .. sub(message, to + 1)
-      from, to = find(message, password, from + 3, true)
-    end
-  end
-  return message
-end
-
 local function ms(seconds)
   return format("%d", ceil(seconds * 1000))
-end
-
-local function load_plain_driver()
-  local ok, driver = pcall(require, "redis")
-  if ok and type(driver) == "table" and driver.connect then
-    return driver
-  end
-  -- Debian's lua-redis is installed for Lua 5.1 only, yet is plain Lua over luasocket (see the header).
-  local path = searchpath and searchpath("redis", LUA51_TREES)
-  if not path then
-    return nil, "redis-lua not found (Debian: apt install lua-redis)"
-  end
-  local chunk, err = loadfile(path)
-  if not chunk then
-    return nil, err
-  end
-  ok, driver = pcall(chunk, "redis")
-  if not ok or type(driver) ~= "table" or not driver.connect then
-    return nil, "cannot load " .. path .. ": " .. tostring(driver)
-  end
-  return driver
-end
-
-local function load_resty_driver()
-  for _, name in ipairs({ "resty.redis", "nginx.redis" }) do
-    local ok, driver = pcall(require, name)
-    if ok and type(driver) == "table" and driver.new then
-      return driver
-    end
-  end
-  return nil, "resty.redis not found (Debian: apt install lua-nginx-redis)"
-end
-
--- A lock token nobody else draws: random bytes read once per store, then a counter.
-local function random_id()
-  local f = io.open("/dev/urandom", "rb")
-  if f then
-    local bytes = f:read(12)
-    f:close()
-    if bytes and #bytes == 12 then
-      return (gsub(bytes, ".", function(c) return format("%02x", byte(c)) end))
-    end
-  end
-  return format("%x%x%s", floor(random() * 2 ^ 31), os.time(), sub(tostring({}), 8))
-end
-
--- A command on a connection of either driver: reply, or nil, err. A nil reply (or resty's ngx.null) is nil, nil.
-local function call(conn, name, ...)
-  local method = conn[name]
-  if type(method) ~= "function" then
-    return nil, "the connection has no " .. name .. " command"
-  end
-  local ok, res, err = pcall(method, conn, ...)
-  if not ok then
-    return nil, res
-  end
-  if not res then    -- resty.redis answers an error reply with false, err
-    return nil, err
-  end
-  if type(res) == "userdata" then    -- resty's ngx.null: no value
-    return nil
-  end
-  return res
-end
-
-local function check_option(opts, name, kind, test, expected)
-  local value = opts[name]
-  if value ~= nil and (type(value) ~= kind or (test and not test(value))) then
-    error(format("bad argument #1 to 'new' (%s: %s expected, got %s)", name, expected or kind, tostring(value)), 3)
-  end
-  return value
-end
-
-local function nonneg(v)
-  return v >= 0
-end
-
-local function positive(v)
-  return v > 0
 end
 
 --- Makes a store.
@@ -202,161 +99,21 @@ function M.new(opts)
   if type(opts) ~= "table" then
     error(format("bad argument #1 to 'new' (table expected, got %s)", type(opts)), 2)
   end
-  local self = { kind = "redis", prefix = "", id = random_id(), serial = 0, lock_ttl = M.DEFAULT_LOCK_TTL }
-  if type(opts.get) == "function" and type(opts.eval) == "function" then
-    self.conn, self.given = opts, true
+  -- id: a lock token nobody else draws, random per store (OpenSSL), then a counter
+  local self = { kind = "redis", prefix = "", id = random_hex(12), serial = 0, lock_ttl = M.DEFAULT_LOCK_TTL,
+    connection = connection.new(opts) }
+  if self.connection.given then
     return setmetatable(self, Store)
   end
-  self.host = check_option(opts, "host", "string") or DEFAULT_HOST
-  self.port = check_option(opts, "port", "number", positive, "positive number") or DEFAULT_PORT
-  self.db = check_option(opts, "db", "number", nonneg, "non-negative number")
-  self.username = check_option(opts, "username", "string")
-  self.password = check_option(opts, "password", "string")
-  self.prefix = check_option(opts, "prefix", "string") or ""
-  self.timeout = check_option(opts, "timeout", "number", positive, "positive number") or DEFAULT_TIMEOUT
-  self.keepalive = check_option(opts, "keepalive", "number", nonneg, "non-negative number") or DEFAULT_KEEPALIVE
-  self.pool_size = check_option(opts, "pool_size", "number", positive, "positive number") or DEFAULT_POOL_SIZE
-  self.lock_ttl = check_option(opts, "lock_ttl", "number", positive, "positive number") or M.DEFAULT_LOCK_TTL
+  self.prefix = check_option(2, opts, "prefix", "string") or ""
+  self.lock_ttl = check_option(2, opts, "lock_ttl", "number", positive, "positive number") or M.DEFAULT_LOCK_TTL
   return setmetatable(self, Store)
-end
-
--- AUTH and SELECT on a fresh connection: true, or nil, err.
-local function prepare(self, conn)
-  local _, err
-  if self.password then
-    if self.username then
-      _, err = call(conn, "auth", self.username, self.password)
-    else
-      _, err = call(conn, "auth", self.password)
-    end
-    if err then
-      return nil, "auth: " .. clean(err, self.password)
-    end
-  end
-  if self.db then
-    _, err = call(conn, "select", format("%d", self.db))
-    if err then
-      return nil, "select " .. self.db .. ": " .. clean(err)
-    end
-  end
-  return true
-end
-
-local function where(self)
-  return "redis " .. self.host .. ":" .. self.port
-end
-
-local function connect_plain(self)
-  local driver, err = load_plain_driver()
-  if not driver then
-    return nil, err
-  end
-  local socket = require "socket"
-  local sock = socket.tcp()
-  sock:settimeout(self.timeout)
-  local ok
-  ok, err = sock:connect(self.host, self.port)
-  if not ok then
-    sock:close()
-    return nil, "cannot connect to " .. where(self) .. ": " .. tostring(err)
-  end
-  sock:setoption("tcp-nodelay", true)
-  local conn
-  ok, conn = pcall(driver.connect, { socket = sock })
-  if not ok then
-    sock:close()
-    return nil, clean(conn)
-  end
-  ok, err = prepare(self, conn)
-  if not ok then
-    sock:close()
-    return nil, where(self) .. ": " .. err
-  end
-  return conn
-end
-
--- Runs fn(conn) on a connection: fn's reply, or nil, err (an error value).
-local function run(self, fn)
-  if self.given then
-    local res, err = fn(self.conn)
-    if err then
-      return nil, store_error("redis: " .. clean(err, self.password))
-    end
-    return res
-  end
-
-  local ngx = nginx()
-  if ngx then
-    local driver, err = load_resty_driver()
-    if not driver then
-      return nil, store_error(err)
-    end
-    local ok, red = pcall(driver.new, driver)
-    if not ok or not red then
-      return nil, store_error("redis: " .. clean(red))
-    end
-    -- rawget: resty.redis makes a Redis command of any other name it is asked for
-    local t = floor(self.timeout * 1000)
-    if rawget(driver, "set_timeouts") then
-      red:set_timeouts(t, t, t)
-    else
-      red:set_timeout(t)
-    end
-    -- connections differ by db and credentials (AUTH and SELECT happen only on new ones): one pool each
-    local pool = format("wechat:%s:%d:%d", self.host, self.port, self.db or 0)
-    if self.password then
-      pool = pool .. ":" .. sub(ngx.md5((self.username or "") .. "\0" .. self.password), 1, 16)
-    end
-    local connected, cerr
-    ok, connected, cerr = pcall(red.connect, red, self.host, self.port, { pool = pool, pool_size = self.pool_size })
-    if not ok or not connected then
-      return nil, store_error("cannot connect to " .. where(self) .. ": " .. clean(ok and cerr or connected))
-    end
-    if (red:get_reused_times() or 0) == 0 then
-      ok, err = prepare(self, red)
-      if not ok then
-        red:close()
-        return nil, store_error(where(self) .. ": " .. err)
-      end
-    end
-    local res
-    res, err = fn(red)
-    if err then
-      red:close()
-      return nil, store_error(where(self) .. ": " .. clean(err, self.password))
-    end
-    red:set_keepalive(floor(self.keepalive * 1000), self.pool_size)
-    return res
-  end
-
-  -- A kept connection may have died since (Redis restarted, idle timeout): then once more on a fresh one.
-  for _ = 1, 2 do
-    local conn, reused = self.conn, true
-    if not conn then
-      local err
-      conn, err = connect_plain(self)
-      if not conn then
-        return nil, store_error(err)
-      end
-      self.conn, reused = conn, false
-    end
-    local res, err = fn(conn)
-    if not err then
-      return res
-    end
-    -- the connection may be half way through a reply: never use it again
-    self.conn = nil
-    pcall(function() conn.network.socket:close() end)
-    if not (reused and find(tostring(err), "connection error", 1, true)) then
-      return nil, store_error(where(self) .. ": " .. clean(err, self.password))
-    end
-  end
 end
 
 --- The value under `key`, or nil when there is none; nil, err when Redis failed.
 function Store:get(key)
   local full = self.prefix .. key
-  return run(self, function(conn)
+  return self.connection:run(function(conn)
     return call(conn, "get", full)
   end)
 end
@@ -368,7 +125,7 @@ function Store:set(key, value, ttl)
   if ttl ~= nil and type(ttl) ~= "number" then
     error(format("bad argument #3 to 'set' (number expected, got %s)", type(ttl)), 2)
   end
-  local ok, err = run(self, function(conn)
+  local ok, err = self.connection:run(function(conn)
     if ttl == nil then
       return call(conn, "set", full, value)
     elseif ttl <= 0 then
@@ -388,7 +145,7 @@ end
 -- @return true, or nil, err
 function Store:delete(key, value)
   local full = self.prefix .. key
-  local _, err = run(self, function(conn)
+  local _, err = self.connection:run(function(conn)
     if value == nil then
       local _, e = call(conn, "del", full)
       return not e, e
@@ -416,13 +173,13 @@ function Store:eval(script, keys, args)
   for i = 1, #args do
     argv[#keys + i] = args[i]
   end
-  return run(self, function(conn)
+  return self.connection:run(function(conn)
     return call(conn, "eval", script, #keys, unpack(argv, 1, #keys + #args))
   end)
 end
 
 local function sleep(seconds)
-  local ngx = nginx()
+  local ngx = nginx.get()
   if ngx then
     return ngx.sleep(seconds)
   end
@@ -430,7 +187,7 @@ local function sleep(seconds)
 end
 
 local function now()
-  local ngx = nginx()
+  local ngx = nginx.get()
   if ngx then
     ngx.update_time()
     return ngx.now()
@@ -459,7 +216,7 @@ function Store:lock(key, opts)
   local deadline = now() + timeout
   local step = POLL_FIRST
   while true do
-    local got, err = run(self, function(conn)
+    local got, err = self.connection:run(function(conn)
       return call(conn, "set", lock_key, token, "NX", "PX", ms(ttl))
     end)
     if got then
@@ -480,7 +237,7 @@ end
 
 -- Runs a compare-and-something script on the lock: true while it is still ours.
 local function held(self, script, arg)
-  local res, err = run(self.store, function(conn)
+  local res, err = self.store.connection:run(function(conn)
     if arg then
       return call(conn, "eval", script, 1, self.key, self.token, arg)
     end
@@ -531,7 +288,7 @@ function Lock:set(key, value)
   end
   local store = self.store
   local full = store.prefix .. key
-  local res, err = run(store, function(conn)
+  local res, err = store.connection:run(function(conn)
     return call(conn, "eval", COMPARE_AND_SET, 2, self.key, full, self.token, ms(self.ttl), value)
   end)
   if err then

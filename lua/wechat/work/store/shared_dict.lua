@@ -9,6 +9,8 @@
 -- drop the least recently used keys, which could be a sync_msg cursor. Size the dict for what it holds (a token
 -- or a cursor takes well under 1 KiB; 1m holds thousands).
 local errors = require "wechat.work.errors"
+local nginx = require "wechat.work.nginx"
+local random_hex = require("wechat.core").random_hex
 
 local error, format, rawget, setmetatable, tostring, type =
   error, string.format, rawget, setmetatable, tostring, type
@@ -29,18 +31,6 @@ local SAFETY_SHARE, MAX_SAFETY = 0.1, 1
 local FIRST_WAIT = 0.001         -- polling: 1 ms, doubling up to 50 ms
 local MAX_WAIT = 0.05
 local LOCK_SUFFIX = "#lock"
-
--- The phases where ngx.sleep may wait (lua-nginx-module's yieldable contexts, by ngx.get_phase() name).
-local YIELDABLE = {
-  rewrite = true,
-  server_rewrite = true,
-  access = true,
-  content = true,
-  timer = true,
-  ssl_client_hello = true,
-  ssl_cert = true,
-  ssl_session_fetch = true,
-}
 
 local Store = {}
 Store.__index = Store
@@ -108,7 +98,8 @@ function M.new(name, opts)
     error(format("bad argument #1 to 'new' (no lua_shared_dict named '%s': add \"lua_shared_dict %s 1m;\" "
       .. "to the http block of nginx.conf)", name, name), 2)
   end
-  return setmetatable({ kind = "shared_dict", name = name, dict = dict, ngx = ngx, serial = 0,
+  -- id: lock owners of two stores in one worker must differ too (their serials both start at 0)
+  return setmetatable({ kind = "shared_dict", name = name, dict = dict, ngx = ngx, id = random_hex(8), serial = 0,
     lock_ttl = lock_ttl or M.DEFAULT_LOCK_TTL }, Store)
 end
 
@@ -181,8 +172,9 @@ function Store:lock(key, opts)
   local ngx, dict = self.ngx, self.dict
   local lock_key = key .. LOCK_SUFFIX
   self.serial = self.serial + 1
-  -- Unique among all workers: the pid tells workers apart, the serial the locks of one worker.
-  local owner = format("%d:%d:%.3f", ngx.worker.pid(), self.serial, ngx.now())
+  -- Unique among all workers and stores: a random id per store (from OpenSSL, so two workers never draw the
+  -- same), the serial for the locks of one store.
+  local owner = self.id .. ":" .. self.serial
   local waited, step = 0, FIRST_WAIT
   while true do
     local taken_at = now(ngx)
@@ -198,8 +190,8 @@ function Store:lock(key, opts)
       return nil, errors.new(errors.STORE, format("lua_shared_dict '%s': lock %s still taken after %s s",
         self.name, key, tostring(timeout)), { reason = "timeout" })
     end
-    local phase = ngx.get_phase()
-    if not YIELDABLE[phase] then
+    local phase, yieldable = nginx.phase(ngx)
+    if not yieldable then
       return nil, errors.new(errors.PHASE, format("cannot wait for lock %s in the nginx '%s' phase: "
         .. "ngx.sleep is disabled there; use a timer (ngx.timer.at) or another phase", key, tostring(phase)))
     end

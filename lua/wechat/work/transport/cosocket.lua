@@ -8,10 +8,11 @@
 -- TLS certificates are checked against nginx's `lua_ssl_trusted_certificate` (the `cafile` option of the curl
 -- transport has no per-socket equivalent in ngx_lua and is ignored here).
 local errors = require "wechat.work.errors"
+local nginx = require "wechat.work.nginx"
 local check_request = require("wechat.work.transport.request").check
 
-local error, pcall, rawget, require, setmetatable, tonumber, tostring, type =
-  error, pcall, rawget, require, setmetatable, tonumber, tostring, type
+local error, pcall, require, setmetatable, tonumber, tostring, type =
+  error, pcall, require, setmetatable, tonumber, tostring, type
 local floor = math.floor
 local concat = table.concat
 local byte, find, format, gsub, lower, match, sub = string.byte, string.find, string.format, string.gsub,
@@ -31,22 +32,6 @@ local MAX_HEADERS = 100
 local MAX_CHUNK_LINE = 1024               -- chunk size and extensions
 local READ_CHUNK = 16 * 1024              -- for bodies delimited by the end of the connection
 
--- The phases whose handlers may use cosockets: lua-nginx-module's NGX_HTTP_LUA_CONTEXT_YIELDABLE
--- (rewrite_by_lua*, server_rewrite_by_lua*, access_by_lua*, content_by_lua*, ngx.timer.*,
--- ssl_client_hello_by_lua*, ssl_certificate_by_lua*, ssl_session_fetch_by_lua*), by their ngx.get_phase() names.
--- Elsewhere (init, init_worker, set, header_filter, body_filter, log, balancer, ssl_session_store,
--- exit_worker) a cosocket call raises "API disabled in the context of ...".
-local COSOCKET_PHASES = {
-  rewrite = true,
-  server_rewrite = true,
-  access = true,
-  content = true,
-  timer = true,
-  ssl_client_hello = true,
-  ssl_cert = true,
-  ssl_session_fetch = true,
-}
-M.COSOCKET_PHASES = COSOCKET_PHASES
 
 local Transport = {}
 Transport.__index = Transport
@@ -101,8 +86,8 @@ function M.new(opts)
     argerror("new", 1, "table or nil expected, got %s", type(opts))
   end
   opts = opts or {}
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.get_phase) ~= "function" then
+  local ngx = nginx.get()
+  if not ngx then
     error("the cosocket transport runs inside OpenResty (ngx_http_lua) only; use transport = \"curl\" here", 2)
   end
   local timeout = opt_seconds(opts, "timeout", DEFAULT_TIMEOUT)
@@ -456,8 +441,8 @@ end
 -- @raise on a wrong request table
 function Transport:request(req)
   local method, url, body = check_request(req)
-  local phase = self.ngx.get_phase()
-  if not COSOCKET_PHASES[phase] then
+  local phase, cosockets = nginx.phase(self.ngx)
+  if not cosockets then
     return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
       .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
   end

@@ -15,6 +15,9 @@ local OPTION_NAMES = { "timeout", "connect_timeout", "cafile", "ssl_verify", "ma
 
 local Transport = {}
 Transport.__index = Transport
+-- Each request holds the calling thread until it ends: wechat.work refuses such a transport inside an nginx phase
+-- that has cosockets (a request handler), unless the client is made with `allow_blocking = true`.
+Transport.blocking = true
 
 local function argerror(fname, argn, fmt, ...)
   error(format("bad argument #%d to '%s' (%s)", argn, fname, format(fmt, ...)), 3)

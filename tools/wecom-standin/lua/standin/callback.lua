@@ -30,12 +30,13 @@ local AES_KEY_PATTERN = "^[A-Za-z0-9+/]+$"
 
 local crypto_module
 
--- wechat.work.callback, loaded on first use so that a checkout without a build still runs the rest.
+-- wechat.work.callback.testing (what WeCom sends, built with the library's crypto), loaded on first use so that
+-- a checkout without a build still runs the rest.
 local function crypto()
   if crypto_module then
     return crypto_module
   end
-  local ok, mod = pcall(require, "wechat.work.callback")
+  local ok, mod = pcall(require, "wechat.work.callback.testing")
   if not ok then
     return nil, "callbacks need the library's crypto (lua/ and build/jit/wechat/core.so of the checkout; run "
       .. "tools/build): " .. (match(tostring(mod), "^[^\n]*") or "")
