@@ -1,7 +1,8 @@
 --- send_text calls per second through the client (`wechat.work.kf.message`, curl transport) against the
 -- stand-in, over one keep-alive connection, with the process's RSS at the start, middle and end of the run.
 --
---   lua5.4 bench/send_text.lua [--calls N | --seconds D] [--url URL] [--max-drift P] [--tsv] [--transport-only]
+--   lua5.4 bench/send_text.lua [--calls N | --seconds D] [--url URL] [--cafile PEM] [--max-drift P] [--tsv]
+--     [--transport-only]
 --   luajit bench/send_text.lua ...
 --   lua5.4 bench/send_text.lua --print-body      the JSON body every call posts (for wrk, bench/wrk_post.lua)
 --
@@ -60,6 +61,9 @@ do
     elseif a == "--url" then
       opts.url = arg[i + 1]
       i = i + 2
+    elseif a == "--cafile" then
+      opts.cafile = arg[i + 1]
+      i = i + 2
     elseif a == "--tsv" then
       opts.tsv = true
       i = i + 1
@@ -117,6 +121,7 @@ local client = work.client{
   base_url = opts.url,
   transport = "curl",
   timeout = 10,
+  cafile = opts.cafile,
 }
 
 local failures, made = 0, 0

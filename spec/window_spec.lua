@@ -153,6 +153,25 @@ describe("kf.window", function()
       .. "got string)")
   end)
 
+  it("holds kf.batch to the same window: 5 of 7 sends to one customer go, forced ones pass", function()
+    local c = new_client(memory_store.new())
+    standin.sync{ messages = { cases.customer_message("wmBATCH") } }
+    assert.are.equal(1, pull(c))
+    local calls = {}
+    for i = 1, 7 do
+      calls[i] = { "send_text", "wmBATCH", KFID, "batch " .. i }
+    end
+    calls[8] = { "send_text", "wmBATCH", KFID, "forced", { force = true, msgid = "forced-batch" } }
+    local words = {}
+    for i, r in ipairs(kf.batch(c, "kf", calls)) do
+      words[i] = r.res and "ok" or (r.err.kind .. ":" .. tostring(r.err.reason or r.err.errcode))
+    end
+    table.sort(words)
+    assert.are.same({ "api:95001", "ok", "ok", "ok", "ok", "ok", "window:quota", "window:quota" }, words)
+    assert.are.equal(5, cases.delivered_to("wmBATCH"))
+    assert.are.equal(6, standin.counts()["/cgi-bin/kf/send_msg"])
+  end)
+
   it("with window = true, counts in the token store's Redis, one hash a customer", function()
     local c = work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } }, base_url = standin.url(),
       token_store = redis_store.new{ port = PORT, prefix = "tok:" }, window = true }

@@ -7,9 +7,8 @@
 
 #include <curl/curl.h>
 
-#include "wechat_core.h"
+#include "curl_transport.h"
 
-#define CURL_MT "wechat.curl"
 #define DEFAULT_TIMEOUT 10.0
 #define MAX_TIMEOUT 86400.0
 #define DEFAULT_MAX_RESPONSE (4 * 1024 * 1024)
@@ -18,32 +17,6 @@
 /* A buffer grown past this for one large answer is given back, so an idle transport stays small. */
 #define KEEP_BUFFER (1024 * 1024)
 #define DEFAULT_USER_AGENT "lua-wechat-work/0.1.0"
-/* Parsed URLs kept per handle: a client posts to a few URLs (gettoken, the KF paths), each the same until the
- * token changes. */
-#define URL_CACHE 4
-
-/* A URL parsed once: libcurl would otherwise parse the URL text, and print it back, on every transfer (a fifth of
- * its work per request). */
-typedef struct {
-    CURLU *parsed;
-    char *text; /* NULL: slot unused */
-    size_t len;
-    unsigned long used; /* for evicting the least recently used */
-} wcurl_url;
-
-typedef struct {
-    CURL *easy;                 /* NULL once closed */
-    struct curl_slist *post_headers;
-    int global_ref;             /* this handle holds one curl_global_init reference */
-    char *buf;                  /* response body, bounded by max_response */
-    size_t len, cap, max_response;
-    int too_large, no_memory;   /* why the write callback stopped the transfer */
-    long requests, connects;
-    wcurl_url urls[URL_CACHE];
-    unsigned long url_clock;
-    char errbuf[CURL_ERROR_SIZE];
-} wcurl;
-
 static void wcurl_forget_url(wcurl_url *u)
 {
     curl_url_cleanup(u->parsed);
@@ -55,6 +28,7 @@ static void wcurl_forget_url(wcurl_url *u)
 
 static void wcurl_release(wcurl *c)
 {
+    if (c->multi != NULL) wmulti_detach(c->multi, c);
     if (c->easy != NULL) {
         curl_easy_cleanup(c->easy);
         c->easy = NULL;
@@ -105,6 +79,14 @@ static wcurl *wcurl_check(lua_State *L)
 {
     wcurl *c = luaL_checkudata(L, 1, CURL_MT);
     if (c->easy == NULL) luaL_error(L, "curl transport is closed");
+    return c;
+}
+
+wcurl *wcurl_check_idle(lua_State *L, int idx)
+{
+    wcurl *c = luaL_checkudata(L, idx, CURL_MT);
+    if (c->easy == NULL) luaL_error(L, "curl transport is closed");
+    if (c->multi != NULL) luaL_error(L, "curl handle is busy in a batch");
     return c;
 }
 
@@ -381,61 +363,37 @@ static CURLcode wcurl_set_url(wcurl *c, const char *url, size_t len)
     return curl_easy_setopt(c->easy, CURLOPT_URL, url);
 }
 
-/* handle:request(method, url[, body]) -> status, body | nil, reason, message, maybe_resent */
-static int l_curl_request(lua_State *L)
+CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const char *body, size_t body_len)
 {
-    wcurl *c = wcurl_check(L);
-    size_t url_len, body_len = 0;
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return wechat_argerror(L, "request", 1, "string expected, got %s", luaL_typename(L, 2));
-    const char *method = lua_tostring(L, 2);
-    int post;
-    if (strcmp(method, "GET") == 0) post = 0;
-    else if (strcmp(method, "POST") == 0) post = 1;
-    else return wechat_argerror(L, "request", 1, "method must be \"GET\" or \"POST\", got \"%s\"", method);
-    if (lua_type(L, 3) != LUA_TSTRING)
-        return wechat_argerror(L, "request", 2, "string expected, got %s", luaL_typename(L, 3));
-    const char *url = lua_tolstring(L, 3, &url_len);
-    if (strlen(url) != url_len) return wechat_argerror(L, "request", 2, "url contains a NUL byte");
-    const char *body = "";
-    if (!lua_isnoneornil(L, 4)) {
-        if (lua_type(L, 4) != LUA_TSTRING)
-            return wechat_argerror(L, "request", 3, "string or nil expected, got %s", luaL_typename(L, 4));
-        body = lua_tolstring(L, 4, &body_len);
-    } else if (!post) {
-        body = NULL;
-    }
-    if (body != NULL && !post) return wechat_argerror(L, "request", 3, "a GET request has no body");
-
     c->len = 0;
     c->too_large = c->no_memory = 0;
     c->errbuf[0] = '\0';
-
+    c->post = post;
     CURLcode rc = wcurl_set_url(c, url, url_len);
-    if (rc == CURLE_OK) {
-        if (post) {
-            /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
-            rc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body);
-            if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-            if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->post_headers);
-        } else {
-            rc = curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
-            if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-        }
+    if (rc != CURLE_OK) return rc;
+    if (post) {
+        rc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body);
+        if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->post_headers);
+    } else {
+        rc = curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
+        if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
     }
+    if (rc == CURLE_OK) c->requests++;
+    return rc;
+}
+
+int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc)
+{
     /* libcurl sends a request again by itself, on a new connection, when a kept-alive one died under it. When a
      * request that could have reused a connection needed a new one, it may have gone out twice already. */
-    int maybe_resent = 0;
-    if (rc == CURLE_OK) {
-        c->requests++;
-        rc = curl_easy_perform(c->easy);
-        long connects = 0;
-        if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
-        maybe_resent = c->requests > 1 && connects > 0;
-    }
+    long connects = 0;
+    if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
+    int maybe_resent = c->requests > 1 && connects > 0;
     /* Forget the pointer into the Lua string, which may be collected before the next request. */
-    if (post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
+    if (c->post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
         rc = CURLE_FAILED_INIT;
+    c->post = 0;
 
     long status = 0;
     if (rc == CURLE_OK && curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
@@ -444,7 +402,6 @@ static int l_curl_request(lua_State *L)
     if (rc == CURLE_OK) {
         lua_pushinteger(L, (lua_Integer)status);
         lua_pushlstring(L, c->buf != NULL ? c->buf : "", c->len);
-        nret = 2;
     } else {
         lua_pushnil(L);
         if (c->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
@@ -474,6 +431,46 @@ static int l_curl_request(lua_State *L)
         c->cap = 0;
     }
     return nret;
+}
+
+/* Checks the arguments of request at 2, 3, 4 (method, url, body) for the handle at 1 and for the multi handle's
+ * add, whose arguments sit one further: shift 1. */
+void wcurl_check_request(lua_State *L, const char *fname, int shift, int *post, const char **url, size_t *url_len,
+                         const char **body, size_t *body_len)
+{
+    int im = 2 + shift, iu = 3 + shift, ib = 4 + shift;
+    if (lua_type(L, im) != LUA_TSTRING)
+        wechat_argerror(L, fname, 1 + shift, "string expected, got %s", luaL_typename(L, im));
+    const char *method = lua_tostring(L, im);
+    if (strcmp(method, "GET") == 0) *post = 0;
+    else if (strcmp(method, "POST") == 0) *post = 1;
+    else wechat_argerror(L, fname, 1 + shift, "method must be \"GET\" or \"POST\", got \"%s\"", method);
+    if (lua_type(L, iu) != LUA_TSTRING)
+        wechat_argerror(L, fname, 2 + shift, "string expected, got %s", luaL_typename(L, iu));
+    *url = lua_tolstring(L, iu, url_len);
+    if (strlen(*url) != *url_len) wechat_argerror(L, fname, 2 + shift, "url contains a NUL byte");
+    *body = "";
+    *body_len = 0;
+    if (!lua_isnoneornil(L, ib)) {
+        if (lua_type(L, ib) != LUA_TSTRING)
+            wechat_argerror(L, fname, 3 + shift, "string or nil expected, got %s", luaL_typename(L, ib));
+        if (!*post) wechat_argerror(L, fname, 3 + shift, "a GET request has no body");
+        *body = lua_tolstring(L, ib, body_len);
+    }
+}
+
+/* handle:request(method, url[, body]) -> status, body | nil, reason, message, maybe_resent */
+static int l_curl_request(lua_State *L)
+{
+    wcurl *c = wcurl_check_idle(L, 1);
+    int post;
+    const char *url, *body;
+    size_t url_len, body_len;
+    wcurl_check_request(L, "request", 0, &post, &url, &url_len, &body, &body_len);
+    /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
+    CURLcode rc = wcurl_begin(c, post, url, url_len, body, body_len);
+    if (rc == CURLE_OK) rc = curl_easy_perform(c->easy);
+    return wcurl_finish(L, c, rc);
 }
 
 /* handle:stats() -> {requests = N, connects = M}: connects counts new connections (CURLINFO_NUM_CONNECTS

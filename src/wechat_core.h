@@ -17,6 +17,8 @@ __attribute__((visibility("default"))) int luaopen_wechat_core(lua_State *L);
 void wechat_open_bodies(lua_State *L);
 void wechat_open_family_bodies(lua_State *L);
 void wechat_open_curl(lua_State *L);
+void wechat_open_curl_multi(lua_State *L);
+void wechat_open_answer(lua_State *L);
 void wechat_open_digest(lua_State *L);
 void wechat_open_crypto(lua_State *L);
 void wechat_open_random(lua_State *L);

@@ -3,6 +3,7 @@
 -- the client adds the access token (fetched once, cached in a store, refreshed once on 40014/42001) and
 -- turns every run-time failure into `nil, err` (see `wechat.work.errors`).
 local cjson_safe = require "cjson.safe"
+local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local memory_store = require "wechat.work.store.memory"
 local nginx = require "wechat.work.nginx"
@@ -10,9 +11,11 @@ local nginx = require "wechat.work.nginx"
 local error, getmetatable, ipairs, next, pairs, pcall, require, select, setmetatable, tonumber, tostring, type =
   error, getmetatable, ipairs, next, pairs, pcall, require, select, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
+local time = os.time
 local format, gsub, byte, find = string.format, string.gsub, string.byte, string.find
 local concat, sort = table.concat, table.sort
 local decode = cjson_safe.decode
+local decode_answer, sha1_hex = core.decode_answer, core.sha1_hex
 local tointeger = math.tointeger -- nil on LuaJIT, where every number is a double anyway
 
 local M = { _VERSION = "0.1.0" }
@@ -277,6 +280,7 @@ function M.client(opts)
     store = store,
     window = window,      -- read by wechat.work.kf.window: false, true (the token store's kind) or a store
     spare = memory_store.new(), -- tokens the store failed to keep
+    fetching = {},              -- store key -> the gettoken of this client under way { done =, err = }
     transport = transport,
     -- a blocking transport made where it may block (init_by_lua) is still refused in a request handler
     guard_blocking = transport.blocking and not opts.allow_blocking and nginx.get() ~= nil,
@@ -299,8 +303,7 @@ end
 local function token_key(self, agent)
   local key = agent.token_key
   if not key then
-    local core = require "wechat.core"
-    key = "wechat:token:" .. self.corp_id .. ":" .. core.sha1_hex(self.corp_id .. "\0" .. agent.secret):sub(1, 16)
+    key = "wechat:token:" .. self.corp_id .. ":" .. sha1_hex(self.corp_id .. "\0" .. agent.secret):sub(1, 16)
     agent.token_key = key
   end
   return key
@@ -339,13 +342,18 @@ local function exchange(self, method, url, body, op, ...)
   if res.status ~= 200 then
     return nil, errors.new(errors.HTTP, "unexpected HTTP status", { status = res.status, op = op })
   end
-  local data = decode(res.body)
+  local answer = res.body
+  -- A send's answer is a small flat object: decoded in C, integers as integers, without cjson's table walk.
+  local data = decode_answer(answer)
+  if data == nil then
+    data = decode(answer)
+    if tointeger and type(data) == "table" then
+      restore_integers(data)
+    end
+  end
   -- WeCom always answers an object with a numeric errcode (gettoken included): anything else is not WeCom.
   if type(data) ~= "table" or type(data.errcode) ~= "number" then
     return nil, errors.new(errors.DECODE, "response is not WeCom's JSON (an object with errcode)", { op = op })
-  end
-  if tointeger then
-    restore_integers(data)
   end
   local errcode = data.errcode
   if errcode ~= 0 then
@@ -436,19 +444,9 @@ local function fetch_locked(self, agent, store, key, op)
   return fetch_and_keep(self, agent, store, key, op)
 end
 
---- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
--- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
--- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most.
--- @param agent_name a name in the client's `agents`; another one raises
--- @param op the operation's name, for errors (optional)
--- @return token, or nil and an error value (kind "store" when the wait for another caller's gettoken ran out)
-function Client:token(agent_name, op)
-  local agent = check_agent(self, "token", 1, agent_name)
-  local store, key = self.store, token_key(self, agent)
-  local token = store:get(key) or self.spare:get(key)
-  if token then
-    return token
-  end
+-- Client:token after a miss in the store with no fetch of this client under way: fetches (under the store's lock
+-- when it has one) and stores.
+local function fetch_and_store(self, agent, store, key, op)
   if store.lock then
     local lock, err = store:lock(key, { timeout = self.token_wait })
     if not lock then
@@ -467,6 +465,59 @@ function Client:token(agent_name, op)
     return got, fetch_err
   end
   return fetch_and_keep(self, agent, store, key, op)
+end
+
+-- Waits while another task of this client fetches the token, as long as the transport can wait (a curl transport
+-- inside kf.batch, a cosocket transport) and at most token_wait seconds.
+local function wait_for_fetch(self, fetching)
+  local transport, deadline = self.transport, time() + self.token_wait + 1
+  while not fetching.done and time() <= deadline do
+    if not (transport.pause and transport:pause()) then
+      return
+    end
+  end
+end
+
+--- The access token of an agent: from the store when it holds one, else fetched from /cgi-bin/gettoken and
+-- stored for `expires_in` less `token_margin` seconds (at most half its life less). With a store that has `lock`
+-- (lua_shared_dict, Redis), one caller fetches and the others wait for it, `token_wait` seconds at most. Within
+-- one client, callers that run at once (the sends of a `kf.batch`, light threads of one nginx worker) share one
+-- gettoken whatever the store: the others wait for its token, or its error.
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param op the operation's name, for errors (optional)
+-- @return token, or nil and an error value (kind "store" when the wait for another caller's gettoken ran out)
+function Client:token(agent_name, op)
+  local agent = check_agent(self, "token", 1, agent_name)
+  local store, key = self.store, token_key(self, agent)
+  local token = store:get(key) or self.spare:get(key)
+  if token then
+    return token
+  end
+  local fetching = self.fetching[key]
+  if fetching then
+    wait_for_fetch(self, fetching)
+    if fetching.done then
+      token = store:get(key) or self.spare:get(key)
+      if token then
+        return token
+      end
+      if fetching.err then
+        return nil, errors.copy(fetching.err, { op = op })
+      end
+    end
+  end
+  fetching = {}
+  self.fetching[key] = fetching
+  -- marked done even when the fetch raises, so no one waits for it; they then fetch themselves (no err to share)
+  local ok, got, err = pcall(fetch_and_store, self, agent, store, key, op)
+  fetching.done, fetching.err = true, ok and err or nil
+  if self.fetching[key] == fetching then
+    self.fetching[key] = nil
+  end
+  if not ok then
+    error(got, 0)
+  end
+  return got, err
 end
 
 --- Forgets the cached token of an agent (only if it is still `token`, when given).

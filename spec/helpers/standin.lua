@@ -196,6 +196,11 @@ function M.counts()
   return control("GET", "/_standin/counts")
 end
 
+-- { in_flight, max_in_flight, connections } of the API requests since the last reset.
+function M.concurrency()
+  return control("GET", "/_standin/concurrency")
+end
+
 -- Decoded bodies of the messages a customer would see, after msgid dedup.
 function M.delivered()
   return control("GET", "/_standin/delivered")

@@ -4,7 +4,8 @@
 -- 20 in flight (none answered).
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
-local socket = require "socket"
+local eventually = require("helpers.eventually").eventually
+local read_file = require("helpers.eventually").read_file
 
 local PORT = 18365
 local SEND_MSG = "/cgi-bin/kf/send_msg"
@@ -46,33 +47,12 @@ local app
 
 local shell_quote = require("helpers.shell").quote
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then
-    return ""
-  end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
 local function lines_of(text)
   local n = 0
   for _ in text:gmatch("[^\n]+\n") do
     n = n + 1
   end
   return n
-end
-
--- Waits (without a time assertion) until fn() is true; false when it never became true.
-local function eventually(fn)
-  for _ = 1, 600 do
-    if fn() then
-      return true
-    end
-    socket.sleep(0.05)
-  end
-  return false
 end
 
 describe("a handler waiting on WeCom does not block its nginx worker #openresty", function()

@@ -54,6 +54,21 @@ function M.new(kind, message, fields)
   return setmetatable(err, Error)
 end
 
+--- A copy of error value `err` with `fields` set in it (e.g. `{ op = "send_text" }`), for handing one failure
+-- to several callers, each with its own.
+function M.copy(err, fields)
+  local copy = {}
+  for k, v in pairs(err) do
+    copy[k] = v
+  end
+  if fields then
+    for k, v in pairs(fields) do
+      copy[k] = v
+    end
+  end
+  return setmetatable(copy, Error)
+end
+
 --- True when `err` is an error value of this module, and of `kind` when one is given.
 function M.is(err, kind)
   return type(err) == "table" and getmetatable(err) == Error and (kind == nil or err.kind == kind)

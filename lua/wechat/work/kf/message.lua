@@ -75,10 +75,11 @@ local function is_raw(name, first, ...)
 end
 
 -- opts.force (a key of ours, not of the body): whether it is true, and opts without it (nil when nothing is left).
+-- Raises at the caller of the public function (level 4: strip_force, build_send, the operation, its caller).
 local function strip_force(name, argn, opts)
   local force = opts.force
   if type(force) ~= "boolean" then
-    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type(force)), 3)
+    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type(force)), 4)
   end
   local copy = {}
   for k, v in pairs(opts) do
@@ -89,39 +90,46 @@ local function strip_force(name, argn, opts)
   return force, next(copy) ~= nil and copy or nil
 end
 
+-- The body of a send_msg operation, checked as the builder checks it, with opts.force taken out: body, msgid,
+-- force, to, open_kfid. Raises at the caller of the public function on a wrong argument.
+local function build_send(name, build, client, agent, ...)
+  if is_raw(name, ...) then
+    local given, opts = ...
+    local force = false
+    if opts ~= nil then
+      if type(opts) ~= "table" then
+        error(format("bad argument #4 to '%s' (opts: table expected, got %s)", name, type(opts)), 3)
+      end
+      local rest = opts
+      if opts.force ~= nil then
+        force, rest = strip_force(name, 4, opts)
+      end
+      if rest and next(rest) ~= nil then
+        error(format("bad argument #4 to '%s' (opts: unknown option '%s')", name, tostring(next(rest))), 3)
+      end
+    end
+    local body, msgid = build(client, agent, given)
+    return body, msgid, force, given.touser, given.open_kfid
+  end
+  local opts_at = OPTS_AT[name]
+  local opts = select(opts_at, ...)
+  local to, open_kfid = ...
+  if type(opts) == "table" and opts.force ~= nil then
+    local args = pack(...)
+    local force
+    force, args[opts_at] = strip_force(name, opts_at + 2, opts)
+    local body, msgid = build(client, agent, unpack(args, 1, args.n))
+    return body, msgid, force, to, open_kfid
+  end
+  local body, msgid = build(client, agent, ...)
+  return body, msgid, false, to, open_kfid
+end
+
 -- A send_msg operation: the window tracker (when the client has one) sees it before and after it goes.
 local function send_operation(name, build, path)
-  local opts_at = OPTS_AT[name]
   return function(client, agent, ...)
     check_client_and_agent(name, client, agent)
-    local force, body, msgid, to, open_kfid = false
-    if is_raw(name, ...) then
-      local given, opts = ...
-      if opts ~= nil then
-        if type(opts) ~= "table" then
-          error(format("bad argument #4 to '%s' (opts: table expected, got %s)", name, type(opts)), 2)
-        end
-        local rest = opts
-        if opts.force ~= nil then
-          force, rest = strip_force(name, 4, opts)
-        end
-        if rest and next(rest) ~= nil then
-          error(format("bad argument #4 to '%s' (opts: unknown option '%s')", name, tostring(next(rest))), 2)
-        end
-      end
-      body, msgid = build(client, agent, given)
-      to, open_kfid = given.touser, given.open_kfid
-    else
-      local opts = select(opts_at, ...)
-      if type(opts) == "table" and opts.force ~= nil then
-        local args = pack(...)
-        force, args[opts_at] = strip_force(name, opts_at + 2, opts)
-        body, msgid = build(client, agent, unpack(args, 1, args.n))
-      else
-        body, msgid = build(client, agent, ...)
-      end
-      to, open_kfid = ...
-    end
+    local body, msgid, force, to, open_kfid = build_send(name, build, client, agent, ...)
     if not client.window then
       return client:post(agent, path, body, name, msgid ~= nil)
     end
@@ -155,5 +163,25 @@ for name, path in pairs(OPERATIONS) do
 end
 
 M.sync_all = require("wechat.work.kf.sync").sync_all
+
+--- The names of the operations above that post one request each (what `batch` accepts), as a set.
+M.OPERATIONS = {}
+for name in pairs(OPERATIONS) do
+  M.OPERATIONS[name] = true
+end
+
+--- Checks the arguments of operation `name` as the operation itself does (raising the same error), without
+-- sending anything: `batch` checks every call with it before the first goes out.
+function M.check_arguments(name, client, agent, ...)
+  local build = core[name]
+  if OPERATIONS[name] == SEND_MSG then
+    build_send(name, build, client, agent, ...)
+  else
+    build(client, agent, ...)
+  end
+end
+
+--- batch(client, agent, calls[, opts]): many of the operations above at once; see `wechat.work.kf.batch`.
+M.batch = require("wechat.work.kf.batch").batch
 
 return M

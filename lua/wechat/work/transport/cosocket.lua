@@ -13,7 +13,7 @@ local check_request = require("wechat.work.transport.request").check
 
 local error, pcall, require, setmetatable, tonumber, tostring, type =
   error, pcall, require, setmetatable, tonumber, tostring, type
-local floor = math.floor
+local floor, min = math.floor, math.min
 local concat = table.concat
 local byte, find, format, gsub, lower, match, sub = string.byte, string.find, string.format, string.gsub,
   string.lower, string.match, string.sub
@@ -110,6 +110,8 @@ function M.new(opts)
     max_response = max_response,
     ssl_verify = opts.ssl_verify ~= false,
     sessions = {},     -- pool name -> TLS session, to shorten the handshake of the next new connection
+    destinations = {}, -- url -> what a request to it needs (see destination)
+    destination_count = 0,
     requests = 0,
     connects = 0,
   }, Transport)
@@ -157,6 +159,9 @@ local function io_fail(sock, what, err, reason)
   return fail(reason, what .. ": " .. tostring(err))
 end
 
+-- The header fields the exchange acts on.
+local KEPT_HEADERS = { ["connection"] = true, ["transfer-encoding"] = true, ["content-length"] = true }
+
 -- Status and header fields, read in one go up to the empty line (at most max_bytes). On failure, also true when
 -- not one byte of the answer came.
 local function read_headers(sock, max_bytes)
@@ -178,24 +183,38 @@ local function read_headers(sock, max_bytes)
   if not minor then
     return nil, "bad status line"
   end
-  -- the lines after the status line, split by hand: string.gmatch would keep LuaJIT from compiling this loop
+  -- The lines after the status line, split by hand (string.gmatch would keep LuaJIT from compiling this loop).
+  -- Every line must be a header field; only the three the exchange acts on are kept, by lower-case name.
   local headers, count = {}, 0
   local pos = find(head, "\n", 1, true)
   while pos do
     local next_pos = find(head, "\n", pos + 1, true)
-    local line = sub(head, pos + 1, (next_pos or 0) - 1)
-    pos = next_pos
     count = count + 1
     if count > MAX_HEADERS then
       return nil, "response headers too large"
     end
-    local name, value = match(line, "^([^:%s]+)%s*:%s*(.-)%s*$")
-    if not name then
+    local colon = find(head, ":", pos + 1, true)
+    if not colon or (next_pos and colon > next_pos) then
+      return nil, "bad header line"
+    end
+    local name = sub(head, pos + 1, colon - 1)
+    -- a name, then optional white space before the colon; never white space inside or before the name
+    local name_end = find(name, "%s")
+    if name_end then
+      if name_end == 1 or find(name, "%S", name_end) then
+        return nil, "bad header line"
+      end
+      name = sub(name, 1, name_end - 1)
+    elseif name == "" then
       return nil, "bad header line"
     end
     name = lower(name)
-    local seen = headers[name]
-    headers[name] = seen and (seen .. ", " .. value) or value
+    if KEPT_HEADERS[name] then
+      local value = match(sub(head, colon + 1, (next_pos or 0) - 1), "^%s*(.-)%s*$")
+      local seen = headers[name]
+      headers[name] = seen and (seen .. ", " .. value) or value
+    end
+    pos = next_pos
   end
   return tonumber(status), minor == "1", headers
 end
@@ -332,10 +351,11 @@ end
 -- A connected socket (TLS done) from the pool or new, and how often it was reused before; or nil, err.
 -- fresh: a new connection for sure. It is made under a pool name of its own that never holds a connection (it is
 -- closed after its one exchange), since the pool proper may hold more connections the server has dropped.
-local function open(self, host, port, tls, pool, fresh)
+local function open(self, dest, fresh)
   local sock = self.ngx.socket.tcp()
   sock:settimeouts(self.connect_ms, self.io_ms, self.io_ms)
-  local ok, err = sock:connect(host, port, { pool = fresh and (pool .. "#fresh") or pool })
+  local host, port = dest.host, dest.port
+  local ok, err = sock:connect(host, port, fresh and dest.fresh_opts or dest.pool_opts)
   if not ok then
     -- a connect timeout too is "connect": nothing reached WeCom
     local reason = "connect"
@@ -347,7 +367,8 @@ local function open(self, host, port, tls, pool, fresh)
   local reused = sock:getreusedtimes() or 0
   if reused == 0 then
     self.connects = self.connects + 1
-    if tls then
+    if dest.tls then
+      local pool = dest.pool
       local session, herr = handshake(sock, host, self.sessions[pool], self.ssl_verify)
       if not session then
         sock:close()
@@ -427,6 +448,37 @@ local function exchange(self, sock, head, keep)
   return { status = status, body = body }
 end
 
+-- Destinations kept per transport: a client posts to a few URLs, each the same until the token changes.
+local MAX_DESTINATIONS = 8
+
+-- What a request to url needs, worked out once: where to connect, the connection pool, the request head.
+-- Raises (at the caller of request) when the URL is not one we can use.
+local function destination(self, url)
+  local scheme, host, port, authority, target = parse_url(url)
+  if not scheme then
+    -- level 3: destination, request, and then the code that called request
+    error("bad argument #1 to 'request' (req.url: http:// or https:// URL expected)", 3)
+  end
+  local tls = scheme == "https"
+  local pool = format("wechat:%s:%s:%d:%s", scheme, host, port, (tls and not self.ssl_verify) and "noverify" or "")
+  local common = " HTTP/1.1\r\nHost: " .. authority .. "\r\nUser-Agent: " .. USER_AGENT
+    .. "\r\nAccept: application/json\r\nConnection: keep-alive\r\n"
+  local dest = {
+    host = host, port = port, tls = tls, pool = pool,
+    pool_opts = { pool = pool },
+    -- a new connection for sure: a pool name of its own that never holds one (see open)
+    fresh_opts = { pool = pool .. "#fresh" },
+    get_head = "GET " .. target .. common .. "\r\n",
+    post_head = "POST " .. target .. common .. "Content-Type: application/json; charset=utf-8\r\nContent-Length: ",
+  }
+  if self.destination_count >= MAX_DESTINATIONS then
+    self.destinations, self.destination_count = {}, 0
+  end
+  self.destinations[url] = dest
+  self.destination_count = self.destination_count + 1
+  return dest
+end
+
 --- Makes one HTTP exchange.
 -- Only in the nginx phases that allow cosockets (rewrite, server_rewrite, access, content, timer,
 -- ssl_client_hello, ssl_cert, ssl_session_fetch); elsewhere it returns a "phase" error at once.
@@ -446,30 +498,17 @@ function Transport:request(req)
     return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
       .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
   end
-  local scheme, host, port, authority, target = parse_url(url)
-  if not scheme then
-    argerror("request", 1, "req.url: http:// or https:// URL expected")
-  end
-  local tls = scheme == "https"
-  local pool = format("wechat:%s:%s:%d:%s", scheme, host, port, (tls and not self.ssl_verify) and "noverify" or "")
-
-  local head = {
-    method, " ", target, " HTTP/1.1\r\nHost: ", authority,
-    "\r\nUser-Agent: ", USER_AGENT,
-    "\r\nAccept: application/json\r\nConnection: keep-alive\r\n",
-  }
+  local dest = self.destinations[url] or destination(self, url)
+  local head
   if method == "POST" then
     body = body or ""
-    head[#head + 1] = "Content-Type: application/json; charset=utf-8\r\nContent-Length: "
-    head[#head + 1] = tostring(#body)
-    head[#head + 1] = "\r\n\r\n"
-    head[#head + 1] = body
+    head = { dest.post_head, tostring(#body), "\r\n\r\n", body }
   else
-    head[#head + 1] = "\r\n"
+    head = dest.get_head
   end
 
   self.requests = self.requests + 1
-  local sock, reused = open(self, host, port, tls, pool)
+  local sock, reused = open(self, dest)
   if not sock then
     return nil, reused
   end
@@ -477,7 +516,7 @@ function Transport:request(req)
   if res or not (stale and reused > 0) then
     return res, err
   end
-  sock, err = open(self, host, port, tls, pool, true)
+  sock, err = open(self, dest, true)
   if not sock then
     return nil, err
   end
@@ -486,6 +525,60 @@ function Transport:request(req)
     err.resent = true -- the request may have reached the server twice already
   end
   return res, err
+end
+
+--- Lets the other light threads of this worker run for a moment (1 ms), e.g. while another one fetches the
+-- access token this one needs.
+-- @return true, or false in a phase where nginx cannot sleep (the caller must not wait any longer)
+function Transport:pause()
+  local ngx = self.ngx
+  local _, cosockets = nginx.phase(ngx)
+  if not cosockets then
+    return false
+  end
+  ngx.sleep(0.001)
+  return true
+end
+
+--- Runs `tasks` (an array of functions) at once in light threads (`ngx.thread.spawn`), at most `limit` at a
+-- time; their requests over this transport wait on cosockets, so the worker serves other requests meanwhile.
+-- In a phase without cosockets they run one after the other (each gets its "phase" error from `request`).
+-- @return an array: entry i holds the values task i returned, packed (`{ ... }`)
+-- @raise when a task raises (the other threads are killed)
+function Transport:run(tasks, limit)
+  local ngx = self.ngx
+  local n = #tasks
+  local results = {}
+  local _, cosockets = nginx.phase(ngx)
+  if not cosockets then
+    for i = 1, n do
+      results[i] = { tasks[i]() }
+    end
+    return results
+  end
+  local next_task = 1
+  local function work()
+    while next_task <= n do
+      local i = next_task
+      next_task = i + 1
+      results[i] = { tasks[i]() }
+    end
+  end
+  local spawn, wait, kill = ngx.thread.spawn, ngx.thread.wait, ngx.thread.kill
+  local threads = {}
+  for k = 1, min(limit, n) do
+    threads[k] = spawn(work)
+  end
+  for k = 1, #threads do
+    local ok, err = wait(threads[k])
+    if not ok then
+      for j = k + 1, #threads do
+        kill(threads[j])
+      end
+      error(err, 0)
+    end
+  end
+  return results
 end
 
 --- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is

@@ -5,8 +5,12 @@ local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local check_request = require("wechat.work.transport.request").check
 
-local error, ipairs, pcall, setmetatable, tostring, type = error, ipairs, pcall, setmetatable, tostring, type
+local error, ipairs, pairs, pcall, setmetatable, tostring, type =
+  error, ipairs, pairs, pcall, setmetatable, tostring, type
 local format, gsub = string.format, string.gsub
+local create, resume, running, status, yield =
+  coroutine.create, coroutine.resume, coroutine.running, coroutine.status, coroutine.yield
+local traceback = debug.traceback
 
 local M = {}
 
@@ -49,8 +53,11 @@ function M.new(opts)
   if not handle then
     return nil, errors.new(errors.TRANSPORT, msg, { reason = "other" })
   end
-  return setmetatable({ handle = handle, closed = false }, Transport)
+  return setmetatable({ handle = handle, closed = false, picked = picked, batch = nil }, Transport)
 end
+
+-- What a task of `run` yields to ask for a moment's wait (see Transport:pause).
+local PAUSE = {}
 
 --- Makes one HTTP exchange.
 -- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil}`; a POST is sent as
@@ -65,11 +72,172 @@ function Transport:request(req)
     error("curl transport is closed", 2)
   end
   local method, url, body = check_request(req)
-  local status, res, msg, resent = self.handle:request(method, url, body)
-  if not status then
+  local code, res, msg, resent
+  local batch = self.batch
+  if batch and batch[running()] then
+    code, res, msg, resent = yield(method, url, body) -- the transfer runs in Transport:run's multi handle
+  else
+    code, res, msg, resent = self.handle:request(method, url, body)
+  end
+  if not code then
     return nil, errors.new(errors.TRANSPORT, msg, { reason = res, resent = resent or nil })
   end
-  return { status = status, body = res }
+  return { status = code, body = res }
+end
+
+--- Lets the other tasks of `run` go on until one of their transfers ends, when called from one of them.
+-- @return true after such a wait; false when there is nothing to wait for (outside `run`, or every other task
+--   is waiting too), so a caller waiting for another task's result must not wait any longer
+function Transport:pause()
+  local batch = self.batch
+  if batch and batch[running()] then
+    return yield(PAUSE)
+  end
+  return false
+end
+
+-- Ends the batch with a raise: transfers under way are dropped, their handles (task index -> handle) go back to
+-- the pool.
+local function abandon(self, handles, message)
+  self.multi:abort()
+  for _, handle in pairs(handles) do
+    self.free[#self.free + 1] = handle
+  end
+  self.batch = nil
+  error(message, 0)
+end
+
+-- A free easy handle of the pool (made with the transport's options when there are fewer than `limit`).
+local function take_handle(self)
+  local free = self.free
+  local n = #free
+  if n > 0 then
+    local handle = free[n]
+    free[n] = nil
+    return handle
+  end
+  local handle, msg = core.curl_new(self.picked)
+  if not handle then
+    return nil, msg
+  end
+  return handle
+end
+
+--- Runs `tasks` (an array of functions) at once, at most `limit` at a time, each in a coroutine of its own: the
+-- requests they make through this transport go out together over libcurl's multi interface, with at most
+-- `limit` connections, kept alive for the next run. The transport's own handle is not used; the pool of
+-- handles and connections lives as long as the transport.
+-- @return an array: entry i holds the values task i returned, packed (`{ n = N, ... }`)
+-- @raise when a task raises (the other tasks are dropped), or when the transport is closed
+function Transport:run(tasks, limit)
+  if self.closed then
+    error("curl transport is closed", 2)
+  end
+  if self.batch then
+    error("curl transport: run called from inside a run", 2)
+  end
+  local multi = self.multi
+  if not multi then
+    local msg
+    multi, msg = core.curl_multi_new()
+    if not multi then
+      error("curl transport: " .. tostring(msg), 2)
+    end
+    self.multi, self.free = multi, {}
+  end
+  local limited, why = multi:limit(limit)
+  if not limited then
+    error("curl transport: " .. tostring(why), 2)
+  end
+  local batch = {}            -- coroutine -> task index, also how request and pause know they run in a task
+  local coroutines = {}       -- task index -> coroutine
+  local results, n = {}, #tasks
+  local active, next_task = 0, 1
+  local handles = {}          -- task index -> the easy handle of its transfer under way
+  local paused = {}           -- coroutines waiting in pause, in the order they came
+  self.batch = batch
+
+  -- Runs co until it yields a request or a pause, or ends; a request is added to the multi handle.
+  local function step(co, ok, a, b, c)
+    local i = batch[co]
+    while true do
+      if not ok then
+        abandon(self, handles, traceback(co, tostring(a)))
+      end
+      if status(co) == "dead" then
+        batch[co], coroutines[i] = nil, nil
+        results[i] = { n = 3, a, b, c }
+        active = active - 1
+        return
+      end
+      if a == PAUSE then
+        paused[#paused + 1] = co
+        return
+      end
+      local handle, msg = take_handle(self)
+      local added, reason, message, resent
+      if handle then
+        added, reason, message, resent = multi:add(i, handle, a, b, c)
+      else
+        reason, message = "other", msg
+      end
+      if added then
+        handles[i] = handle
+        return
+      end
+      if handle then
+        self.free[#self.free + 1] = handle
+      end
+      ok, a, b, c = resume(co, nil, reason, message, resent)
+    end
+  end
+
+  local function start_more()
+    while active < limit and next_task <= n do
+      local i = next_task
+      next_task = i + 1
+      local co = create(tasks[i])
+      batch[co], coroutines[i] = i, co
+      active = active + 1
+      step(co, resume(co))
+    end
+  end
+
+  start_more()
+  while active > 0 do
+    if multi:running() > 0 then
+      local done, failed = multi:perform(1)
+      if not done then
+        abandon(self, handles, "curl transport: " .. tostring(failed))
+      end
+      for _, d in ipairs(done) do
+        local i = d.id
+        self.free[#self.free + 1] = handles[i]
+        handles[i] = nil
+      end
+      for _, d in ipairs(done) do
+        local co = coroutines[d.id]
+        if d.status then
+          step(co, resume(co, d.status, d.body))
+        else
+          step(co, resume(co, nil, d.reason, d.message, d.resent))
+        end
+      end
+    end
+    -- The paused tasks wait for something another task does: look again after each round. With no transfer left
+    -- under way nothing can change for them any more, and pause tells them so.
+    local waiting = paused
+    if #waiting > 0 then
+      paused = {}
+      local idle = multi:running() == 0
+      for _, co in ipairs(waiting) do
+        step(co, resume(co, not idle))
+      end
+    end
+    start_more()
+  end
+  self.batch = nil
+  return results
 end
 
 --- Counts since the transport was made: `{requests = N, connects = M}`, where `connects` is the number of
@@ -89,6 +257,13 @@ function Transport:close()
   if not self.closed then
     self.closed = true
     self.handle:close()
+    if self.multi then
+      self.multi:close()
+      for _, handle in ipairs(self.free) do
+        handle:close()
+      end
+      self.multi, self.free = nil, nil
+    end
   end
   return true
 end

@@ -74,6 +74,10 @@ local function release()
   return http.json(cjson.encode({ ok = true, sleeping = script.release() }))
 end
 
+local function concurrency()
+  return http.json(cjson.encode(state.concurrency()))
+end
+
 local function expire_tokens()
   state.expire_tokens()
   return http.json(OK)
@@ -395,6 +399,7 @@ local ROUTES = {
   ["/_standin/reset"] = { POST = reset },
   ["/_standin/requests"] = { GET = requests },
   ["/_standin/counts"] = { GET = counts },
+  ["/_standin/concurrency"] = { GET = concurrency },
   ["/_standin/delivered"] = { GET = delivered },
   ["/_standin/expire_tokens"] = { POST = expire_tokens },
   ["/_standin/release"] = { POST = release },

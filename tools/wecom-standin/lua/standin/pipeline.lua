@@ -36,6 +36,8 @@ local ROUTES = {
 }
 
 function M.handle()
+  state.request_began(ngx.var.connection)
+  ngx.ctx.counted = true
   local method = ngx.req.get_method()
   local path = ngx.var.uri
   local args = ngx.req.get_uri_args(0)
@@ -50,6 +52,13 @@ function M.handle()
     return http.send(404, "text/plain; charset=utf-8", "not found\n")
   end
   return handler(method, args, body)
+end
+
+-- log_by_lua: the request is over, whichever way it ended (answered, scripted close, client gone).
+function M.ended()
+  if ngx.ctx.counted then
+    state.request_ended()
+  end
 end
 
 return M

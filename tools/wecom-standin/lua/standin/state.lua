@@ -126,6 +126,30 @@ function M.counts()
   return out
 end
 
+-- Concurrency of the API requests (everything outside /_standin/): how many are being answered now, the most at
+-- once since the reset, and how many connections they came on. One worker: no race between get and set.
+function M.request_began(connection)
+  local n = DICT:incr("in_flight", 1, 0)
+  if n > (DICT:get("max_in_flight") or 0) then
+    DICT:set("max_in_flight", n)
+  end
+  if DICT:add("connection:" .. connection, true) then
+    DICT:incr("connections", 1, 0)
+  end
+end
+
+function M.request_ended()
+  DICT:incr("in_flight", -1, 0)
+end
+
+function M.concurrency()
+  return {
+    in_flight = DICT:get("in_flight") or 0,
+    max_in_flight = DICT:get("max_in_flight") or 0,
+    connections = DICT:get("connections") or 0,
+  }
+end
+
 -- Delivery after msgid dedup. Returns false when msgid was delivered before.
 function M.deliver(msgid, raw_body, dedup)
   if dedup then

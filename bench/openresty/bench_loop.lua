@@ -1,0 +1,123 @@
+-- Handlers of the bench app (bench/openresty/nginx.conf) for bench/lanes: sends timed inside one request.
+--   /loop?lane=ours|bare&n=N      N sends in a loop; prints "N seconds"
+--   /latency?mode=serial|batch&n=N&c=C   N sends one by one or through kf.batch (concurrency C); prints seconds
+-- "bare" is the hand-written twin of kf.send_text inside nginx: what a user writes with ngx.socket.tcp,
+-- setkeepalive and cjson and nothing else: the body a Lua table encoded by cjson, the request made by
+-- concatenation, the head read up to the empty line, Content-Length found with a pattern, the body read and decoded,
+-- errcode checked. It checks nothing else (no chunked answers, no status, no size limit, no retries).
+-- luacheck: globals ngx, read globals BENCH_CLIENT
+local cjson = require "cjson.safe"
+local kf = require "wechat.work.kf"
+
+local ngx = ngx
+local tonumber, tostring = tonumber, tostring
+local concat = table.concat
+local match = string.match
+
+local M = {}
+
+local TO, KFID, CONTENT = "wmBENCH", "wkBENCH", "bench"
+
+local host, port, authority
+local token
+
+local function bare_send(to, open_kfid, content)
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(10000, 10000, 10000)
+  local ok, err = sock:connect(host, port)
+  if not ok then
+    return nil, err
+  end
+  local body = cjson.encode{ touser = to, open_kfid = open_kfid, msgtype = "text", text = { content = content } }
+  ok, err = sock:send(concat{ "POST /cgi-bin/kf/send_msg?access_token=", token, " HTTP/1.1\r\nHost: ", authority,
+    "\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ", #body, "\r\n\r\n", body })
+  if not ok then
+    sock:close()
+    return nil, err
+  end
+  local head
+  head, err = sock:receiveuntil("\r\n\r\n")()
+  if not head then
+    sock:close()
+    return nil, err
+  end
+  local length = tonumber(match(head, "[Cc]ontent%-[Ll]ength:%s*(%d+)"))
+  local answer
+  answer, err = sock:receive(length)
+  if not answer then
+    sock:close()
+    return nil, err
+  end
+  sock:setkeepalive(60000, 32)
+  local data = cjson.decode(answer)
+  if not data or data.errcode ~= 0 then
+    return nil, data and data.errmsg or "not JSON"
+  end
+  return data
+end
+
+local function ours_send(to, open_kfid, content)
+  return kf.message.send_text(BENCH_CLIENT, "kf", to, open_kfid, content)
+end
+
+local function setup()
+  if not token then
+    local client = BENCH_CLIENT
+    token = assert(client:token("kf"))
+    authority = match(client.base_url, "^https?://([^/]+)")
+    host, port = match(authority, "^([^:]+):(%d+)$")
+    port = tonumber(port)
+  end
+end
+
+function M.loop()
+  setup()
+  local n = tonumber(ngx.var.arg_n) or 10000
+  local send = ngx.var.arg_lane == "bare" and bare_send or ours_send
+  for _ = 1, 500 do -- warm-up: pool filled, JIT traces made
+    assert(send(TO, KFID, CONTENT))
+  end
+  ngx.update_time()
+  local t0 = ngx.now()
+  for _ = 1, n do
+    local res, err = send(TO, KFID, CONTENT)
+    if not res then
+      ngx.status = 500
+      return ngx.print(tostring(err))
+    end
+  end
+  ngx.update_time()
+  ngx.print(n, " ", ngx.now() - t0)
+end
+
+function M.latency()
+  setup()
+  local n, c = tonumber(ngx.var.arg_n) or 200, tonumber(ngx.var.arg_c) or 20
+  local calls = {}
+  for i = 1, n do
+    calls[i] = { "send_text", TO, KFID, CONTENT, { msgid = "lat" .. ngx.now() * 1000 .. "x" .. i } }
+  end
+  ngx.update_time()
+  local t0 = ngx.now()
+  if ngx.var.arg_mode == "batch" then
+    local results = kf.batch(BENCH_CLIENT, "kf", calls, { concurrency = c })
+    for i = 1, n do
+      if not results[i].res then
+        ngx.status = 500
+        return ngx.print(tostring(results[i].err))
+      end
+    end
+  else
+    for i = 1, n do
+      local res, err = kf.message.send_text(BENCH_CLIENT, "kf", TO, KFID, CONTENT, calls[i][5])
+      if not res then
+        ngx.status = 500
+        return ngx.print(tostring(err))
+      end
+    end
+  end
+  ngx.update_time()
+  ngx.print(ngx.now() - t0)
+end
+
+return M
