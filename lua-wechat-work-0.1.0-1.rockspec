@@ -39,7 +39,8 @@ build = {
     ["wechat.core"] = {
       sources = {
         "src/wechat_core.c", "src/kf_bodies.c", "src/kf_family_bodies.c", "src/json_writer.c", "src/json_answer.c",
-        "src/curl_transport.c", "src/curl_multi.c", "src/digest.c", "src/callback_crypto.c", "src/random.c",
+        "src/curl_transport.c", "src/curl_multi.c", "src/curl_media.c", "src/multipart.c", "src/digest.c",
+        "src/callback_crypto.c", "src/random.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },
@@ -54,6 +55,7 @@ build = {
     ["wechat.work.transport.request"] = "lua/wechat/work/transport/request.lua",
     ["wechat.work.store.shared_dict"] = "lua/wechat/work/store/shared_dict.lua",
     ["wechat.work.kf"] = "lua/wechat/work/kf/init.lua",
+    ["wechat.work.material"] = "lua/wechat/work/material.lua",
     ["wechat.work.kf.message"] = "lua/wechat/work/kf/message.lua",
     ["wechat.work.kf.batch"] = "lua/wechat/work/kf/batch.lua",
     ["wechat.work.kf.menu"] = "lua/wechat/work/kf/menu.lua",

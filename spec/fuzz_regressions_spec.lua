@@ -133,4 +133,17 @@ describe("fuzz regressions", function()
       assert.equal("event: nesting deeper than 2 at element", err.message)
     end)
   end)
+  -- fuzz_multipart, regress-nul-in-boundary: strchr(set, c) finds the set's terminating NUL, so a boundary holding a
+  -- NUL byte passed the RFC 2046 character check.
+  describe("fuzz_multipart", function()
+    it("refuses a boundary holding a NUL byte, and takes an integer held by a float", function()
+      local ok, err = pcall(core.multipart_frame, "media", "a.bin", 6, ",-\0\0---w\0")
+      assert.is_false(ok)
+      assert.equal("bad argument #4 to 'multipart_frame' (boundary: RFC 2046 characters (no space) expected)",
+        (err:gsub("^[^:]*:%d+: ", "")))
+      local head = core.multipart_frame("media", "a.bin", 6.0, "b")
+      assert.equal('--b\r\nContent-Disposition: form-data; name="media"; filename="a.bin"; filelength=6\r\n'
+        .. "Content-Type: application/octet-stream\r\n\r\n", head)
+    end)
+  end)
 end)

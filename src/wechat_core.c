@@ -35,6 +35,8 @@ int luaopen_wechat_core(lua_State *L)
     wechat_open_curl(L);
     wechat_open_curl_multi(L);
     wechat_open_answer(L);
+    wechat_open_curl_media(L);
+    wechat_open_multipart(L);
     wechat_open_digest(L);
     wechat_open_crypto(L);
     wechat_open_random(L);

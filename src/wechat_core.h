@@ -19,6 +19,8 @@ void wechat_open_family_bodies(lua_State *L);
 void wechat_open_curl(lua_State *L);
 void wechat_open_curl_multi(lua_State *L);
 void wechat_open_answer(lua_State *L);
+void wechat_open_curl_media(lua_State *L);
+void wechat_open_multipart(lua_State *L);
 void wechat_open_digest(lua_State *L);
 void wechat_open_crypto(lua_State *L);
 void wechat_open_random(lua_State *L);

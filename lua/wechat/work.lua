@@ -324,20 +324,43 @@ local function restore_integers(value)
   end
 end
 
--- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error.
+-- A media answer that is content (a 200 or 206 that is neither JSON nor text), not WeCom's JSON.
+local function is_content(res)
+  if res.status ~= 200 and res.status ~= 206 then
+    return false
+  end
+  local content_type = (res.headers and res.headers["content-type"] or ""):lower()
+  return not (find(content_type, "^application/json") or find(content_type, "^text/"))
+end
+
+-- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error. A table `body` is a
+-- media request (see Client:media): its content answer comes back as the transport's answer, its JSON answer as
+-- that answer with `json` set.
 local function exchange(self, method, url, body, op, ...)
   local phase = self.guard_blocking and blocking_refused(false)
   if phase then
     return nil, errors.new(errors.PHASE, "cannot send with a blocking transport (curl) from the nginx '" .. phase
       .. "' phase: it would stall the worker; use transport = \"cosocket\", or allow_blocking = true", { op = op })
   end
-  local res, err = self.transport:request{ method = method, url = url, body = body }
+  local res, err, media
+  if type(body) == "table" then
+    media = { method = method, url = url }
+    for k, v in pairs(body) do
+      media[k] = v
+    end
+    res, err = self.transport:media(media)
+  else
+    res, err = self.transport:request{ method = method, url = url, body = body }
+  end
   if not res then
     if not errors.is(err) then
       err = errors.new(errors.TRANSPORT, tostring(err))
     end
     err.op = op
     return nil, scrub(err, ...)
+  end
+  if media and is_content(res) then
+    return res
   end
   if res.status ~= 200 then
     return nil, errors.new(errors.HTTP, "unexpected HTTP status", { status = res.status, op = op })
@@ -362,6 +385,10 @@ local function exchange(self, method, url, body, op, ...)
       errmsg = type(data.errmsg) == "string" and scrub({ message = data.errmsg }, ...).message or nil,
       op = op,
     })
+  end
+  if media then
+    res.json = data
+    return res
   end
   return data
 end
@@ -623,6 +650,26 @@ function Client:get(agent_name, path, query, op)
   local agent = check_agent(self, "get", 1, agent_name)
   local qs = encode_query(query, "get", 3)
   return call(self, agent, "GET", path, qs ~= "" and "&" .. qs or "", nil, op, true)
+end
+
+--- Makes a media exchange with the agent's access token: a multipart upload or a download that may go to a file
+-- (the transport's `media`), under the token refresh and retry rules of `post`.
+-- @param agent_name a name in the client's `agents`; another one raises
+-- @param method "GET" or "POST"
+-- @param path e.g. "/cgi-bin/media/upload"
+-- @param query nil or a table of parameters (see `query_string`)
+-- @param req the rest of the transport's media request: `upload`, `range`, `sink`, `max`
+-- @param op the operation's name, for errors
+-- @param idempotent true when the request may go again after a failure whose effect is unknown
+-- @return the transport's answer (`status`, `body`, `size`, `headers`), with `json` the decoded object when WeCom
+--   answered JSON with errcode 0; or nil and an error value (kind "api" for a JSON answer with an errcode)
+function Client:media(agent_name, method, path, query, req, op, idempotent)
+  local agent = check_agent(self, "media", 1, agent_name)
+  if type(self.transport.media) ~= "function" then
+    error("bad argument #1 to 'media' (the client's transport has no media method)", 2)
+  end
+  local qs = encode_query(query, "media", 4)
+  return call(self, agent, method, path, qs ~= "" and "&" .. qs or "", req, op, idempotent)
 end
 
 --- Closes the transport (the curl handle; cosockets are pooled by nginx). The client is unusable after.

@@ -191,6 +191,11 @@ function M.sync_cursors(with_kfid)
   return out
 end
 
+-- What the stand-in keeps of an uploaded media_id: { type =, filename =, size =, content_type =, path = }.
+function M.media(media_id)
+  return control("GET", "/_standin/media?media_id=" .. urlencode(media_id))
+end
+
 -- { ["/cgi-bin/gettoken"] = N, ... }
 function M.counts()
   return control("GET", "/_standin/counts")

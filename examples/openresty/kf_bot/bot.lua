@@ -7,7 +7,8 @@
 --     starts a timer that does the pulling, after the answer is on its way;
 --   * pulls with `kf.sync_all` (the cursor under its lock, so two workers or two events never pull the same
 --     pages) and answers each message: the welcome menu on `enter_session`, "You chose: <item>" for a menu tap,
---     "You said: <text>" for any other text; the rest is logged and left alone;
+--     "You said: <text>" for any other text; an image a customer sends is downloaded to the media directory
+--     (`<nginx prefix>/media/<msgid>.<ext>`); the rest is logged and left alone;
 --   * hands a customer who types "人工" to a person: `service_state.trans` to 3 (human) with the servicer of the
 --     setting `servicer` (environment KF_BOT_SERVICER), and says so with the msg_code that returns (from then on
 --     WeCom would refuse the bot's own messages in that session, 95018: the window tracker, which saw the trans,
@@ -37,6 +38,7 @@ local callback = require "wechat.work.callback"
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local kf = require "wechat.work.kf.message"
+local material = require "wechat.work.material"
 local menu = require "wechat.work.kf.menu"
 local redis_store = require "wechat.work.store.redis"
 local service_state = require "wechat.work.kf.service_state"
@@ -46,7 +48,8 @@ local work = require "wechat.work"
 local ngx = ngx
 local error, ipairs, os, pairs, pcall, tonumber, tostring, type =
   error, ipairs, os, pairs, pcall, tonumber, tostring, type
-local byte, find, format, match, sub = string.byte, string.find, string.format, string.match, string.sub
+local byte, find, format, gsub, match, sub = string.byte, string.find, string.format, string.gsub, string.match,
+  string.sub
 
 local M = {}
 
@@ -149,6 +152,7 @@ function M.setup(conf)
       window = true,
     },
     cursors = cursors,
+    media_dir = conf.media_dir or (ngx.config.prefix() .. "media"),
     servicer = conf.servicer,
   }
   return true
@@ -210,6 +214,30 @@ local function text_reply(msg, prefix, text)
     { msgid = M.reply_msgid(msg) })
 end
 
+local IMAGE_EXTENSIONS = { ["image/png"] = "png", ["image/jpeg"] = "jpg", ["image/gif"] = "gif" }
+
+-- Downloads the image a customer sent to <media_dir>/<msgid>.<ext>, streamed to the file (never whole in memory;
+-- material.get leaves no part of a file behind when it fails).
+local function save_image(msg)
+  local media_id = type(msg.image) == "table" and msg.image.media_id
+  if type(media_id) ~= "string" or media_id == "" then
+    return true
+  end
+  local name = sub(gsub(tostring(msg.msgid), "[^0-9a-zA-Z_%-]", "_"), 1, 64)
+  local path = bot.media_dir .. "/" .. name
+  local res, err = material.get(bot.client, M.AGENT, media_id, { path = path })
+  if not res then
+    return nil, err
+  end
+  local ext = IMAGE_EXTENSIONS[match(res.content_type or "", "^[^;%s]+")] or "img"
+  local ok, rename_err = os.rename(path, path .. "." .. ext)
+  if not ok then
+    ngx.log(ngx.WARN, "kf_bot: image kept as ", path, ": ", tostring(rename_err))
+  end
+  ngx.log(ngx.INFO, "kf_bot: image of ", tostring(msg.msgid), " saved, ", res.size, " bytes")
+  return true
+end
+
 -- "人工": the session goes to the servicer (state 3) and the customer hears so through the msg_code, the one way
 -- left to write in that session. A refusal (no such servicer, a session that cannot move) is answered in words.
 local function hand_to_human(msg)
@@ -246,6 +274,9 @@ function M.reply(msg)
   -- 4 are system messages, 5 the servicers' own: only customers (3) get an answer
   if msg.origin ~= 3 then
     return true
+  end
+  if msg.msgtype == "image" then
+    return save_image(msg)
   end
   local text = msg.text
   if msg.msgtype ~= "text" or type(text) ~= "table" or type(text.content) ~= "string" then

@@ -16,6 +16,7 @@ M.PHASE = "phase"         -- called where the transport cannot run (an nginx pha
 M.STORE = "store"         -- the token or cursor store failed (Redis down, lock not obtained in time)
 M.CALLBACK = "callback"   -- a callback request failed its signature, decryption or XML checks
 M.WINDOW = "window"       -- the KF window tracker knows WeCom would refuse the send (wechat.work.kf.window)
+M.MEDIA = "media"         -- a file to upload or to download into is missing, unreadable, empty or of a wrong size
 
 local Error = {}
 Error.__index = Error

@@ -9,11 +9,13 @@
 -- transport has no per-socket equivalent in ngx_lua and is ignored here).
 local errors = require "wechat.work.errors"
 local nginx = require "wechat.work.nginx"
-local check_request = require("wechat.work.transport.request").check
+local request = require "wechat.work.transport.request"
+local check_request, check_media = request.check, request.check_media
 
-local error, pcall, require, setmetatable, tonumber, tostring, type =
-  error, pcall, require, setmetatable, tonumber, tostring, type
+local collectgarbage, error, pcall, require, setmetatable, tonumber, tostring, type =
+  collectgarbage, error, pcall, require, setmetatable, tonumber, tostring, type
 local floor, min = math.floor, math.min
+local io_open = io.open
 local concat = table.concat
 local byte, find, format, gsub, lower, match, sub = string.byte, string.find, string.format, string.gsub,
   string.lower, string.match, string.sub
@@ -159,12 +161,14 @@ local function io_fail(sock, what, err, reason)
   return fail(reason, what .. ": " .. tostring(err))
 end
 
--- The header fields the exchange acts on.
+-- The header fields the exchange acts on; a media exchange also hands the content's to its caller.
 local KEPT_HEADERS = { ["connection"] = true, ["transfer-encoding"] = true, ["content-length"] = true }
+local MEDIA_KEPT_HEADERS = { ["connection"] = true, ["transfer-encoding"] = true, ["content-length"] = true,
+  ["content-type"] = true, ["content-disposition"] = true, ["content-range"] = true }
 
 -- Status and header fields, read in one go up to the empty line (at most max_bytes). On failure, also true when
 -- not one byte of the answer came.
-local function read_headers(sock, max_bytes)
+local function read_headers(sock, max_bytes, kept)
   local reader = sock:receiveuntil("\r\n\r\n")
   local head, err, partial = reader(max_bytes)
   if not head then
@@ -209,7 +213,7 @@ local function read_headers(sock, max_bytes)
       return nil, "bad header line"
     end
     name = lower(name)
-    if KEPT_HEADERS[name] then
+    if kept[name] then
       local value = match(sub(head, colon + 1, (next_pos or 0) - 1), "^%s*(.-)%s*$")
       local seen = headers[name]
       headers[name] = seen and (seen .. ", " .. value) or value
@@ -239,18 +243,46 @@ local function read_line(sock, max)
   return line
 end
 
+-- The size of the next chunk of a chunked answer, from its line (extensions ignored), or nil, err.
+local function read_chunk_size(sock)
+  local line, err = read_line(sock, MAX_CHUNK_LINE)
+  if not line then
+    return nil, err
+  end
+  local size = match(line, "^%s*(%x+)")
+  size = size and #size <= 8 and tonumber(size, 16)
+  if not size then
+    return nil, "bad chunk size"
+  end
+  return size
+end
+
+-- Reads the trailer fields after the last chunk, if any, up to the empty line: true, or nil, err.
+local function skip_trailer(sock)
+  local used = 0
+  for _ = 1, MAX_HEADERS do
+    local line, err = read_line(sock, MAX_HEADER_BYTES)
+    if not line then
+      return nil, err
+    end
+    if line == "" then
+      return true
+    end
+    used = used + #line
+    if used > MAX_HEADER_BYTES then
+      break
+    end
+  end
+  return nil, "trailer fields too large"
+end
+
 -- The body of a chunked answer.
 local function read_chunked(sock, max)
   local parts, n, total = {}, 0, 0
   while true do
-    local line, err = read_line(sock, MAX_CHUNK_LINE)
-    if not line then
-      return nil, err
-    end
-    local size = match(line, "^%s*(%x+)")
-    size = size and #size <= 8 and tonumber(size, 16)
+    local size, err = read_chunk_size(sock)
     if not size then
-      return nil, "bad chunk size"
+      return nil, err
     end
     if size == 0 then
       break
@@ -266,27 +298,17 @@ local function read_chunked(sock, max)
     end
     n = n + 1
     parts[n] = data
+    local line
     line, err = read_line(sock, MAX_CHUNK_LINE)
     if line ~= "" then
       return nil, err or "bad chunk end"
     end
   end
-  -- trailer fields, if any, up to the empty line
-  local used = 0
-  for _ = 1, MAX_HEADERS do
-    local line, err = read_line(sock, MAX_HEADER_BYTES)
-    if not line then
-      return nil, err
-    end
-    if line == "" then
-      return concat(parts, "", 1, n)
-    end
-    used = used + #line
-    if used > MAX_HEADER_BYTES then
-      break
-    end
+  local ok, err = skip_trailer(sock)
+  if not ok then
+    return nil, err
   end
-  return nil, "trailer fields too large"
+  return concat(parts, "", 1, n)
 end
 
 local function read_until_close(sock, max)
@@ -394,7 +416,7 @@ local function exchange(self, sock, head, keep)
 
   local status, http11, headers, first
   repeat
-    status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES)
+    status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES, KEPT_HEADERS)
     if not status then
       local stale = first and (http11 == "closed" or http11 == "connection reset by peer")
       local _, e = io_fail(sock, "receive", http11, "recv")
@@ -451,26 +473,31 @@ end
 -- Destinations kept per transport: a client posts to a few URLs, each the same until the token changes.
 local MAX_DESTINATIONS = 8
 
--- What a request to url needs, worked out once: where to connect, the connection pool, the request head.
--- Raises (at the caller of request) when the URL is not one we can use.
-local function destination(self, url)
+-- What a request to url needs: where to connect, the connection pool, the request head. Raises at `level`
+-- (naming the transport method fname) when the URL is not one we can use.
+local function make_destination(self, url, fname, level)
   local scheme, host, port, authority, target = parse_url(url)
   if not scheme then
-    -- level 3: destination, request, and then the code that called request
-    error("bad argument #1 to 'request' (req.url: http:// or https:// URL expected)", 3)
+    error(format("bad argument #1 to '%s' (req.url: http:// or https:// URL expected)", fname), level)
   end
   local tls = scheme == "https"
   local pool = format("wechat:%s:%s:%d:%s", scheme, host, port, (tls and not self.ssl_verify) and "noverify" or "")
   local common = " HTTP/1.1\r\nHost: " .. authority .. "\r\nUser-Agent: " .. USER_AGENT
     .. "\r\nAccept: application/json\r\nConnection: keep-alive\r\n"
-  local dest = {
-    host = host, port = port, tls = tls, pool = pool,
+  return {
+    host = host, port = port, tls = tls, pool = pool, authority = authority, target = target,
     pool_opts = { pool = pool },
     -- a new connection for sure: a pool name of its own that never holds one (see open)
     fresh_opts = { pool = pool .. "#fresh" },
     get_head = "GET " .. target .. common .. "\r\n",
     post_head = "POST " .. target .. common .. "Content-Type: application/json; charset=utf-8\r\nContent-Length: ",
   }
+end
+
+-- make_destination, worked out once per URL (the same until the token changes).
+local function destination(self, url)
+  -- level 4: make_destination, destination, request, and then the code that called request
+  local dest = make_destination(self, url, "request", 4)
   if self.destination_count >= MAX_DESTINATIONS then
     self.destinations, self.destination_count = {}, 0
   end
@@ -579,6 +606,296 @@ function Transport:run(tasks, limit)
     end
   end
   return results
+end
+
+-- --- media: multipart uploads sent from a file in pieces, downloads written to a file as they arrive ----------
+
+local MEDIA_PIECE = 64 * 1024
+local GC_STEP = 64 -- KiB of collector work per piece moved
+
+-- WeCom answers a failed media/get with JSON (or text): such an answer, or one that is not 200/206, is read into
+-- memory for the caller; content goes to the sink.
+local function media_is_content(status, headers)
+  if status ~= 200 and status ~= 206 then
+    return false
+  end
+  local content_type = lower(headers["content-type"] or "")
+  return not (find(content_type, "^application/json") or find(content_type, "^text/"))
+end
+
+-- Sends head (request line, header fields, the part's header) and then the part's bytes and tail. A failure of
+-- the file is reported as its own reason, with the socket closed.
+local function send_upload(sock, head, upload, tail)
+  local ok, err = sock:send(head)
+  if ok and upload.data then
+    ok, err = sock:send(upload.data)
+  elseif ok then
+    local file, ferr = io_open(upload.path, "rb")
+    if not file then
+      sock:close()
+      return fail("send", "cannot open the file to upload: " .. tostring(ferr))
+    end
+    local left = upload.size
+    while ok and left > 0 do
+      local piece = file:read(left < MEDIA_PIECE and left or MEDIA_PIECE)
+      if not piece then
+        file:close()
+        sock:close()
+        return fail("send", "the file to upload ended early or could not be read")
+      end
+      left = left - #piece
+      ok, err = sock:send(piece)
+      -- each piece is garbage once sent: collected as it comes, or 20 MB of them could pile up before the next cycle
+      piece = nil -- luacheck: ignore 311
+      collectgarbage("step", GC_STEP)
+    end
+    file:close()
+  end
+  if ok then
+    ok, err = sock:send(tail)
+  end
+  if not ok then
+    local stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+    local _, e = io_fail(sock, "send", err, "send")
+    return nil, e, stale
+  end
+  return true
+end
+
+-- Reads the body in pieces of at most MEDIA_PIECE, handing each to put (which returns true, or nil and an error of
+-- its own); true when the body ended where HTTP says, else nil, err (err "too large" past max bytes).
+local function read_body_pieces(sock, status, headers, max, put)
+  local total = 0
+  local function take(piece)
+    total = total + #piece
+    if total > max then
+      return nil, "too large"
+    end
+    local ok, err = put(piece)
+    collectgarbage("step", GC_STEP) -- as in send_upload: the pieces are garbage at once
+    return ok, err
+  end
+  local function take_exactly(n)
+    while n > 0 do
+      local piece, err = sock:receive(n < MEDIA_PIECE and n or MEDIA_PIECE)
+      if not piece then
+        return nil, err
+      end
+      n = n - #piece
+      local ok, perr = take(piece)
+      if not ok then
+        return nil, perr
+      end
+    end
+    return true
+  end
+  if status == 204 or status == 304 then
+    return true
+  end
+  local te = headers["transfer-encoding"]
+  if te and lower(te) ~= "identity" then
+    if not find(lower(te), "chunked%s*$") then
+      return nil, "unsupported transfer-encoding"
+    end
+    while true do
+      local size, err = read_chunk_size(sock)
+      if not size then
+        return nil, err
+      end
+      if size == 0 then
+        return skip_trailer(sock)
+      end
+      local ok, line
+      ok, err = take_exactly(size)
+      if not ok then
+        return nil, err
+      end
+      line, err = read_line(sock, MAX_CHUNK_LINE)
+      if line ~= "" then
+        return nil, err or "bad chunk end"
+      end
+    end
+  end
+  local length = headers["content-length"]
+  if length then
+    length = match(length, "^%s*(%d+)%s*$")
+    length = length and #length <= 15 and tonumber(length)
+    if not length then
+      return nil, "bad Content-Length"
+    end
+    if length > max then
+      return nil, "too large"
+    end
+    return take_exactly(length)
+  end
+  while true do
+    local piece, err, partial = sock:receive(MEDIA_PIECE)
+    piece = piece or partial
+    if piece and piece ~= "" then
+      local ok, perr = take(piece)
+      if not ok then
+        return nil, perr
+      end
+    end
+    if err == "closed" then
+      return true
+    end
+    if err then
+      return nil, err
+    end
+  end
+end
+
+local function media_exchange(self, sock, head, req, keep)
+  local upload = req.upload
+  local ok, err, stale
+  if upload then
+    ok, err, stale = send_upload(sock, head, upload, req.tail)
+  else
+    ok, err = sock:send(head)
+    if not ok then
+      stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+      ok, err = io_fail(sock, "send", err, "send")
+    end
+  end
+  if not ok then
+    return nil, err, stale
+  end
+  local status, http11, headers, first
+  repeat
+    status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES, MEDIA_KEPT_HEADERS)
+    if not status then
+      -- an upload sent whole may have been acted on: it is never sent again on a new connection
+      stale = not upload and first and (http11 == "closed" or http11 == "connection reset by peer")
+      local _, e = io_fail(sock, "receive", http11, "recv")
+      return nil, e, stale
+    end
+  until status >= 200
+
+  local file, parts, n, size = nil, {}, 0, 0
+  local put
+  local content = media_is_content(status, headers)
+  if req.sink and content then
+    local ferr
+    file, ferr = io_open(req.sink, "wb")
+    if not file then
+      sock:close()
+      return fail("other", "cannot write the downloaded file: " .. tostring(ferr))
+    end
+    put = function(piece)
+      size = size + #piece
+      local written, werr = file:write(piece)
+      if not written then
+        return nil, "cannot write the downloaded file: " .. tostring(werr)
+      end
+      return true
+    end
+  else
+    put = function(piece)
+      size = size + #piece
+      n = n + 1
+      parts[n] = piece
+      return true
+    end
+  end
+  local max = content and req.max or self.max_response
+  ok, err = read_body_pieces(sock, status, headers, max, put)
+  if file then
+    local closed, cerr = file:close()
+    if ok and not closed then
+      ok, err = nil, "cannot write the downloaded file: " .. tostring(cerr)
+    end
+  end
+  if not ok then
+    sock:close()
+    if err == "too large" then
+      return fail("too_large", format("response too large (over %d bytes)", max))
+    end
+    if find(err, "^cannot write") or find(err, "^unsupported") or find(err, "^bad ") then
+      return fail(find(err, "^cannot write") and "other" or "recv", err)
+    end
+    return fail(err == "timeout" and "timeout" or "recv", "receive: " .. tostring(err))
+  end
+  local connection = lower(headers["connection"] or "")
+  local keepalive = (http11 and not find(connection, "close", 1, true))
+    or (not http11 and find(connection, "keep-alive", 1, true) ~= nil)
+  local delimited = headers["transfer-encoding"] or headers["content-length"] or status == 204 or status == 304
+  if not (keep and keepalive and delimited and sock:setkeepalive(self.keepalive_ms, self.keepalive_pool)) then
+    sock:close()
+  end
+  return {
+    status = status,
+    body = not file and concat(parts, "", 1, n) or nil,
+    size = size,
+    headers = {
+      ["content-type"] = headers["content-type"],
+      ["content-disposition"] = headers["content-disposition"],
+      ["content-range"] = headers["content-range"],
+    },
+  }
+end
+
+--- Makes one media exchange: a multipart upload sent from a file (or a string) in pieces, or a download whose body
+-- goes to a file as it arrives; nothing of a file is held in memory. In the same nginx phases as `request`; a
+-- pooled connection found dead is replaced once as there. `timeout` bounds each send and each read of a piece.
+-- @param req `{ method, url, upload = { name, filename, path | data, size }, range =, sink =, max = }` (see
+--   `wechat.work.transport.request.check_media`); `max` bounds content (a 200 or 206 that is not JSON or text),
+--   default the transport's `max_response`, which bounds any other answer.
+-- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
+--   ["content-range"] = } }`: `body` is nil when the answer went to `sink`; or nil and an error as `request`
+--   returns
+-- @raise on a wrong request table
+function Transport:media(req)
+  req = check_media(req)
+  local phase, cosockets = nginx.phase(self.ngx)
+  if not cosockets then
+    return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
+      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  end
+  -- not kept among the destinations: every media_id makes another URL
+  local dest = make_destination(self, req.url, "media", 3)
+  local head = {
+    req.method, " ", dest.target, " HTTP/1.1\r\nHost: ", dest.authority,
+    "\r\nUser-Agent: ", USER_AGENT,
+    "\r\nAccept: */*\r\nConnection: keep-alive\r\n",
+  }
+  if req.range then
+    head[#head + 1] = "Range: " .. req.range .. "\r\n"
+  end
+  local upload = req.upload
+  local exchange_req = { upload = upload, sink = req.sink, max = req.max }
+  if upload then
+    local part_head, tail, content_type = require("wechat.core").multipart_frame(upload.name, upload.filename,
+      upload.size)
+    exchange_req.tail = tail
+    head[#head + 1] = "Content-Type: " .. content_type .. "\r\nContent-Length: "
+      .. format("%d", #part_head + upload.size + #tail) .. "\r\n\r\n"
+    head[#head + 1] = part_head
+  elseif req.method == "POST" then
+    head[#head + 1] = "Content-Length: 0\r\n\r\n"
+  else
+    head[#head + 1] = "\r\n"
+  end
+  head = concat(head)
+
+  self.requests = self.requests + 1
+  local sock, reused = open(self, dest)
+  if not sock then
+    return nil, reused
+  end
+  local res, err, stale = media_exchange(self, sock, head, exchange_req, true)
+  if res or not (stale and reused > 0) then
+    return res, err
+  end
+  sock, err = open(self, dest, true)
+  if not sock then
+    return nil, err
+  end
+  res, err = media_exchange(self, sock, head, exchange_req, false)
+  if not res then
+    err.resent = true
+  end
+  return res, err
 end
 
 --- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is

@@ -3,7 +3,8 @@
 -- (use `wechat.work.transport.cosocket` there). It never retries and knows nothing of access tokens.
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
-local check_request = require("wechat.work.transport.request").check
+local request = require "wechat.work.transport.request"
+local check_request = request.check
 
 local error, ipairs, pairs, pcall, setmetatable, tostring, type =
   error, ipairs, pairs, pcall, setmetatable, tostring, type
@@ -15,6 +16,7 @@ local traceback = debug.traceback
 local M = {}
 
 -- Only these keys are handed to libcurl, so the whole client options table can be passed in.
+local DEFAULT_MAX_RESPONSE = 4 * 1024 * 1024
 local OPTION_NAMES = { "timeout", "connect_timeout", "cafile", "ssl_verify", "max_response", "user_agent" }
 
 local Transport = {}
@@ -238,6 +240,39 @@ function Transport:run(tasks, limit)
   end
   self.batch = nil
   return results
+end
+
+--- Makes one media exchange: a multipart upload streamed from a file (or a string), or a download whose body goes
+-- to a file as it arrives. A transfer of its own, on a new connection; nothing of a file is held in memory.
+-- The timeout applies to a stall (no byte moving for `timeout` seconds), not to the whole transfer.
+-- @param req `{ method, url, upload = { name, filename, path | data, size }, range =, sink =, max = }` (see
+--   `wechat.work.transport.request.check_media`); `max` bounds content (a 200 or 206 that is not JSON or text),
+--   default the transport's `max_response`, which bounds any other answer.
+-- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
+--   ["content-range"] = } }`: `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
+--   text); or nil and a "transport" error (reasons as for `request`)
+-- @raise on a wrong request table, or when the transport is closed
+function Transport:media(req)
+  if self.closed then
+    error("curl transport is closed", 2)
+  end
+  req = request.check_media(req)
+  local spec = {
+    url = req.url, method = req.method, range = req.range, sink = req.sink,
+    max = req.max or self.picked.max_response or DEFAULT_MAX_RESPONSE,
+    other_max = self.picked.max_response or DEFAULT_MAX_RESPONSE,
+  }
+  local upload = req.upload
+  if upload then
+    spec.head, spec.tail, spec.content_type = core.multipart_frame(upload.name, upload.filename, upload.size)
+    spec.path, spec.data, spec.size = upload.path, upload.data, upload.size
+  end
+  local code, body, size, headers = core.curl_media(self.picked, spec)
+  if not code then
+    local reason, message = body, size
+    return nil, errors.new(errors.TRANSPORT, message, { reason = reason })
+  end
+  return { status = code, body = body, size = size, headers = headers }
 end
 
 --- Counts since the transport was made: `{requests = N, connects = M}`, where `connects` is the number of

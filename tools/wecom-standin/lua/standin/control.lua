@@ -96,7 +96,19 @@ local CONFIG_CHECKS = {
   window_strict = function(v)
     return type(v) == "boolean", "window_strict must be a boolean"
   end,
+  media_cut_after = function(v)
+    return is_integer(v) and v >= -1, "media_cut_after must be an integer >= -1"
+  end,
 }
+
+-- GET /_standin/media?media_id=: what the stand-in keeps of an upload (its file's path, to compare bytes).
+local function media_info(args)
+  local info = require("standin.media").lookup(http.arg(args, "media_id") or "")
+  if not info then
+    return http.control_error(404, "no such media_id")
+  end
+  return http.json(cjson.encode(info))
+end
 
 local function get_config()
   return http.json(cjson.encode(state.all_config()))
@@ -410,6 +422,7 @@ local ROUTES = {
   ["/_standin/callback_again"] = { POST = callback_again },
   ["/_standin/callbacks"] = { GET = callbacks },
   ["/_standin/verify_url"] = { POST = verify_url },
+  ["/_standin/media"] = { GET = media_info },
   ["/_standin/session"] = { GET = get_session, POST = set_session },
   ["/_standin/kf_account"] = { POST = seed_account },
   ["/_standin/upgrade_config"] = { POST = set_upgrade_config },

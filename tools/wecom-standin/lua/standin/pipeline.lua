@@ -2,6 +2,7 @@
 -- handler of the path.
 local http = require "standin.http"
 local kf = require "standin.kf"
+local media = require "standin.media"
 local kf_account = require "standin.kf_account"
 local kf_session = require "standin.kf_session"
 local script = require "standin.script"
@@ -17,6 +18,7 @@ local ROUTES = {
   ["/cgi-bin/kf/send_msg"] = kf.send_msg,
   ["/cgi-bin/kf/send_msg_on_event"] = kf.send_msg_on_event,
   ["/cgi-bin/kf/sync_msg"] = kf.sync_msg,
+  [media.GET] = media.get,
   ["/cgi-bin/kf/account/add"] = kf_account.add,
   ["/cgi-bin/kf/account/del"] = kf_account.del,
   ["/cgi-bin/kf/account/update"] = kf_account.update,
@@ -41,6 +43,10 @@ function M.handle()
   local method = ngx.req.get_method()
   local path = ngx.var.uri
   local args = ngx.req.get_uri_args(0)
+  if path == media.UPLOAD then
+    -- read from the socket in pieces, so it records and plays scripts itself
+    return media.upload(method, args)
+  end
   local body = http.read_body()
   state.record_request(method, path, args, body, ngx.var.args)
   local action = state.take_script(path)
