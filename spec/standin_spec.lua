@@ -102,7 +102,8 @@ describe("wecom stand-in", function()
     end)
 
     it("issues already expired tokens when expires_in is 0", function()
-      assert.are.same({ expires_in = 0, kf_secret_only = false, media_cut_after = -1, record = true },
+      assert.are.same({ expires_in = 0, kf_secret_only = false, media_cut_after = -1, record = true,
+        window_strict = false },
         standin.config({ expires_in = 0 }))
       local status, body = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
       assert.are.equal(200, status)
@@ -297,6 +298,68 @@ describe("wecom stand-in", function()
       assert.is_nil(status) -- no answer at all
       assert.are.same({ 200, err(40058, "duplicate msgid m-lost") }, { post(SEND, token, body) })
       assert.are.equal(1, #standin.delivered())
+    end)
+  end)
+
+  describe("the 48 h / 5-message window of send_msg", function()
+    local function wrote(user, send_time, origin)
+      standin.sync{ messages = { { open_kfid = "wkKF", external_userid = user, send_time = send_time,
+        origin = origin, msgtype = "text", text = { content = "hi" } } } }
+    end
+
+    local function text_to(user, msgid)
+      return format('{"touser":"%s","open_kfid":"wkKF","msgtype":"text","text":{"content":"x"}%s}', user,
+        msgid and ',"msgid":"' .. msgid .. '"' or "")
+    end
+
+    local QUOTA = err(95001, "send msg count limit: 5 messages since the customer's last message")
+    local EXPIRED = err(95002, "send msg time limit: 48 hours since the customer's last message")
+
+    it("answers 95001 to the 6th send after a customer message, and starts over at the next one", function()
+      local token = standin.token()
+      wrote("wmW", os.time() - 60)
+      for i = 1, 5 do
+        assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, text_to("wmW")) })
+      end
+      assert.are.same({ 200, QUOTA }, { post(SEND, token, text_to("wmW")) })
+      -- a repeated msgid is answered ok and not counted; send_msg_on_event is not counted
+      wrote("wmW", os.time())
+      assert.are.same({ 200, ok_msgid("same") }, { post(SEND, token, text_to("wmW", "same")) })
+      assert.are.same({ 200, ok_msgid("same") }, { post(SEND, token, text_to("wmW", "same")) })
+      assert.are.same({ 200, ok_msgid("standin-msg-6") },
+        { post(EVENT, token, '{"code":"C1","msgtype":"text","text":{"content":"w"}}') })
+      for i = 7, 10 do
+        assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, text_to("wmW")) })
+      end
+      assert.are.same({ 200, QUOTA }, { post(SEND, token, text_to("wmW")) })
+      assert.are.equal(11, #standin.delivered())
+    end)
+
+    it("answers 95002 when the customer's last message is 48 hours old, counted from its send_time", function()
+      local token = standin.token()
+      wrote("wmOLD", os.time() - 48 * 3600)
+      assert.are.same({ 200, EXPIRED }, { post(SEND, token, text_to("wmOLD")) })
+      -- an older message queued later does not reopen it; a newer one does
+      wrote("wmOLD", os.time() - 49 * 3600)
+      assert.are.same({ 200, EXPIRED }, { post(SEND, token, text_to("wmOLD")) })
+      wrote("wmOLD", os.time() - 47 * 3600)
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmOLD")) })
+    end)
+
+    it("opens no window for events and servicer messages", function()
+      local token = standin.token()
+      wrote("wmS", os.time(), 5)
+      standin.config{ window_strict = true }
+      assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
+        { post(SEND, token, text_to("wmS")) })
+    end)
+
+    it("lets a customer it never saw write pass, unless window_strict is set", function()
+      local token = standin.token()
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmNEW")) })
+      standin.config{ window_strict = true }
+      assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
+        { post(SEND, token, text_to("wmNEW")) })
     end)
   end)
 
@@ -601,7 +664,8 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/requests") })
       assert.are.same({ 200, "{}" }, { req("GET", "/_standin/counts") })
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/delivered") })
-      assert.are.same({ expires_in = 7200, kf_secret_only = false, media_cut_after = -1, record = true },
+      assert.are.same({ expires_in = 7200, kf_secret_only = false, media_cut_after = -1, record = true,
+        window_strict = false },
         cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
     end)
 

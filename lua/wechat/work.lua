@@ -190,6 +190,26 @@ local function make_store(opts)
   return memory_store.new()
 end
 
+-- The stores the KF window tracker (wechat.work.kf.window) can count in: ours, which say their kind.
+local WINDOW_KINDS = { memory = true, shared_dict = true, redis = true }
+
+local function check_window(opts, store)
+  local window = opts.window
+  if window == nil or window == false then
+    return false
+  end
+  if window == true then
+    if type(store.kind) ~= "string" or not WINDOW_KINDS[store.kind] then
+      option_error("window", "a store (true needs a memory, shared_dict or redis token store)", store)
+    end
+    return true
+  end
+  if type(window) ~= "table" or not WINDOW_KINDS[window.kind] then
+    option_error("window", "true, false or a memory, shared_dict or redis store", window)
+  end
+  return window
+end
+
 --- Makes a client.
 -- @param opts table:
 --   `corp_id` (string, required); `agents` (table name -> `{ secret = "..." }`, required);
@@ -203,7 +223,9 @@ end
 --   `auto_msgid` (default true: every send without a msgid gets a random one, which makes it safe to retry and
 --   its fate knowable; false: such a send goes out once, over a new connection);
 --   `allow_blocking` (true: a blocking transport, curl, may run inside an nginx phase that has cosockets, where
---   it stalls the whole worker while it waits; default false: refused there, with an error naming the phase).
+--   it stalls the whole worker while it waits; default false: refused there, with an error naming the phase);
+--   `window` (true: track the 48-hour / 5-message window of every customer in a store of the token store's kind;
+--   or a store of wechat.work.store.memory, .shared_dict or .redis to track it in; see wechat.work.kf.window).
 -- @return the client; raises on a wrong option, naming it.
 function M.client(opts)
   if type(opts) ~= "table" then
@@ -244,6 +266,8 @@ function M.client(opts)
       option_error(name, "boolean", opts[name])
     end
   end
+  local store = make_store(opts)
+  local window = check_window(opts, store)
 
   local transport = make_transport(opts)
   return setmetatable({
@@ -255,7 +279,8 @@ function M.client(opts)
     retries = opts.retries or DEFAULT_RETRIES,
     -- read by the C body builders: a send without msgid gets a random one, so it may be retried safely
     auto_msgid = opts.auto_msgid ~= false,
-    store = make_store(opts),
+    store = store,
+    window = window,      -- read by wechat.work.kf.window: false, true (the token store's kind) or a store
     spare = memory_store.new(), -- tokens the store failed to keep
     fetching = {},              -- store key -> the gettoken of this client under way { done =, err = }
     transport = transport,

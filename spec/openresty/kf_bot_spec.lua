@@ -198,13 +198,16 @@ describe("examples/openresty/kf_bot #openresty", function()
     assert.are.same({ { code = "standin-msg-code-1", msgid = "re-human-1", msgtype = "text",
       text = { content = "A person will answer you shortly." } } }, standin.delivered())
     assert.are.same({ 3, "zhangsan" }, { standin.session(KFID, CUSTOMER) })
-    -- with a person now: the bot's echo is refused (95018), logged, and the customer sees nothing from it
+    -- with a person now: the window tracker learned it from the trans, so the bot's echo is held back and logged
+    -- (WeCom would refuse it with 95018), and the customer sees nothing from it
     customer_writes({ text("text-9", "hello?") })
-    eventually("the refused echo", function()
-      return standin.counts()["/cgi-bin/kf/send_msg"] == 1
+    eventually("the held-back echo", function()
+      return bot:error_log():find("kf_bot: message text-9 not answered, the customer's window is closed (state)",
+        1, true) ~= nil
     end)
     answered(2)
     assert.are.equal(1, #standin.delivered())
+    assert.is_nil(standin.counts()["/cgi-bin/kf/send_msg"])
     assert.are.same({ { open_kfid = KFID, external_userid = CUSTOMER, service_state = 3,
       servicer_userid = "zhangsan" } }, standin.bodies("/cgi-bin/kf/service_state/trans"))
   end)
@@ -353,6 +356,32 @@ describe("examples/openresty/kf_bot #openresty", function()
     for i, rec in ipairs(callbacks()) do
       assert.are.same({ i, 200, "success" }, { rec.id, rec.status, rec.answer })
     end
+  end)
+
+  it("logs why it does not answer a customer whose window is closed instead of meeting WeCom's refusal", function()
+    -- 49 hours old: WeCom (and the stand-in) would answer 95002
+    customer_writes({ text("old-1", "are you there?", { send_time = os.time() - 49 * 3600 }) })
+    answered(1)
+    eventually("the window logged", function()
+      return bot:error_log():find("kf_bot: message old-1 not answered, the customer's window is closed (expired)",
+        1, true) ~= nil
+    end)
+    customer_writes({ text("text-1", "hello") })
+    answered(2)
+    delivered_count(1)
+    -- a person takes the session: the bot keeps quiet while they talk (the tracker reads a whole page before the
+    -- bot answers its first message, as WeCom's state is the one of now)
+    customer_writes({ { msgid = "human-1", origin = 4, msgtype = "event",
+        event = { event_type = "session_status_change", open_kfid = KFID, external_userid = CUSTOMER, change_type = 1,
+          new_servicer_userid = "zhangsan" } },
+      text("text-2", "I want a person") })
+    answered(3)
+    eventually("the state logged", function()
+      return bot:error_log():find("kf_bot: message text-2 not answered, the customer's window is closed (state)",
+        1, true) ~= nil
+    end)
+    assert.are.same({ reply("re-text-1", "You said: hello") }, standin.delivered())
+    assert.are.equal(1, standin.counts()["/cgi-bin/kf/send_msg"])
   end)
 
   it("leaves servicer, system and non-text messages alone, cuts a long echo and hashes a long msgid", function()

@@ -11,8 +11,9 @@
 --     (`<nginx prefix>/media/<msgid>.<ext>`); the rest is logged and left alone;
 --   * hands a customer who types "人工" to a person: `service_state.trans` to 3 (human) with the servicer of the
 --     setting `servicer` (environment KF_BOT_SERVICER), and says so with the msg_code that returns (from then on
---     WeCom refuses the bot's own messages in that session: 95018). Without a servicer, or when WeCom refuses the
---     move, the bot says no person is free and goes on answering.
+--     WeCom would refuse the bot's own messages in that session, 95018: the window tracker, which saw the trans,
+--     holds them back and the log says so). Without a servicer, or when WeCom refuses the move, the bot says no
+--     person is free and goes on answering.
 -- Where the cursor lives (setting `redis`, environment KF_BOT_REDIS):
 --   * unset: in the lua_shared_dict. It survives a reload (HUP) and a crashed worker, not a stop and start of
 --     nginx: then the next pull starts from the very first message WeCom still holds, and the replies go out
@@ -23,6 +24,9 @@
 -- Each reply carries a msgid made from the customer's msgid, so a message pulled twice (after a crash, or when a
 -- send failed and the pull stopped) can never reach the customer twice: WeCom refuses a msgid it has delivered.
 -- That refusal (err.reason "duplicate_msgid") means the reply went out before: the message is done, quietly.
+-- The client tracks each customer's window (`window = true`, in the lua_shared_dict: about 400 bytes a customer,
+-- so 1m holds some 2,500; size the dict for your customers): a reply WeCom would refuse (5 already sent since the
+-- customer's last message, 48 hours passed, or a person has the session) is not sent, and the log says why.
 --
 -- nginx.conf (see nginx.conf next to this file):
 --   env WECOM_CORP_ID; env WECOM_KF_SECRET; env WECOM_CALLBACK_TOKEN; env WECOM_CALLBACK_AES_KEY;
@@ -147,6 +151,7 @@ function M.setup(conf)
       timeout = TIMEOUT,
       shared_dict = M.DICT,
       transport = "cosocket",
+      window = true,
     },
     cursors = cursors,
     media_dir = conf.media_dir or (ngx.config.prefix() .. "media"),
@@ -305,10 +310,11 @@ function M.reply(msg)
   return text_reply(msg, SAID, text.content)
 end
 
--- The timer: pulls every new message and answers it. A WeCom refusal (kind "api": code used, limits, ...) is
--- logged and the message counted as done, since asking again would not help; any other failure (network, store,
--- a send whose fate is unknown: err.maybe_sent) stops the pull before the message is counted, so the next event
--- pulls it again, and its reply, sent under the same msgid, reaches the customer once (refused if it went out).
+-- The timer: pulls every new message and answers it. A WeCom refusal (kind "api": code used, limits, ...) or a
+-- reply the window tracker held back (kind "window": WeCom would refuse it) is logged and the message counted as
+-- done, since asking again would not help; any other failure (network, store, a send whose fate is unknown:
+-- err.maybe_sent) stops the pull before the message is counted, so the next event pulls it again, and its reply,
+-- sent under the same msgid, reaches the customer once (refused if it went out).
 local function pull(premature, token, open_kfid)
   if premature then
     return
@@ -324,6 +330,9 @@ local function pull(premature, token, open_kfid)
     if not ok then
       -- a raise is a message this bot cannot answer (a bug, or data it did not expect): never again
       ngx.log(ngx.ERR, "kf_bot: message ", tostring(msg.msgid), ": ", tostring(done))
+    elseif not done and errors.is(err, errors.WINDOW) then
+      ngx.log(ngx.NOTICE, "kf_bot: message ", tostring(msg.msgid), " not answered, the customer's window is closed (",
+        err.reason, "): ", err.message)
     elseif not done then
       if not (errors.is(err) and err.kind == errors.API and not err.maybe_sent) then
         ngx.log(ngx.WARN, "kf_bot: message ", tostring(msg.msgid), " not answered, pull stopped: ", tostring(err))

@@ -16,6 +16,7 @@ M.API = "api"             -- WeCom answered with errcode ~= 0
 M.PHASE = "phase"         -- called where the transport cannot run (an nginx phase without cosockets)
 M.STORE = "store"         -- the token or cursor store failed (Redis down, lock not obtained in time)
 M.CALLBACK = "callback"   -- a callback request failed its signature, decryption or XML checks
+M.WINDOW = "window"       -- the KF window tracker knows WeCom would refuse the send (wechat.work.kf.window)
 M.MEDIA = "media"         -- a file to upload or to download into is missing, unreadable, empty or of a wrong size
 
 --- WeCom's answer to a msgid already used on the same KF account. WeCom says a repeated msgid is refused

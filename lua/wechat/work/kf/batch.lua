@@ -2,7 +2,6 @@
 -- Each call runs exactly as the single call would (`wechat.work.kf.message`: retries, token refresh and all),
 -- but they go out together: under plain Lua over libcurl's multi interface, inside OpenResty in light threads
 -- over cosockets. A transport of the caller's own without `run` sends them one by one.
-local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local work = require "wechat.work"
 
@@ -71,7 +70,7 @@ local function check_calls(client, agent, calls)
       argerror(1, 3, "calls[%d]: n must be a positive integer", i)
     end
     -- The builder checks every argument as the single call does; the body it writes is thrown away.
-    local ok, err = pcall(core[name], client, agent, unpack(call, 2, length))
+    local ok, err = pcall(message.check_arguments, name, client, agent, unpack(call, 2, length))
     if not ok then
       argerror(1, 3, "calls[%d]: %s", i, match(tostring(err), "^.-(bad argument.*)$") or tostring(err))
     end

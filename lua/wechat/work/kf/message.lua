@@ -7,8 +7,12 @@
 -- failure (see `wechat.work.errors`).
 local core = require "wechat.core"
 local check_client_and_agent = require("wechat.work.kf.operations").check_client_and_agent
+local window = require "wechat.work.kf.window"
 
-local pairs = pairs
+local error, next, pairs, select, tostring, type = error, next, pairs, select, tostring, type
+local format = string.format
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local M = {}
 
@@ -61,13 +65,102 @@ local OPERATIONS = {
 -- after: that refusal of a retry is the first try's success (`res.duplicate`, see `Client:post`).
 local ALWAYS_IDEMPOTENT = { sync_msg = true }
 
+-- Where each send_msg operation takes its opts, counting from `to` (argument #3); send_message's raw form
+-- (a body table) takes them right after the body.
+local OPTS_AT = {
+  send_message = 5, send_text = 4, send_image = 4, send_voice = 4, send_video = 6, send_file = 4, send_link = 4,
+  send_mini_program = 4, send_menu = 4, send_location = 4,
+}
+
+local function is_raw(name, first, ...)
+  return name == "send_message" and type(first) == "table" and select("#", ...) <= 1
+end
+
+-- opts.force (a key of ours, not of the body): whether it is true, and opts without it (nil when nothing is left).
+-- Raises at the caller of the public function (level 4: strip_force, build_send, the operation, its caller).
+local function strip_force(name, argn, opts)
+  local force = opts.force
+  if type(force) ~= "boolean" then
+    error(format("bad argument #%d to '%s' (opts.force: boolean expected, got %s)", argn, name, type(force)), 4)
+  end
+  local copy = {}
+  for k, v in pairs(opts) do
+    if k ~= "force" then
+      copy[k] = v
+    end
+  end
+  return force, next(copy) ~= nil and copy or nil
+end
+
+-- The body of a send_msg operation, checked as the builder checks it, with opts.force taken out: body, msgid,
+-- force, to, open_kfid. Raises at the caller of the public function on a wrong argument.
+local function build_send(name, build, client, agent, ...)
+  if is_raw(name, ...) then
+    local given, opts = ...
+    local force = false
+    if opts ~= nil then
+      if type(opts) ~= "table" then
+        error(format("bad argument #4 to '%s' (opts: table expected, got %s)", name, type(opts)), 3)
+      end
+      local rest = opts
+      if opts.force ~= nil then
+        force, rest = strip_force(name, 4, opts)
+      end
+      if rest and next(rest) ~= nil then
+        error(format("bad argument #4 to '%s' (opts: unknown option '%s')", name, tostring(next(rest))), 3)
+      end
+    end
+    local body, msgid = build(client, agent, given)
+    return body, msgid, force, given.touser, given.open_kfid
+  end
+  local opts_at = OPTS_AT[name]
+  local opts = select(opts_at, ...)
+  local to, open_kfid = ...
+  if type(opts) == "table" and opts.force ~= nil then
+    local args = pack(...)
+    local force
+    force, args[opts_at] = strip_force(name, opts_at + 2, opts)
+    local body, msgid = build(client, agent, unpack(args, 1, args.n))
+    return body, msgid, force, to, open_kfid
+  end
+  local body, msgid = build(client, agent, ...)
+  return body, msgid, false, to, open_kfid
+end
+
+-- A send_msg operation: the window tracker (when the client has one) sees it before and after it goes.
+local function send_operation(name, build, path)
+  return function(client, agent, ...)
+    check_client_and_agent(name, client, agent)
+    local body, msgid, force, to, open_kfid = build_send(name, build, client, agent, ...)
+    if not client.window then
+      return client:post(agent, path, body, name, msgid ~= nil, msgid)
+    end
+    local ticket, err = window.before_send(client, open_kfid, to, force, name)
+    if ticket == nil then
+      return nil, err
+    end
+    local res
+    res, err = client:post(agent, path, body, name, msgid ~= nil, msgid)
+    window.after_send(ticket, res, err)
+    return res, err
+  end
+end
+
 for name, path in pairs(OPERATIONS) do
   local build = core[name]
   local always = ALWAYS_IDEMPOTENT[name] or false
-  M[name] = function(client, agent, ...)
-    check_client_and_agent(name, client, agent)
-    local body, msgid = build(client, agent, ...)
-    return client:post(agent, path, body, name, always or msgid ~= nil, msgid)
+  if path == SEND_MSG then
+    M[name] = send_operation(name, build, path)
+  else
+    M[name] = function(client, agent, ...)
+      check_client_and_agent(name, client, agent)
+      local body, msgid = build(client, agent, ...)
+      local res, err = client:post(agent, path, body, name, always or msgid ~= nil, msgid)
+      if res and path == SYNC_MSG and client.window then
+        window.observe(client, res)
+      end
+      return res, err
+    end
   end
 end
 
@@ -77,6 +170,17 @@ M.sync_all = require("wechat.work.kf.sync").sync_all
 M.OPERATIONS = {}
 for name in pairs(OPERATIONS) do
   M.OPERATIONS[name] = true
+end
+
+--- Checks the arguments of operation `name` as the operation itself does (raising the same error), without
+-- sending anything: `batch` checks every call with it before the first goes out.
+function M.check_arguments(name, client, agent, ...)
+  local build = core[name]
+  if OPERATIONS[name] == SEND_MSG then
+    build_send(name, build, client, agent, ...)
+  else
+    build(client, agent, ...)
+  end
 end
 
 --- batch(client, agent, calls[, opts]): many of the operations above at once; see `wechat.work.kf.batch`.

@@ -30,8 +30,9 @@ end
 local check = M.check_client_and_agent
 
 --- Adds to module `mod` one public function per row of `operations`: name -> `{ path, build = core builder name,
--- get = true for a GET, idempotent = true when sending it twice has the effect of sending it once }`. A POST
--- function posts the body `core[build]` writes; a GET function sends the query table it returns.
+-- get = true for a GET, idempotent = true when sending it twice has the effect of sending it once, after =
+-- function(client, agent, res, ...) called with WeCom's answer and the call's arguments when it succeeded }`. A
+-- POST function posts the body `core[build]` writes; a GET function sends the query table it returns.
 function M.define(mod, operations)
   for name, op in pairs(operations) do
     local build, path, idempotent = core[op.build], op.path, op.idempotent or false
@@ -41,9 +42,14 @@ function M.define(mod, operations)
         return client:get(agent, path, build(client, agent, ...), name)
       end
     else
+      local after = op.after
       mod[name] = function(client, agent, ...)
         check(name, client, agent)
-        return client:post(agent, path, build(client, agent, ...), name, idempotent)
+        local res, err = client:post(agent, path, build(client, agent, ...), name, idempotent)
+        if res and after then
+          after(client, agent, res, ...)
+        end
+        return res, err
       end
     end
   end

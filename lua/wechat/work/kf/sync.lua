@@ -47,6 +47,7 @@
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local memory_store = require "wechat.work.store.memory"
+local window = require "wechat.work.kf.window"
 local work = require "wechat.work"
 
 local error, pairs, setmetatable, tonumber, tostring, type = error, pairs, setmetatable, tonumber, tostring, type
@@ -276,6 +277,9 @@ local function fetch(self)
   local data, err = self.client:post(self.agent, SYNC_MSG, core.sync_msg(self.client, self.agent, req), OP, true)
   if not data then
     return nil, err
+  end
+  if self.client.window then
+    window.observe(self.client, data)
   end
   local list, next_cursor, has_more = data.msg_list, data.next_cursor, data.has_more
   if list == nil then

@@ -18,7 +18,8 @@ end
 --- Makes a store.
 -- @param opts optional: `clock` (function returning seconds, for tests)
 function M.new(opts)
-  return setmetatable({ values = {}, expires = {}, clock = opts and opts.clock or default_clock }, Store)
+  return setmetatable({ kind = "memory", values = {}, expires = {}, clock = opts and opts.clock or default_clock },
+    Store)
 end
 
 --- The value under `key`, or nil when there is none or it has expired.

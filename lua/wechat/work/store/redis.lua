@@ -34,6 +34,7 @@ local error, require, setmetatable, tonumber, tostring, type =
   error, require, setmetatable, tonumber, tostring, type
 local ceil, min = math.ceil, math.min
 local format = string.format
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 local call, check_option, positive = connection.call, connection.check_option, connection.positive
 
 local M = {}
@@ -99,7 +100,7 @@ function M.new(opts)
     error(format("bad argument #1 to 'new' (table expected, got %s)", type(opts)), 2)
   end
   -- id: a lock token nobody else draws, random per store (OpenSSL), then a counter
-  local self = { prefix = "", id = random_hex(12), serial = 0, lock_ttl = M.DEFAULT_LOCK_TTL,
+  local self = { kind = "redis", prefix = "", id = random_hex(12), serial = 0, lock_ttl = M.DEFAULT_LOCK_TTL,
     connection = connection.new(opts) }
   if self.connection.given then
     return setmetatable(self, Store)
@@ -156,6 +157,25 @@ function Store:delete(key, value)
     return nil, err
   end
   return true
+end
+
+--- Runs a Lua script on Redis in one EVAL, for callers that must check and write in one step (the KF window
+-- tracker counts sends this way). `keys` are put behind the store's prefix.
+-- @param script the script's text
+-- @param keys a list of keys (KEYS in the script)
+-- @param args a list of arguments (ARGV), strings or numbers
+-- @return the script's reply (a Redis nil reply is nil), or nil, err
+function Store:eval(script, keys, args)
+  local argv = {}
+  for i = 1, #keys do
+    argv[i] = self.prefix .. keys[i]
+  end
+  for i = 1, #args do
+    argv[#keys + i] = args[i]
+  end
+  return self.connection:run(function(conn)
+    return call(conn, "eval", script, #keys, unpack(argv, 1, #keys + #args))
+  end)
 end
 
 local function sleep(seconds)

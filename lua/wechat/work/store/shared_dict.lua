@@ -99,7 +99,7 @@ function M.new(name, opts)
       .. "to the http block of nginx.conf)", name, name), 2)
   end
   -- id: lock owners of two stores in one worker must differ too (their serials both start at 0)
-  return setmetatable({ name = name, dict = dict, ngx = ngx, id = random_hex(8), serial = 0,
+  return setmetatable({ kind = "shared_dict", name = name, dict = dict, ngx = ngx, id = random_hex(8), serial = 0,
     lock_ttl = lock_ttl or M.DEFAULT_LOCK_TTL }, Store)
 end
 

@@ -9,10 +9,11 @@ local kf_session = require "standin.kf_session"
 local script = require "standin.script"
 local session = require "standin.session"
 local state = require "standin.state"
+local window = require "standin.window"
 
 local ngx = ngx
-local type, pairs, floor = type, pairs, math.floor
-local concat = table.concat
+local type, pairs, tonumber, tostring, floor = type, pairs, tonumber, tostring, math.floor
+local concat, sort = table.concat, table.sort
 local format, sub = string.format, string.sub
 
 local M = {}
@@ -82,6 +83,9 @@ local CONFIG_CHECKS = {
   end,
   record = function(v)
     return type(v) == "boolean", "record must be a boolean"
+  end,
+  window_strict = function(v)
+    return type(v) == "boolean", "window_strict must be a boolean"
   end,
   media_cut_after = function(v)
     return is_integer(v) and v >= -1, "media_cut_after must be an integer >= -1"
@@ -203,9 +207,13 @@ local function queue_messages(body, obj, open_kfid)
     if not ok then
       return nil, 500, "cannot queue message: " .. err
     end
-    -- a customer who writes starts (or restarts) a session, as on WeCom
+    -- a customer who writes starts (or restarts) a session, as on WeCom, and a window of 5 sends in 48 h
     if kfid and type(msg.external_userid) == "string" and (msg.origin == nil or msg.origin == 3) then
       session.customer_wrote(kfid, msg.external_userid)
+      ok, err = window.customer_wrote(kfid, msg.external_userid, tonumber(msg.send_time) or ngx.time())
+      if not ok then
+        return nil, 500, "cannot open the customer's window: " .. err
+      end
     end
   end
   return state.queued_count()

@@ -7,6 +7,7 @@ local json_raw = require "standin.json_raw"
 local session = require "standin.session"
 local state = require "standin.state"
 local token = require "standin.token"
+local window = require "standin.window"
 
 local ngx = ngx
 local type, tonumber, select, floor = type, tonumber, select, math.floor
@@ -292,9 +293,20 @@ function M.send_msg(method, args, body)
   if code then
     return http.wecom_error(code, msg)
   end
+  -- "msgid must be unique within the KF account, 否则接口返回错误": a repeat is refused, neither delivered nor
+  -- counted against the customer's window
+  local msgid_key = msgid and obj.open_kfid .. "\0" .. msgid
+  if msgid_key and state.seen_msgid(msgid_key) then
+    return duplicate(msgid)
+  end
+  local counter
+  code, msg, counter = window.take(obj.open_kfid, obj.touser)
+  if code then
+    return http.wecom_error(code, msg)
+  end
   if msgid then
-    -- "msgid must be unique within the KF account, 否则接口返回错误": a repeat is refused and not delivered
-    if not state.deliver(obj.open_kfid .. "\0" .. msgid, body, true) then
+    if not state.deliver(msgid_key, body, true) then
+      window.give_back(counter)    -- another worker delivered this msgid meanwhile
       return duplicate(msgid)
     end
     return ok_msgid(msgid)

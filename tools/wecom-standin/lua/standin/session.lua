@@ -75,7 +75,8 @@ function M.known_customer(external_userid)
 end
 
 --- nil when the API may send to this session now, else errcode, errmsg. A session the stand-in was never told
--- of may be sent to (the stand-in does not play the 48-hour window; specs that send without a session rely on it).
+-- of may be sent to (specs that send without a session rely on it); the 48-hour / 5-message window is
+-- standin/window.lua's.
 function M.check_send(open_kfid, external_userid)
   local s = M.get(open_kfid, external_userid)
   if s == nil or SENDABLE[s] then

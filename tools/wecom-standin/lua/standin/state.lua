@@ -21,6 +21,7 @@ M.DEFAULTS = {
   expires_in = 7200,        -- seconds a new access token lives
   kf_secret_only = false,   -- true: tokens of OTHER_SECRET get 48002 on the KF API
   record = true,            -- false: no request log and no delivered list (benches), counts still kept
+  window_strict = false,    -- true: send_msg to a customer never seen writing answers 95031 (standin/window.lua)
   media_cut_after = -1,     -- >= 0: media/get stops after this many bytes of the body and closes the connection
 }
 
