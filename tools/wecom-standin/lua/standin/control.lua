@@ -12,8 +12,8 @@ local state = require "standin.state"
 local window = require "standin.window"
 
 local ngx = ngx
-local type, pairs, tonumber, tostring, floor = type, pairs, tonumber, tostring, math.floor
-local concat, sort = table.concat, table.sort
+local type, pairs, tonumber, floor = type, pairs, tonumber, math.floor
+local concat = table.concat
 local format, sub = string.format, string.sub
 
 local M = {}
