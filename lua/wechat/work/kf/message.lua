@@ -77,7 +77,7 @@ local function is_raw(name, first, ...)
 end
 
 -- opts.force (a key of ours, not of the body): whether it is true, and opts without it (nil when nothing is left).
--- Raises at the caller of the public function (level 4: strip_force, build_send, the operation, its caller).
+-- Raises at the caller of the public function (level 4: strip_force, send_args, the operation, its caller).
 local function strip_force(name, argn, opts)
   local force = opts.force
   if type(force) ~= "boolean" then
@@ -92,9 +92,11 @@ local function strip_force(name, argn, opts)
   return force, next(copy) ~= nil and copy or nil
 end
 
--- The body of a send_msg operation, checked as the builder checks it, with opts.force taken out: body, msgid,
--- force, to, open_kfid. Raises at the caller of the public function on a wrong argument.
-local function build_send(name, build, client, agent, ...)
+-- The arguments of a send_msg operation with opts.force taken out: force, to, open_kfid, and the arguments for the
+-- builder when they are not the ones given (nil: pass those as they are). Raises at the caller of the public
+-- function on a wrong opts.force, or wrong opts of the raw form. The builder itself is called by the public
+-- function, so that its argument errors point at that function's caller too.
+local function send_args(name, ...)
   if is_raw(name, ...) then
     local given, opts = ...
     local force = false
@@ -110,8 +112,7 @@ local function build_send(name, build, client, agent, ...)
         error(format("bad argument #4 to '%s' (opts: unknown option '%s')", name, tostring(next(rest))), 3)
       end
     end
-    local body, msgid = build(client, agent, given)
-    return body, msgid, force, given.touser, given.open_kfid
+    return force, given.touser, given.open_kfid, { n = 1, given }
   end
   local opts_at = OPTS_AT[name]
   local opts = select(opts_at, ...)
@@ -120,18 +121,22 @@ local function build_send(name, build, client, agent, ...)
     local args = pack(...)
     local force
     force, args[opts_at] = strip_force(name, opts_at + 2, opts)
-    local body, msgid = build(client, agent, unpack(args, 1, args.n))
-    return body, msgid, force, to, open_kfid
+    return force, to, open_kfid, args
   end
-  local body, msgid = build(client, agent, ...)
-  return body, msgid, false, to, open_kfid
+  return false, to, open_kfid, nil
 end
 
 -- A send_msg operation: the window tracker (when the client has one) sees it before and after it goes.
 local function send_operation(name, build, path)
   return function(client, agent, ...)
     check_client_and_agent(name, client, agent)
-    local body, msgid, force, to, open_kfid = build_send(name, build, client, agent, ...)
+    local force, to, open_kfid, args = send_args(name, ...)
+    local body, msgid
+    if args then
+      body, msgid = build(client, agent, unpack(args, 1, args.n))
+    else
+      body, msgid = build(client, agent, ...)
+    end
     if not client.window then
       return client:post(agent, path, body, name, msgid ~= nil, msgid)
     end
@@ -176,8 +181,9 @@ end
 -- sending anything: `batch` checks every call with it before the first goes out.
 function M.check_arguments(name, client, agent, ...)
   local build = core[name]
-  if OPERATIONS[name] == SEND_MSG then
-    build_send(name, build, client, agent, ...)
+  local args = OPERATIONS[name] == SEND_MSG and select(4, send_args(name, ...))
+  if args then
+    build(client, agent, unpack(args, 1, args.n))
   else
     build(client, agent, ...)
   end
