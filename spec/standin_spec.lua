@@ -322,10 +322,10 @@ describe("wecom stand-in", function()
         assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, text_to("wmW")) })
       end
       assert.are.same({ 200, QUOTA }, { post(SEND, token, text_to("wmW")) })
-      -- a repeated msgid is answered ok and not counted; send_msg_on_event is not counted
+      -- a repeated msgid is refused and not counted; send_msg_on_event is not counted
       wrote("wmW", os.time())
       assert.are.same({ 200, ok_msgid("same") }, { post(SEND, token, text_to("wmW", "same")) })
-      assert.are.same({ 200, ok_msgid("same") }, { post(SEND, token, text_to("wmW", "same")) })
+      assert.are.same({ 200, err(40058, "duplicate msgid same") }, { post(SEND, token, text_to("wmW", "same")) })
       assert.are.same({ 200, ok_msgid("standin-msg-6") },
         { post(EVENT, token, '{"code":"C1","msgtype":"text","text":{"content":"w"}}') })
       for i = 7, 10 do
