@@ -470,6 +470,38 @@ local function exchange(self, sock, head, keep)
   return { status = status, body = body }
 end
 
+-- The "phase" error of an nginx phase without cosockets, or nil where they work.
+local function phase_error(self)
+  local phase, cosockets = nginx.phase(self.ngx)
+  if not cosockets then
+    return errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
+      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  end
+end
+
+-- Runs run_exchange(self, sock, head, keep, req) (exchange or media_exchange) over a pooled or new connection to
+-- dest; when a pooled connection proves dead before any answer, once more over a new one, never pooled again.
+local function exchange_resending(self, dest, run_exchange, head, req)
+  self.requests = self.requests + 1
+  local sock, reused = open(self, dest)
+  if not sock then
+    return nil, reused
+  end
+  local res, err, stale = run_exchange(self, sock, head, true, req)
+  if res or not (stale and reused > 0) then
+    return res, err
+  end
+  sock, err = open(self, dest, true)
+  if not sock then
+    return nil, err
+  end
+  res, err = run_exchange(self, sock, head, false, req)
+  if not res then
+    err.resent = true -- the request may have reached the server twice already
+  end
+  return res, err
+end
+
 -- Destinations kept per transport: a client posts to a few URLs, each the same until the token changes.
 local MAX_DESTINATIONS = 8
 
@@ -520,10 +552,9 @@ end
 -- @raise on a wrong request table
 function Transport:request(req)
   local method, url, body = check_request(req)
-  local phase, cosockets = nginx.phase(self.ngx)
-  if not cosockets then
-    return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
-      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  local perr = phase_error(self)
+  if perr then
+    return nil, perr
   end
   local dest = self.destinations[url] or destination(self, url)
   local head
@@ -534,24 +565,7 @@ function Transport:request(req)
     head = dest.get_head
   end
 
-  self.requests = self.requests + 1
-  local sock, reused = open(self, dest)
-  if not sock then
-    return nil, reused
-  end
-  local res, err, stale = exchange(self, sock, head, true)
-  if res or not (stale and reused > 0) then
-    return res, err
-  end
-  sock, err = open(self, dest, true)
-  if not sock then
-    return nil, err
-  end
-  res, err = exchange(self, sock, head, false)
-  if not res then
-    err.resent = true -- the request may have reached the server twice already
-  end
-  return res, err
+  return exchange_resending(self, dest, exchange, head)
 end
 
 --- Lets the other light threads of this worker run for a moment (1 ms), e.g. while another one fetches the
@@ -746,7 +760,7 @@ local function read_body_pieces(sock, status, headers, max, put)
   end
 end
 
-local function media_exchange(self, sock, head, req, keep)
+local function media_exchange(self, sock, head, keep, req)
   local upload = req.upload
   local ok, err, stale
   if upload then
@@ -847,10 +861,9 @@ end
 -- @raise on a wrong request table
 function Transport:media(req)
   req = check_media(req)
-  local phase, cosockets = nginx.phase(self.ngx)
-  if not cosockets then
-    return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
-      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  local perr = phase_error(self)
+  if perr then
+    return nil, perr
   end
   -- not kept among the destinations: every media_id makes another URL
   local dest = make_destination(self, req.url, "media", 3)
@@ -878,24 +891,7 @@ function Transport:media(req)
   end
   head = concat(head)
 
-  self.requests = self.requests + 1
-  local sock, reused = open(self, dest)
-  if not sock then
-    return nil, reused
-  end
-  local res, err, stale = media_exchange(self, sock, head, exchange_req, true)
-  if res or not (stale and reused > 0) then
-    return res, err
-  end
-  sock, err = open(self, dest, true)
-  if not sock then
-    return nil, err
-  end
-  res, err = media_exchange(self, sock, head, exchange_req, false)
-  if not res then
-    err.resent = true
-  end
-  return res, err
+  return exchange_resending(self, dest, media_exchange, head, exchange_req)
 end
 
 --- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is
