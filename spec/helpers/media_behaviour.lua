@@ -120,6 +120,24 @@ function M.define(it, assert, run)
     assert.same({ access_token = standin.token(), media_id = out.media_id }, gets[1].args)
   end)
 
+  -- nginx frames the stand-in's answers with Content-Length; config media_framing writes them by hand otherwise
+  for _, framing in ipairs{ "chunked", "close" } do
+    it("get reads a body " .. (framing == "chunked" and "sent in chunks" or "ended by the connection closing")
+      .. ", to memory, to a file and a range, byte for byte", function()
+      standin.config{ media_framing = framing }
+      local out = run("round_trip")
+      assert.same({ body = cases.PNG, content_type = "image/png", filename = "logo.png" }, out.whole.res)
+      assert.is_true(out.same)
+      assert.same({ path = DIR .. "/down.png", size = #cases.PNG, content_type = "image/png", filename = "logo.png" },
+        out.to_file.res)
+      assert.is_true(out.file_same)
+      assert.is_false(out.part_left)
+      assert.same({ body = cases.PNG:sub(3, 6), content_type = "image/png", filename = "logo.png" }, out.range.res)
+      assert.same({ body = cases.PNG:sub(41), content_type = "image/png", filename = "logo.png" }, out.tail.res)
+      assert.equal(4, standin.counts()["/cgi-bin/media/get"])
+    end)
+  end
+
   it("gives WeCom's JSON answer to media/get as an api error, never as a file", function()
     local out = run("get_failures")
     assert.same({ kind = "api", errcode = 40007, errmsg = "invalid media_id", op = "get" }, out.err)

@@ -22,6 +22,7 @@ M.DEFAULTS = {
   kf_secret_only = false,   -- true: tokens of OTHER_SECRET get 48002 on the KF API
   record = true,            -- false: no request log and no delivered list (benches), counts still kept
   media_cut_after = -1,     -- >= 0: media/get stops after this many bytes of the body and closes the connection
+  media_framing = "length", -- media/get's body: "length" (Content-Length), "chunked", or "close" (ends at close)
 }
 
 function M.reset()
