@@ -7,7 +7,7 @@
 --     c.setup(standin); local res, err = modules[c.module][c.op](client, cases.AGENT, cases.args(c))
 --   end
 local unpack = table.unpack or unpack -- luacheck: ignore 143
-local select, floor, time = select, math.floor, os.time
+local select = select
 
 local M = {}
 
@@ -20,10 +20,13 @@ local TO, KFID, SERVICER = M.TO, M.KFID, M.SERVICER
 
 M.MODULES = { "account", "servicer", "service_state", "customer", "statistic" }
 
--- Statistics take day starts (00:00 China Standard Time) between yesterday and 180 days back.
+-- Statistics take day starts (00:00 China Standard Time) between yesterday and 180 days back. The stand-in is told
+-- what "now" is (config statistic_now: noon of M.TODAY), so a window fixed here holds whenever the run goes, across
+-- midnight in China too, and this module gives the same numbers in every process that loads it.
 local DAY = 86400
-local TODAY = floor((time() + 8 * 3600) / DAY) * DAY - 8 * 3600
-local START, END = TODAY - 3 * DAY, TODAY - 2 * DAY
+M.TODAY = 1767196800 -- 2026-01-01 00:00 China Standard Time
+M.NOW = M.TODAY + DAY / 2
+local START, END = M.TODAY - 3 * DAY, M.TODAY - 2 * DAY
 
 local function ok(fields)
   local out = { errcode = 0, errmsg = "ok" }
@@ -49,6 +52,10 @@ local function customer(standin)
 end
 
 local function nothing() end
+
+local function statistic_clock(standin)
+  standin.config{ statistic_now = M.NOW }
+end
 
 -- name, module, op, setup, path, request (the raw POST body, or { query = "..." } for a GET), result, args...
 local function case(name, module, op, setup, path, request, result, ...)
@@ -133,11 +140,13 @@ M.cases = {
   case("customer.cancel_upgrade_service", "customer", "cancel_upgrade_service", customer,
     "/cgi-bin/kf/customer/cancel_upgrade_service", '{"open_kfid":"wkKF01","external_userid":"wmCUSTOMER01"}', ok(),
     KFID, TO),
-  case("statistic.get_corp_statistic", "statistic", "get_corp_statistic", account, "/cgi-bin/kf/get_corp_statistic",
+  case("statistic.get_corp_statistic", "statistic", "get_corp_statistic",
+    function(standin) account(standin) statistic_clock(standin) end, "/cgi-bin/kf/get_corp_statistic",
     ('{"open_kfid":"wkKF01","start_time":%d,"end_time":%d}'):format(START, END), ok{ statistic_list = STAT_DAYS },
     STAT),
   case("statistic.get_servicer_statistic", "statistic", "get_servicer_statistic",
-    function(standin) account(standin, { SERVICER }) end, "/cgi-bin/kf/get_servicer_statistic",
+    function(standin) account(standin, { SERVICER }) statistic_clock(standin) end,
+    "/cgi-bin/kf/get_servicer_statistic",
     ('{"open_kfid":"wkKF01","servicer_userid":"zhangsan","start_time":%d,"end_time":%d}'):format(START, END),
     ok{ statistic_list = STAT_DAYS },
     { open_kfid = KFID, servicer_userid = SERVICER, start_time = START, end_time = END }),
