@@ -98,6 +98,9 @@ local CONFIG_CHECKS = {
   media_framing = function(v)
     return v == "length" or v == "chunked" or v == "close", 'media_framing must be "length", "chunked" or "close"'
   end,
+  media_strict = function(v)
+    return type(v) == "boolean", "media_strict must be a boolean"
+  end,
   statistic_now = function(v)
     return is_integer(v) and v >= 0, "statistic_now must be an integer >= 0"
   end,
