@@ -13,7 +13,8 @@
  * GET instead of POST), byte 1 picks max_response, then per request a response: byte "how" (0: raw bytes from the
  * input; 1: status line + Content-Length; 2: chunked with fuzzed chunk sizes; 3: close-delimited) and its data.
  * Framed responses carry a payload of a fuzzed pattern repeated (up to 2.5 MiB), and the expected answer is exact:
- * `status, payload` when it fits in max_response, else `nil, "too_large", "response too large (over N bytes)"`.
+ * `status, payload, maybe_resent` when it fits in max_response, else `nil, "too_large", "response too large (over
+ * N bytes)"`.
  * For raw responses: a status and a body no larger than max_response, or nil, a known reason, a message (never the
  * access token of the URL) and maybe_resent (false on the first request of a handle). */
 #include <errno.h>
@@ -223,7 +224,9 @@ static void check_answer(int rc, int nres, const response *r, long long max_resp
         size_t len;
         const char *body = lua_tolstring(L, top - nres + 2, &len);
         lua_Integer status = lua_tointeger(L, top - nres + 1);
-        if (nres != 2 || body == NULL) fz_die("request: a status without a body");
+        /* status, body, and whether libcurl may have sent the request twice */
+        if (nres != 3 || body == NULL || !lua_isboolean(L, top - nres + 3))
+            fz_die("request: a status without a body and a resent flag");
         if ((long long)len > max_response) fz_die("request: a body of %zu bytes over max_response", len);
         if (r != NULL && r->framed) {
             if (r->payload_len > (size_t)max_response) fz_die("request: %zu bytes accepted over the limit", len);

@@ -1031,6 +1031,36 @@ static int fz_valid(lua_State *L, int idx, int depth, int object_root)
     return 1;
 }
 
+int fz_raw_msgid_rule(lua_State *L, int client, int body)
+{
+    int rule = 0;
+    lua_pushliteral(L, "msgid");
+    lua_rawget(L, body);
+    int t = lua_type(L, -1);
+    if (t == LUA_TNIL) {
+        rule = 1;
+        if (client != 0 && lua_type(L, client) == LUA_TTABLE) {
+            lua_pushliteral(L, "auto_msgid");
+            lua_rawget(L, client);
+            if (lua_toboolean(L, -1)) rule = -1;
+            lua_pop(L, 1);
+        }
+    } else if (t == LUA_TBOOLEAN) {
+        rule = lua_toboolean(L, -1) ? -1 : 0;
+    } else if (t == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        rule = n > 0 && n <= 32;
+        for (size_t i = 0; i < n && rule; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            rule = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+                   ch == '-';
+        }
+    }
+    lua_pop(L, 1);
+    return rule;
+}
+
 int fz_encodable(lua_State *L, int idx, int object_root)
 {
     return fz_valid(L, idx, 1, object_root);

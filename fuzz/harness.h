@@ -122,6 +122,12 @@ void fz_print_value(lua_State *L, int idx);
  * encode as a JSON object. */
 int fz_encodable(lua_State *L, int idx, int object_root);
 
+/* How send_message(c, a, body) treats the msgid of the body table at body, with the client at client (0: none), by
+ * the rules of opts.msgid: 1 when the body goes out as it is (a msgid of 1..32 bytes of [0-9a-zA-Z_-], or none while
+ * the client has no auto_msgid), 0 when the call must raise (any other msgid: "", bad bytes, too long, not a
+ * string), -1 when a msgid is made and added (msgid = true, or none while the client has auto_msgid). Raw reads. */
+int fz_raw_msgid_rule(lua_State *L, int client, int body);
+
 /* 1 when the decoded JSON at json is what the (encodable) value at value encodes to. */
 int fz_json_matches(lua_State *L, int json, int value);
 

@@ -254,8 +254,8 @@ describe("wechat.work.callback", function()
         assert_fails("body: root element is <Encrypt>, not <xml>", "decrypt_event", outer("<Encrypt>a</Encrypt>"))
       end)
 
-      it("refuses a field given twice, text between fields and processing instructions", function()
-        assert_fails("body: duplicate field <Encrypt>", "decrypt_event",
+      it("refuses Encrypt given twice, text between fields and processing instructions", function()
+        assert_fails("body has more than one Encrypt", "decrypt_event",
           outer("<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>"))
         assert_fails("body: text outside a field", "decrypt_event", outer("<xml>x<Encrypt>a</Encrypt></xml>"))
         assert_fails("body: processing instruction not allowed", "decrypt_event",
@@ -291,13 +291,24 @@ describe("wechat.work.callback", function()
           '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><xml><Token>&b;</Token></xml>'))
       end)
 
-      it("refuses nesting, duplicates and broken XML", function()
+      it("refuses nesting and broken XML", function()
         assert_fails("event: nesting deeper than 2 at <MediaId>", "decrypt_event",
           inner("<xml><Video><MediaId>m</MediaId></Video></xml>"))
-        assert_fails("event: duplicate field <Token>", "decrypt_event",
-          inner("<xml><Token>a</Token><Token>b</Token></xml>"))
         assert_fails("event: malformed XML (mismatched tag at line 1 column 16)", "decrypt_event",
           inner("<xml><Token>a</Event></xml>"))
+      end)
+
+      it("returns a repeated element as the array of its texts, in order; a single one stays a string", function()
+        -- kf_account_auth_change lists one <AuthAddOpenKfId> per account (path/97713)
+        assert.same({
+          ToUserName = "ww1", FromUserName = "sys", CreateTime = "1409659813", MsgType = "event",
+          Event = "kf_account_auth_change", AuthAddOpenKfId = { "wk1", "wk2" }, AuthDelOpenKfId = "wk3",
+        }, inner("<xml><ToUserName><![CDATA[ww1]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"
+          .. "<CreateTime>1409659813</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+          .. "<Event><![CDATA[kf_account_auth_change]]></Event><AuthAddOpenKfId><![CDATA[wk1]]></AuthAddOpenKfId>"
+          .. "<AuthDelOpenKfId><![CDATA[wk3]]></AuthDelOpenKfId><AuthAddOpenKfId><![CDATA[wk2]]></AuthAddOpenKfId>"
+          .. "</xml>"))
+        assert.same({ Token = { "a", "b", "" } }, inner("<xml><Token>a</Token><Token>b</Token><Token/></xml>"))
       end)
 
       it("reads CDATA, entities, character references, comments and empty fields", function()
@@ -305,6 +316,59 @@ describe("wechat.work.callback", function()
           '<?xml version="1.0" encoding="UTF-8"?>\n<xml>\n  <A><![CDATA[<b>]]>&amp;</A><!-- note -->\n'
           .. "  <B>x&amp;y&#x4e2d;</B><C/>\n</xml>\n"))
       end)
+    end)
+  end)
+
+  describe("max_age", function()
+    local function request(timestamp)
+      return handler():build_event_request(KF_EVENT, { timestamp = timestamp, nonce = "1", random16 = FIXED.random16 })
+    end
+
+    it("is off by default: a callback of 2014 is accepted", function()
+      local req = request(FIXED.timestamp)
+      assert.same(KF_EVENT_TEXT, handler():decrypt_event(req.query, req.body))
+    end)
+
+    it("refuses a callback older or further ahead than max_age seconds, reason stale", function()
+      local cb = handler{ max_age = 300 }
+      local req = request(os.time() - 400)
+      local event, err = cb:decrypt_event(req.query, req.body)
+      assert_fails("timestamp 400 s old, at most 300", "decrypt_event", event, err)
+      assert.equal("stale", err.reason)
+      req = request(os.time() + 400)
+      event, err = cb:decrypt_event(req.query, req.body)
+      assert_fails("timestamp 400 s ahead, at most 300", "decrypt_event", event, err)
+      assert.equal("stale", err.reason)
+      -- the same callback, old, without max_age
+      assert.same(KF_EVENT_TEXT, handler():decrypt_event(req.query, req.body))
+    end)
+
+    it("accepts one within max_age, and checks the URL check too", function()
+      local cb = handler{ max_age = 300 }
+      local req = request(os.time() - 10)
+      assert.same(KF_EVENT_TEXT, cb:decrypt_event(req.query, req.body))
+      local q = handler():build_url_check("echo", { timestamp = FIXED.timestamp, nonce = "1" })
+      local echo, err = cb:verify_url(q)
+      assert.is_nil(echo)
+      assert.equal("stale", err.reason)
+      assert.equal("echo", handler():verify_url(q))
+    end)
+
+    it("raises on a max_age that is not a number of seconds >= 0", function()
+      assert.has_error(function() handler{ max_age = -1 } end,
+        "bad argument #1 to 'new' (opts.max_age: number of seconds >= 0 expected, got -1)")
+      assert.has_error(function() handler{ max_age = "300" } end,
+        "bad argument #1 to 'new' (opts.max_age: number of seconds >= 0 expected, got string)")
+    end)
+  end)
+
+  describe("event_xml", function()
+    it("repeats the element of an array value, in order", function()
+      assert.equal("<xml><AuthAddOpenKfId><![CDATA[wk1]]></AuthAddOpenKfId><AuthAddOpenKfId><![CDATA[wk2]]>"
+        .. "</AuthAddOpenKfId><CreateTime>1</CreateTime></xml>",
+        testing.event_xml({ AuthAddOpenKfId = { "wk1", "wk2" }, CreateTime = 1 }))
+      assert.has_error(function() testing.event_xml({ A = {} }) end,
+        "bad argument #1 to 'event_xml' (fields.A: non-empty array expected)")
     end)
   end)
 

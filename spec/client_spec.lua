@@ -17,6 +17,7 @@ local function new_client(opts)
     cafile = opts.cafile,
     token_store = opts.token_store,
     token_margin = opts.token_margin,
+    auto_msgid = opts.auto_msgid,
   }
 end
 
@@ -257,20 +258,25 @@ describe("wechat.work client", function()
       assert.is_true(errors.is(err, "api"))
       assert.equal(45009, err.errcode)
       assert.equal("api freq out of limit", err.errmsg)
-      assert.equal("wechat: api error 45009 (api freq out of limit) in send_text", tostring(err))
+      -- the code's English name in the text, WeCom's own words in errmsg
+      assert.equal("wechat: api error 45009 (api call frequency limit) in send_text", tostring(err))
+      assert.is_nil(err.maybe_sent)
     end)
 
     it("a timeout", function()
       -- the token comes with the default timeout; only the send that times out has a short one
       local store = memory.new()
       assert.truthy(new_client{ token_store = store }:token("kf"))
-      local client = new_client{ timeout = 1, token_store = store }
+      -- without a msgid, so that the send is not tried again
+      local client = new_client{ timeout = 1, token_store = store, auto_msgid = false }
       standin.script(SEND_MSG, { delay = 3, close = true }) -- held past the timeout, then closed: nothing delivered
       local res, err = kf.send_text(client, "kf", "wmC", "wkK", "hi")
       assert.is_nil(res)
       assert.equal("transport", err.kind)
       assert.equal("timeout", err.reason)
       assert.equal("send_text", err.op)
+      -- WeCom had the request and no answer came: whether it was delivered is not known
+      assert.is_true(err.maybe_sent)
     end)
 
     it("a refused connection", function()
@@ -329,7 +335,10 @@ describe("wechat.work client", function()
     it("are made by errors.new with a kind, a message and fields, and read well", function()
       local err = errors.new(errors.API, nil, { errcode = 45009, errmsg = "api freq out of limit", op = "send_text" })
       assert.same({ "api", 45009, "api freq out of limit", "send_text" }, { err.kind, err.errcode, err.errmsg, err.op })
-      assert.equal("wechat: api error 45009 (api freq out of limit) in send_text", tostring(err))
+      assert.equal("wechat: api error 45009 (api call frequency limit) in send_text", tostring(err))
+      -- a code without a name shows WeCom's errmsg
+      assert.equal("wechat: api error 60020 (not allow to access from your ip)",
+        tostring(errors.new(errors.API, nil, { errcode = 60020, errmsg = "not allow to access from your ip" })))
       err = errors.new(errors.TRANSPORT, "receive: timeout", { reason = "timeout" })
       assert.equal("wechat: transport error: receive: timeout", tostring(err))
       assert.equal("wechat: http error status 502: unexpected HTTP status",

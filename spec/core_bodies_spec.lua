@@ -97,12 +97,24 @@ describe("wechat.core body builders", function()
     end
   end)
 
+  -- WeCom's video object is {"media_id"} only: title and description are the reference library's arguments,
+  -- accepted and never sent
   describe("send_video", function()
-    it("writes media_id, title and description", function()
+    it("writes media_id only, whatever title and description say", function()
       check(core.send_video(nil, nil, TO, KFID, "MID", "标题", "描述"),
         [[{"touser":"wmUSER_ext-01","open_kfid":"wkKF_01","msgtype":"video",]]
-          .. [["video":{"media_id":"MID","title":"标题","description":"描述"}}]],
-        send_body("video", { media_id = "MID", title = "标题", description = "描述" }))
+          .. [["video":{"media_id":"MID"}}]],
+        send_body("video", { media_id = "MID" }))
+      check(core.send_video(nil, nil, TO, KFID, "MID", "t", "\xff"),
+        [[{"touser":"wmUSER_ext-01","open_kfid":"wkKF_01","msgtype":"video",]]
+          .. [["video":{"media_id":"MID"}}]],
+        send_body("video", { media_id = "MID" }))
+    end)
+
+    it("refuses title and description inside send_message's video object", function()
+      assert.has_error(function()
+        core.send_message(nil, nil, TO, KFID, "video", { media_id = "MID", title = "t" })
+      end, "bad argument #6 to 'send_message' (msg: unknown key 'title')")
     end)
 
     it("omits title and description when nil", function()
@@ -112,12 +124,6 @@ describe("wechat.core body builders", function()
         send_body("video", { media_id = "MID" }, "v1"))
     end)
 
-    it("omits only the nil one", function()
-      check(core.send_video(nil, nil, TO, KFID, "MID", nil, "d"),
-        [[{"touser":"wmUSER_ext-01","open_kfid":"wkKF_01","msgtype":"video",]]
-          .. [["video":{"media_id":"MID","description":"d"}}]],
-        send_body("video", { media_id = "MID", description = "d" }))
-    end)
   end)
 
   describe("send_link", function()
@@ -272,10 +278,41 @@ describe("wechat.core body builders", function()
       assert.equal([[{}]], core.send_message(nil, nil, setmetatable({}, { __jsontype = "object" })))
     end)
 
-    it("(c, a, body) returns the body's msgid, and none for \"\", which WeCom reads as none", function()
+    it("(c, a, body) returns the body's msgid, and nil when it has none", function()
       assert.same({ [[{"msgid":"m-1"}]], "m-1" }, { core.send_message(nil, nil, { msgid = "m-1" }) })
-      assert.same({ [[{"msgid":""}]], nil }, { core.send_message(nil, nil, { msgid = "" }) })
-      assert.equal(2, select("#", core.send_message(nil, nil, { msgid = "" })))
+      assert.same({ [[{"a":1}]], nil }, { core.send_message(nil, nil, { a = 1 }) })
+      assert.equal(2, select("#", core.send_message(nil, nil, { a = 1 })))
+    end)
+
+    it("(c, a, body) checks the body's msgid as opts.msgid: \"\" (an error to WeCom), bad bytes, too long", function()
+      assert.has_error(function() core.send_message(nil, nil, { msgid = "" }) end,
+        "bad argument #3 to 'send_message' (body.msgid: must not be empty)")
+      assert.has_error(function() core.send_message(nil, nil, { msgid = "a/b" }) end,
+        "bad argument #3 to 'send_message' (body.msgid: only [0-9a-zA-Z_-] allowed)")
+      assert.has_error(function() core.send_message(nil, nil, { msgid = ("m"):rep(33) }) end,
+        "bad argument #3 to 'send_message' (body.msgid: at most 32 bytes, got 33)")
+    end)
+
+    it("makes a distinct msgid of 32 hex digits every time, across refills of its random pool", function()
+      local seen, n = {}, 0
+      for _ = 1, 1000 do -- 16 bytes each: four pools of 4096 bytes
+        local _, msgid = core.send_text({ auto_msgid = true }, nil, TO, KFID, "x")
+        assert.truthy(msgid:find("^" .. ("%x"):rep(32) .. "$"), msgid)
+        if not seen[msgid] then
+          seen[msgid], n = true, n + 1
+        end
+      end
+      assert.equal(1000, n)
+    end)
+
+    it("(c, a, body) makes a msgid for msgid = true, or for none when the client has auto_msgid", function()
+      local body, msgid = core.send_message(nil, nil, { msgid = true, a = 1 })
+      assert.equal(32, #msgid)
+      assert.same({ msgid = msgid, a = 1 }, cjson.decode(body))
+      local given = { a = 1 }
+      body, msgid = core.send_message({ auto_msgid = true }, nil, given)
+      assert.same({ msgid = msgid, a = 1 }, cjson.decode(body))
+      assert.same({ a = 1 }, given)
     end)
 
     it("takes the body form when arguments 4 to 7 are nil, as a Lua wrapper passes them", function()

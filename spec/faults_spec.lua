@@ -41,6 +41,8 @@ local function new_client(opts)
       agents = { kf = { secret = standin.KF_SECRET } },
       base_url = opts.base_url or standin.url(),
       retries = opts.retries,
+      -- "without msgid" below means none at all: the faults are about what a send without one may do
+      auto_msgid = opts.auto_msgid or false,
       token_store = store,
       transport = t,
     }
@@ -126,7 +128,8 @@ describe("faults over libcurl", function()
       standin.script(SEND_MSG, NEVER, -1)
       local res, err = send(client)
       assert.is_nil(res)
-      assert.are.same({ "transport", "timeout", 1, "send_text" }, { err.kind, err.reason, err.attempts, err.op })
+      assert.are.same({ "transport", "timeout", 1, "send_text", true },
+        { err.kind, err.reason, err.attempts, err.op, err.maybe_sent })
       assert.truthy(err.message:find("^Operation timed out after %d+ milliseconds with 0 bytes received$"))
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
       assert.are.equal(1, exchanges(transport))

@@ -23,27 +23,25 @@ end
 describe("fuzz regressions", function()
   describe("fuzz_bodies", function()
     -- Found: send_message's raw-body form returned nil as the msgid while the body carried "msgid":[] (the fuzz
-    -- oracle expected the body's msgid back). A raw body's msgid is written as given; only a string comes back as
-    -- the msgid, so the Lua layer never retries a send on the strength of a msgid WeCom would refuse.
-    it("send_message(c, a, body) returns the body's msgid only when it is a string", function()
-      local body, msgid = core.send_message(nil, nil, { msgid = {} })
-      assert.equal([[{"msgid":[]}]], body)
-      assert.is_nil(msgid)
-      body, msgid = core.send_message(nil, nil, { msgid = true })
-      assert.equal([[{"msgid":true}]], body)
-      assert.is_nil(msgid)
+    -- oracle expected the body's msgid back). Since issue 9 a raw body's msgid follows opts.msgid's rules: a string
+    -- of [0-9a-zA-Z_-] comes back as the msgid, `true` makes one, anything else raises, so the Lua layer never
+    -- sends a msgid WeCom would refuse, nor retries a send on the strength of one.
+    it("send_message(c, a, body) returns the msgid, makes one for true, and raises on any other value", function()
+      assert.equal("bad argument #3 to 'send_message' (body.msgid: string expected, got table)",
+        raised(core.send_message, nil, nil, { msgid = {} }))
+      local body, msgid = core.send_message(nil, nil, { msgid = true })
+      assert.equal('{"msgid":"' .. msgid .. '"}', body)
+      assert.equal(32, #msgid)
       body, msgid = core.send_message(nil, nil, { msgid = "m-1" })
       assert.equal([[{"msgid":"m-1"}]], body)
       assert.equal("m-1", msgid)
     end)
 
     -- Found (fuzz_encode, after the builders began to refuse an empty msgid): the oracle still expected "" back
-    -- from a raw body {msgid=""}. WeCom reads "" as no msgid and makes its own, so "" is not a retry-safe msgid:
-    -- the body is written as given and nil comes back.
-    it("send_message(c, a, body) writes an empty msgid as given and returns nil for it", function()
-      local body, msgid = core.send_message(nil, nil, { msgid = "" })
-      assert.equal([[{"msgid":""}]], body)
-      assert.is_nil(msgid)
+    -- from a raw body {msgid=""}. An empty msgid is an error to WeCom, never "none": it raises, as opts.msgid's does.
+    it("send_message(c, a, body) raises on an empty msgid", function()
+      assert.equal("bad argument #3 to 'send_message' (body.msgid: must not be empty)",
+        raised(core.send_message, nil, nil, { msgid = "" }))
     end)
 
     -- Found (timeout under the sanitizers): a table holding itself under a 1.4 MB key. The encoder wrote the key

@@ -46,11 +46,11 @@ describe("wechat.work.kf.message over libcurl", function()
   -- or "title":"" made up for a field left out).
   it("leaves optional fields out of the bytes: miniprogram title, menu list and tail", function()
     assert.truthy(kf.send_mini_program(client, cases.AGENT, "wm1", "wk1",
-      { appid = "wx1", thumb_media_id = "T", pagepath = "p" }))
+      { appid = "wx1", thumb_media_id = "T", pagepath = "p" }, { msgid = "m1" }))
     assert.truthy(kf.send_menu(client, cases.AGENT, "wm1", "wk1", { head_content = "稍等" }, { msgid = "h1" }))
     assert.truthy(kf.send_menu_on_event(client, cases.AGENT, "CODE9", { tail_content = "谢谢" }, "t1"))
     local sent = standin.requests("/cgi-bin/kf/send_msg")
-    assert.equal('{"touser":"wm1","open_kfid":"wk1","msgtype":"miniprogram","miniprogram":{"appid":"wx1",'
+    assert.equal('{"touser":"wm1","open_kfid":"wk1","msgid":"m1","msgtype":"miniprogram","miniprogram":{"appid":"wx1",'
       .. '"thumb_media_id":"T","pagepath":"p"}}', sent[1].body)
     assert.equal('{"touser":"wm1","open_kfid":"wk1","msgid":"h1","msgtype":"msgmenu","msgmenu":'
       .. '{"head_content":"稍等"}}', sent[2].body)
@@ -59,11 +59,27 @@ describe("wechat.work.kf.message over libcurl", function()
     assert.equal(3, #standin.delivered())
   end)
 
-  it("returns WeCom's generated msgid when none is given", function()
+  it("sends a random msgid of its own by default (auto_msgid), returned in res.msgid", function()
     local res = assert(kf.send_text(client, cases.AGENT, "wm1", "wk1", "hi"))
     assert.equal(0, res.errcode)
-    assert.equal("string", type(res.msgid))
+    assert.truthy(res.msgid:find("^[0-9a-f]+$"))
+    assert.equal(32, #res.msgid)
+    assert.equal(res.msgid, standin.bodies("/cgi-bin/kf/send_msg")[1].msgid)
+    local again = assert(kf.send_text(client, cases.AGENT, "wm1", "wk1", "hi"))
+    assert.are_not.equal(res.msgid, again.msgid)
+  end)
+
+  it("with auto_msgid = false returns WeCom's generated msgid when none is given", function()
+    local plain = work.client{
+      corp_id = standin.CORPID,
+      agents = { [cases.AGENT] = { secret = standin.KF_SECRET } },
+      base_url = standin.url(),
+      auto_msgid = false,
+    }
+    local res = assert(kf.send_text(plain, cases.AGENT, "wm1", "wk1", "hi"))
+    assert.equal("standin-msg-1", res.msgid)
     assert.is_nil(standin.bodies("/cgi-bin/kf/send_msg")[1].msgid)
+    plain:close()
   end)
 
   -- What a user sees from the public functions, whole: the position of the user's call (this file's line),
@@ -137,20 +153,26 @@ describe("wechat.work.kf.message over libcurl", function()
     end
   end)
 
-  -- Why an empty msgid raises (README, Sending KF messages): WeCom, like the stand-in, reads "" as no msgid and
-  -- makes its own, so the same body sent twice reaches the customer twice. A raw body's "" therefore does not
-  -- make a send retry-safe either.
-  it("does not retry a raw body whose msgid is \"\": WeCom would deliver it twice", function()
+  -- An empty msgid is an error to WeCom (a Go SDK had to stop sending it), never "none": a raw body's "" raises
+  -- like opts.msgid = "" does, and sends nothing.
+  it("raises on a raw body whose msgid is \"\", sending nothing", function()
     local body = { touser = "wm1", open_kfid = "wk1", msgid = "", msgtype = "text", text = { content = "hi" } }
+    local ok, err = pcall(kf.send_message, client, cases.AGENT, body)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("bad argument #3 to 'send_message' (body.msgid: must not be empty)", 1, true))
+    assert.same({}, standin.counts())
+  end)
+
+  it("gives a raw body without msgid one of its own (auto_msgid), in a copy: the caller's table stays", function()
+    local body = { touser = "wm1", open_kfid = "wk1", msgtype = "text", text = { content = "hi" } }
     standin.script("/cgi-bin/kf/send_msg", { truncate = true }, 1) -- the answer is cut: did it go out?
     local res, err = kf.send_message(client, cases.AGENT, body)
-    assert.is_nil(res)
-    assert.same({ "transport", "recv", 1 }, { err.kind, err.reason, err.attempts })
-    assert.equal(1, standin.counts()["/cgi-bin/kf/send_msg"])
-    -- what WeCom does with the same body twice: two messages, two msgids of its own
-    assert.same({ errcode = 0, errmsg = "ok", msgid = "standin-msg-1" }, kf.send_message(client, cases.AGENT, body))
-    assert.same({ errcode = 0, errmsg = "ok", msgid = "standin-msg-2" }, kf.send_message(client, cases.AGENT, body))
-    assert.equal(2, #standin.delivered())
+    assert.is_nil(err)
+    assert.is_nil(body.msgid)
+    -- retried, since it carries a msgid; delivered once
+    assert.same({ res.msgid, res.msgid }, { standin.bodies("/cgi-bin/kf/send_msg")[1].msgid,
+      standin.bodies("/cgi-bin/kf/send_msg")[2].msgid })
+    assert.equal(1, #standin.delivered())
   end)
 
   it("a wrong argument sends nothing, not even a gettoken", function()

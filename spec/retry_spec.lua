@@ -11,7 +11,11 @@
 -- (40014/42001: the token is fetched anew) shares it, and the refused exchange itself is not counted, since WeCom
 -- did not act on it. An exchange the transport itself sent twice (err.resent) counts as two.
 -- A send gets a msgid from `opts.msgid = "..."`, from `opts.msgid = true` (the library makes a random one and
--- returns it in res.msgid), or from the client option `auto_msgid = true` (every send without one gets one).
+-- returns it in res.msgid), or from the client option `auto_msgid` (default true: every send without one gets one).
+-- "without msgid" below means `auto_msgid = false` and none given: such a send goes over a new connection, which no
+-- transport sends twice, and a failure whose fate is unknown says `err.maybe_sent = true`.
+-- WeCom refuses a msgid used before on the KF account (errcode 40058, assumed): a retry refused so after a try
+-- whose fate is unknown is the first try's success, `res.duplicate = true`.
 --
 -- Below both transports, one more resend can happen: libcurl, and the cosocket transport on purpose in the same
 -- way, send a request again, once and over a new connection, when it went over a kept-alive connection that gave
@@ -38,8 +42,13 @@
 --                                                 gettoken                  gettoken 2         2   transport recv
 --   close, no byte, on a new connection (count 1) send with msgid           send 2, delivered 1  -  ok
 --                                                 send without msgid        send 1             1   transport recv
---   close, no byte, on a kept-alive connection    send, count 1             send 2 (transport resend)  -  ok
+--   close, no byte, on a kept-alive connection    send with msgid, count 1  send 2 (transport resend)  -  ok
+--                                                 send without msgid        send 1 (new connection) 1  recv
 --                                                 send with msgid           send 2 (resend, no retry)  1  recv
+--   answer lost after delivery (lose_answer, 1)   send with msgid           send 2, delivered 1  -  ok, duplicate
+--     then errcode 95018                          send with msgid           send 2, delivered 1  2  api, maybe_sent
+--   msgid used before by the caller               send with that msgid      send 1, delivered 0  1  duplicate_msgid
+--   40001 once on send_msg                        send                      send 2, gettoken 2   -  ok
 --   HTTP 500                                      send with msgid           send 1             1   http 500
 --   HTTP 502 / 503 / 504                          send without msgid        send 1             1   http
 --                                                 send with msgid, sync_msg 2                  2   http
@@ -56,6 +65,7 @@
 --   retries = 0                                   send with msgid, truncate send 1             1   transport recv
 --   retries = 3                                   refused / 503 with msgid  4 exchanges / send 4  4
 local standin = require "helpers.standin"
+local errors = require "wechat.work.errors"
 local work = require "wechat.work"
 local kf = require "wechat.work.kf.message"
 local curl = require "wechat.work.transport.curl"
@@ -175,11 +185,11 @@ describe("retries that cannot duplicate a message (libcurl)", function()
 
   describe("without a msgid", function()
     it("no answer within the timeout: one request, the error comes back, and WeCom delivered it once", function()
-      local client = new_client{ timeout = SHORT, warm = true }
+      local client = new_client{ timeout = SHORT, warm = true, auto_msgid = false }
       standin.script(SEND_MSG, { delay = HOLD }, 1)
       local res, err = send(client)
       assert.is_nil(res)
-      assert.are.same({ "transport", "timeout", 1 }, { err.kind, err.reason, err.attempts })
+      assert.are.same({ "transport", "timeout", 1, true }, { err.kind, err.reason, err.attempts, err.maybe_sent })
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
       -- what a retry would have doubled: the held request went through after all
       assert.are.equal(1, settle())
@@ -188,12 +198,12 @@ describe("retries that cannot duplicate a message (libcurl)", function()
     end)
 
     it("the connection closed without an answer, on a new connection: one request, the error comes back", function()
-      local client, transport = cold_client()
+      local client, transport = cold_client{ auto_msgid = false }
       standin.script(SEND_MSG, { close = true }, 1)
       local res, err = send(client)
       assert.is_nil(res)
-      assert.are.same({ "transport", "recv", 1, "Empty reply from server" },
-        { err.kind, err.reason, err.attempts, err.message })
+      assert.are.same({ "transport", "recv", 1, "Empty reply from server", true },
+        { err.kind, err.reason, err.attempts, err.message, err.maybe_sent })
       assert.are.same({ [SYNC_MSG] = 1, [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
       assert.are.equal(1, exchanges(transport))
     end)
@@ -204,12 +214,25 @@ describe("retries that cannot duplicate a message (libcurl)", function()
       local client, transport = new_client()
       assert.truthy(kf.sync_msg(client, "kf")) -- the connection is open and kept alive
       standin.script(SEND_MSG, { close = true }, 1)
-      local res, err = send(client)
+      local res, err = send(client, { msgid = "m-reused" })
       assert.is_nil(err)
-      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "standin-msg-1" }, res)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-reused" }, res)
       assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1, [SEND_MSG] = 2 }, standin.counts())
       -- gettoken, sync_msg and the send: libcurl's resend is not an exchange
       assert.are.equal(3, exchanges(transport))
+      assert.are.same({ "m-reused" }, delivered_msgids())
+    end)
+
+    it("without a msgid (auto_msgid = false): over a new connection, which libcurl never sends twice", function()
+      local client, transport = new_client{ auto_msgid = false }
+      assert.truthy(kf.sync_msg(client, "kf")) -- a kept-alive connection the send does not take
+      standin.script(SEND_MSG, { close = true }, 1)
+      local res, err = send(client)
+      assert.is_nil(res)
+      assert.are.same({ "transport", "recv", 1, true }, { err.kind, err.reason, err.attempts, err.maybe_sent })
+      assert.is_nil(err.resent)
+      assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1, [SEND_MSG] = 1 }, standin.counts())
+      assert.are.same({ requests = 3, connects = 2 }, transport:stats())
     end)
 
     it("closed every time on a reused connection, with a msgid: two requests, no retry on top", function()
@@ -405,13 +428,133 @@ describe("retries that cannot duplicate a message (libcurl)", function()
       assert.are.same({ "m-event" }, delivered_msgids())
     end)
 
-    it("without one: one request", function()
-      local client = new_client()
+    it("without one (auto_msgid = false): one request", function()
+      local client = new_client{ auto_msgid = false }
       standin.script(SEND_MSG_ON_EVENT, { truncate = true }, 1)
       local res, err = kf.send_text_on_event(client, "kf", "WELCOME_CODE", "welcome")
       assert.is_nil(res)
-      assert.are.same({ "transport", "recv", 1 }, { err.kind, err.reason, err.attempts })
+      assert.are.same({ "transport", "recv", 1, true }, { err.kind, err.reason, err.attempts, err.maybe_sent })
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG_ON_EVENT] = 1 }, standin.counts())
+    end)
+
+    it("its answer lost after WeCom took it: the retry refused as a repeat is the first try's success", function()
+      local client = cold_client()
+      standin.script(SEND_MSG_ON_EVENT, { lose_answer = true }, 1)
+      local res, err = kf.send_text_on_event(client, "kf", "WELCOME_CODE", "welcome", "m-event-lost")
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-event-lost", duplicate = true }, res)
+      assert.are.same({ "m-event-lost" }, delivered_msgids())
+    end)
+  end)
+
+  describe("a repeated msgid (WeCom refuses it: errcode " .. errors.DUPLICATE_MSGID_ERRCODE .. ", assumed)", function()
+    it("the answer lost after WeCom took it: sent again, refused as a repeat: success, res.duplicate", function()
+      local client, transport = cold_client()
+      standin.script(SEND_MSG, { lose_answer = true }, 1)
+      local res, err = send(client, { msgid = "m-lost" })
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-lost", duplicate = true }, res)
+      assert.are.same({ "m-lost", "m-lost" }, msgids(SEND_MSG))
+      assert.are.same({ "m-lost" }, delivered_msgids())
+      assert.are.equal(2, exchanges(transport))
+    end)
+
+    it("the same with the msgid auto_msgid made: returned in res.msgid", function()
+      local client = cold_client()
+      standin.script(SEND_MSG, { lose_answer = true }, 1)
+      local res, err = send(client)
+      assert.is_nil(err)
+      assert.is_true(res.duplicate)
+      assert.truthy(res.msgid:find(MSGID))
+      assert.are.equal(32, #res.msgid)
+      assert.are.same({ res.msgid, res.msgid }, msgids(SEND_MSG))
+      assert.are.same({ res.msgid }, delivered_msgids())
+    end)
+
+    it("the answer lost on a kept-alive connection: libcurl's own resend, refused as a repeat, is a success", function()
+      local client, transport = new_client()
+      assert.truthy(kf.sync_msg(client, "kf"))
+      standin.script(SEND_MSG, { lose_answer = true }, 1)
+      local res, err = send(client, { msgid = "m-lost-reused" })
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-lost-reused", duplicate = true }, res)
+      assert.are.same({ "m-lost-reused" }, delivered_msgids())
+      assert.are.equal(3, exchanges(transport)) -- no retry of the library's own
+    end)
+
+    it("a msgid the caller used before: nil, err, reason duplicate_msgid, nothing delivered again", function()
+      local client = new_client()
+      assert.truthy(send(client, { msgid = "m-used" }))
+      local res, err = send(client, { msgid = "m-used" })
+      assert.is_nil(res)
+      assert.are.same({ "api", errors.DUPLICATE_MSGID_ERRCODE, "duplicate_msgid", 1 },
+        { err.kind, err.errcode, err.reason, err.attempts })
+      assert.is_nil(err.maybe_sent)
+      assert.are.equal("wechat: api error 40058 (duplicate msgid m-used): msgid m-used already used on this KF account"
+        .. " in send_text", tostring(err))
+      assert.are.same({ "m-used" }, delivered_msgids())
+      -- per KF account: another open_kfid takes it
+      assert.truthy(kf.send_text(client, "kf", "wmCUSTOMER", "wkOTHER", "hello", { msgid = "m-used" }))
+    end)
+
+    it("any other refusal of the retry: nil, err with maybe_sent, since the first try may have landed", function()
+      local client = cold_client()
+      standin.script(SEND_MSG, { lose_answer = true }, 1)
+      standin.script(SEND_MSG, { errcode = 95018, errmsg = "send msg session status invalid" }, 1)
+      local res, err = send(client, { msgid = "m-unknown" })
+      assert.is_nil(res)
+      assert.are.same({ "api", 95018, true, 2 }, { err.kind, err.errcode, err.maybe_sent, err.attempts })
+      assert.is_nil(err.reason)
+      assert.are.equal("wechat: api error 95018 (session status does not allow sending) in send_text", tostring(err))
+      assert.are.equal("send msg session status invalid", err.errmsg)
+      assert.are.same({ "m-unknown" }, delivered_msgids())
+    end)
+
+    it("a transport error ending the call after a try whose fate is unknown: maybe_sent", function()
+      local client = new_client{ timeout = SHORT, warm = true }
+      standin.script(SEND_MSG, { delay = HOLD, close = true }, -1)
+      local res, err = send(client, { msgid = "m-gone" })
+      assert.is_nil(res)
+      assert.are.same({ "transport", "timeout", 2, true }, { err.kind, err.reason, err.attempts, err.maybe_sent })
+      assert.are.equal(2, settle())
+    end)
+
+    it("a refused connection is no unknown fate: no maybe_sent", function()
+      local client = new_client{ base_url = "http://127.0.0.1:" .. closed_port() }
+      local res, err = send(client, { msgid = "m-refused" })
+      assert.is_nil(res)
+      assert.are.same({ "transport", "connect", 2 }, { err.kind, err.reason, err.attempts })
+      assert.is_nil(err.maybe_sent)
+    end)
+
+    it("sync_msg, which has no effect to be unsure of, never says maybe_sent", function()
+      local client = new_client{ retries = 0 }
+      standin.script(SYNC_MSG, { truncate = true }, 1)
+      local res, err = kf.sync_msg(client, "kf")
+      assert.is_nil(res)
+      assert.are.same({ "transport", "recv" }, { err.kind, err.reason })
+      assert.is_nil(err.maybe_sent)
+    end)
+  end)
+
+  describe("a bad token on send_msg", function()
+    it("40001 (invalid credential) drops the token, fetches a new one and sends once more", function()
+      local client = new_client()
+      standin.script(SEND_MSG, { errcode = 40001, errmsg = "invalid credential" }, 1)
+      local res, err = send(client, { msgid = "m-40001" })
+      assert.is_nil(err)
+      assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-40001" }, res)
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 2 }, standin.counts())
+      assert.are.same({ "m-40001" }, delivered_msgids())
+    end)
+
+    it("40001 from gettoken itself is the error, not a reason to fetch again", function()
+      local client = new_client()
+      standin.script(GETTOKEN, { errcode = 40001, errmsg = "invalid credential" }, 1)
+      local res, err = send(client)
+      assert.is_nil(res)
+      assert.are.same({ "api", 40001 }, { err.kind, err.errcode })
+      assert.are.same({ [GETTOKEN] = 1 }, standin.counts())
     end)
   end)
 end)

@@ -168,7 +168,18 @@ describe("wecom stand-in", function()
         err(45002, "text.content too long") },
       { "{" .. HEAD .. '"msgtype":"image","image":{}}', err(41006, "image.media_id missing") },
       { "{" .. HEAD .. '"msgtype":"voice","voice":{"media_id":""}}', err(41006, "voice.media_id missing") },
-      { "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"M","title":3}}', err(40058, "invalid video.title") },
+      -- unknown keys inside a message object: 47001 (stricter than WeCom may be), video has media_id only
+      { "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"M","title":"t"}}',
+        err(47001, "unknown key video.title") },
+      { "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"M","title":"t","description":"d"}}',
+        err(47001, "unknown key video.description") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi","foo":1}}', err(47001, "unknown key text.foo") },
+      { "{" .. HEAD .. '"msgtype":"location","location":{"latitude":1,"longitude":2,"zoom":3}}',
+        err(47001, "unknown key location.zoom") },
+      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[{"type":"click","click":{"id":"1","content":"a",'
+        .. '"bar":1}}]}}', err(47001, "unknown key msgmenu.list[1].click.bar") },
+      { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[{"type":"click","click":{"id":"1","content":"a"},'
+        .. '"view":{}}]}}', err(47001, "unknown key msgmenu.list[1].view") },
       { "{" .. HEAD .. '"msgtype":"file","file":{"media_id":false}}', err(40058, "invalid file.media_id") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"url":"https://a.example","thumb_media_id":"T"}}',
         err(41016, "link.title missing") },
@@ -206,6 +217,8 @@ describe("wecom stand-in", function()
         err(40058, "invalid msgid") },
       { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":"a b"}', err(40058, "invalid msgid") },
       { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":42}', err(40058, "invalid msgid") },
+      -- an empty msgid is an error, not "none"
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":""}', err(40058, "invalid msgid") },
     }
     for i, case in ipairs(cases) do
       it(format("rejects bad body %d: %s", i, case[2]), function()
@@ -221,7 +234,7 @@ describe("wecom stand-in", function()
         "{" .. HEAD .. '"msgtype":"text","text":{"content":"你好 👋"}}',
         "{" .. HEAD .. '"msgtype":"image","image":{"media_id":"MI"}}',
         "{" .. HEAD .. '"msgtype":"voice","voice":{"media_id":"MV"}}',
-        "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"MD","title":"t","description":"d"}}',
+        "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"MD"}}',
         "{" .. HEAD .. '"msgtype":"file","file":{"media_id":"MF"}}',
         "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","desc":"d","url":"https://a.example/x?y=1",'
           .. '"thumb_media_id":"T"}}',
@@ -253,11 +266,11 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "[" .. table.concat(bodies, ",") .. "]" }, { req("GET", "/_standin/delivered") })
     end)
 
-    it("answers a repeated msgid ok and delivers it once", function()
+    it("refuses a repeated msgid of the same open_kfid (40058, assumed) and delivers it once", function()
       local token = standin.token()
       local body = "{" .. HEAD .. '"msgtype":"text","text":{"content":"once"},"msgid":"order-17_a"}'
       assert.are.same({ 200, ok_msgid("order-17_a") }, { post(SEND, token, body) })
-      assert.are.same({ 200, ok_msgid("order-17_a") }, { post(SEND, token, body) })
+      assert.are.same({ 200, err(40058, "duplicate msgid order-17_a") }, { post(SEND, token, body) })
       local other = "{" .. HEAD .. '"msgtype":"text","text":{"content":"twice"},"msgid":"order-18"}'
       assert.are.same({ 200, ok_msgid("order-18") }, { post(SEND, token, other) })
       assert.are.same({
@@ -265,6 +278,25 @@ describe("wecom stand-in", function()
         { touser = "wmUSER", open_kfid = "wkKF", msgtype = "text", text = { content = "twice" }, msgid = "order-18" },
       }, standin.delivered())
       assert.are.equal(3, standin.counts()[SEND])
+    end)
+
+    it("keeps msgids per open_kfid: another KF account may use the same one", function()
+      local token = standin.token()
+      local body = '{"touser":"wmUSER","open_kfid":"wkA","msgtype":"text","text":{"content":"a"},"msgid":"m1"}'
+      assert.are.same({ 200, ok_msgid("m1") }, { post(SEND, token, body) })
+      body = '{"touser":"wmUSER","open_kfid":"wkB","msgtype":"text","text":{"content":"b"},"msgid":"m1"}'
+      assert.are.same({ 200, ok_msgid("m1") }, { post(SEND, token, body) })
+      assert.are.equal(2, #standin.delivered())
+    end)
+
+    it("handles a request and then loses its answer with the lose_answer script", function()
+      local token = standin.token()
+      standin.script(SEND, { lose_answer = true }, 1)
+      local body = "{" .. HEAD .. '"msgtype":"text","text":{"content":"lost"},"msgid":"m-lost"}'
+      local status = post(SEND, token, body)
+      assert.is_nil(status) -- no answer at all
+      assert.are.same({ 200, err(40058, "duplicate msgid m-lost") }, { post(SEND, token, body) })
+      assert.are.equal(1, #standin.delivered())
     end)
   end)
 
@@ -277,12 +309,12 @@ describe("wecom stand-in", function()
       assert.are.same({ { code = "WELCOME1", msgtype = "text", text = { content = "welcome" } } }, standin.delivered())
     end)
 
-    it("answers a retry with the same msgid ok without using the code again", function()
+    it("refuses a retry with the same msgid as a repeat, before looking at the code", function()
       local token = standin.token()
       local body = '{"code":"W2","msgid":"ev1","msgtype":"msgmenu","msgmenu":{"list":[{"type":"click",'
         .. '"click":{"id":"1","content":"yes"}}]}}'
       assert.are.same({ 200, ok_msgid("ev1") }, { post(EVENT, token, body) })
-      assert.are.same({ 200, ok_msgid("ev1") }, { post(EVENT, token, body) })
+      assert.are.same({ 200, err(40058, "duplicate msgid ev1") }, { post(EVENT, token, body) })
       assert.are.same({ 200, "[" .. body .. "]" }, { req("GET", "/_standin/delivered") })
     end)
 

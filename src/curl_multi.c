@@ -138,13 +138,14 @@ static int l_multi_add(lua_State *L)
 /* Moves the values pushed by wcurl_finish (nret of them) into the table below them. */
 static void set_result(lua_State *L, int nret)
 {
-    static const char *const ok_keys[] = {"status", "body"};
+    static const char *const ok_keys[] = {"status", "body", "resent"};
     static const char *const fail_keys[] = {"status", "reason", "message", "resent"};
-    const char *const *keys = nret == 2 ? ok_keys : fail_keys;
+    const char *const *keys = nret == 3 ? ok_keys : fail_keys;
     for (int k = nret - 1; k >= 0; k--) lua_setfield(L, -2 - k, keys[k]);
 }
 
-/* multi:perform(wait) -> { {id =, status =, body =} | {id =, reason =, message =, resent =}, ... } | nil, message
+/* multi:perform(wait) -> { {id =, status =, body =, resent =} | {id =, reason =, message =, resent =}, ... } | nil,
+ * message
  * Drives the transfers; waits at most `wait` seconds for one of them to end when none has. The list holds the
  * transfers that ended (possibly none); their handles are free again. */
 static int l_multi_perform(lua_State *L)

@@ -370,6 +370,8 @@ CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const 
     c->errbuf[0] = '\0';
     c->post = post;
     CURLcode rc = wcurl_set_url(c, url, url_len);
+    /* c->fresh: over a new connection, which libcurl never sends again by itself (it resends on a reused one) */
+    if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_FRESH_CONNECT, c->fresh ? 1L : 0L);
     if (rc != CURLE_OK) return rc;
     if (post) {
         rc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, body);
@@ -386,10 +388,15 @@ CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const 
 int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc)
 {
     /* libcurl sends a request again by itself, on a new connection, when a kept-alive one died under it. When a
-     * request that could have reused a connection needed a new one, it may have gone out twice already. */
+     * request that could have reused the connection the last one left open needed a new one, it may have gone out
+     * twice already (or libcurl found the idle connection closed before sending: it cannot tell us which). */
     long connects = 0;
     if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
-    int maybe_resent = c->requests > 1 && connects > 0;
+    int maybe_resent = !c->fresh && c->kept && connects > 0;
+    curl_socket_t open_socket = CURL_SOCKET_BAD;
+    c->kept = curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &open_socket) == CURLE_OK &&
+              open_socket != CURL_SOCKET_BAD;
+    c->fresh = 0;
     /* Forget the pointer into the Lua string, which may be collected before the next request. */
     if (c->post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
         rc = CURLE_FAILED_INIT;
@@ -402,6 +409,8 @@ int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc)
     if (rc == CURLE_OK) {
         lua_pushinteger(L, (lua_Integer)status);
         lua_pushlstring(L, c->buf != NULL ? c->buf : "", c->len);
+        lua_pushboolean(L, maybe_resent);
+        nret = 3;
     } else {
         lua_pushnil(L);
         if (c->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
@@ -459,7 +468,8 @@ void wcurl_check_request(lua_State *L, const char *fname, int shift, int *post, 
     }
 }
 
-/* handle:request(method, url[, body]) -> status, body | nil, reason, message, maybe_resent */
+/* handle:request(method, url[, body[, fresh]]) -> status, body, maybe_resent | nil, reason, message, maybe_resent
+ * fresh: over a new connection, which libcurl does not send again by itself (it only resends on a reused one). */
 static int l_curl_request(lua_State *L)
 {
     wcurl *c = wcurl_check_idle(L, 1);
@@ -467,6 +477,7 @@ static int l_curl_request(lua_State *L)
     const char *url, *body;
     size_t url_len, body_len;
     wcurl_check_request(L, "request", 0, &post, &url, &url_len, &body, &body_len);
+    c->fresh = lua_toboolean(L, 5);
     /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
     CURLcode rc = wcurl_begin(c, post, url, url_len, body, body_len);
     if (rc == CURLE_OK) rc = curl_easy_perform(c->easy);

@@ -34,6 +34,8 @@ typedef struct {
     unsigned long url_clock;
     char errbuf[CURL_ERROR_SIZE];
     int post;                   /* of the transfer under way */
+    int fresh;                  /* the transfer under way goes over a new connection (never resent by libcurl) */
+    int kept;                   /* the last transfer left its connection open for the next one */
     struct wmulti *multi;       /* the multi handle running this transfer, NULL when none */
 } wcurl;
 
@@ -44,7 +46,8 @@ wcurl *wcurl_check_idle(lua_State *L, int idx);
 /* Sets up one request on the handle (URL, method, body: the body must stay unchanged until the transfer ends). */
 CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const char *body, size_t body_len);
 
-/* After the transfer ended with rc: pushes status, body, or nil, reason, message, maybe_resent. Returns how many. */
+/* After the transfer ended with rc: pushes status, body, maybe_resent, or nil, reason, message, maybe_resent.
+ * Returns how many. */
 int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc);
 
 /* Checks method, url, body at 2+shift.. (request: shift 0; the multi handle's add, whose handle argument comes

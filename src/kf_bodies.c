@@ -41,13 +41,19 @@
  * with root "body", "msg" or "value".
  *
  * Every send builder returns the body and the msgid it wrote, nil when none: the Lua layer retries a send after an
- * ambiguous failure only when it carries a msgid, which WeCom delivers once. WeCom reads an empty msgid as none,
- * which is why the builders refuse "" (opts.msgid, msg_id: must not be empty) and a raw body's "" comes back as
- * nil. A msgid given as `true`, or left out while the client (argument 1) has `auto_msgid = true`, is made here:
- * 32 random hex digits. */
+ * ambiguous failure only when it carries a msgid, which WeCom delivers once (a repeat is refused). An empty msgid
+ * is an error to WeCom, not "none": the builders refuse "" (opts.msgid, msg_id, a raw body's msgid: must not be
+ * empty). A msgid given as `true`, or left out while the client (argument 1) has `auto_msgid = true` (its
+ * default), is made here: 32 random hex digits (128 bits from RAND_bytes). */
+/* mmap's MAP_ANONYMOUS and madvise's MADV_WIPEONFORK (the msgid pool) are not in POSIX 2008 */
+#define _DEFAULT_SOURCE
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "json_writer.h"
@@ -76,8 +82,9 @@ typedef struct kf_spec {
 
 static const kf_spec TEXT_MSG[] = {KF_F("content", K_STR, 1, 2048), KF_END};
 static const kf_spec MEDIA_MSG[] = {KF_F("media_id", K_STR, 1, 0), KF_END};
-static const kf_spec VIDEO_MSG[] = {KF_F("media_id", K_STR, 1, 0), KF_F("title", K_TEXT, 0, 0),
-                                    KF_F("description", K_TEXT, 0, 0), KF_END};
+/* send_video's title and description: the reference library's arguments, checked but never sent (WeCom's video
+ * object is {"media_id"} only). */
+static const kf_spec VIDEO_EXTRA[] = {KF_F("title", K_TEXT, 0, 0), KF_F("description", K_TEXT, 0, 0), KF_END};
 static const kf_spec LINK_MSG[] = {KF_F("title", K_STR, 1, 128), KF_F("desc", K_TEXT, 0, 512),
                                    KF_F("url", K_URL, 1, 2048), KF_F("thumb_media_id", K_STR, 1, 0), KF_END};
 static const kf_spec MINIPROGRAM_MSG[] = {KF_F("appid", K_STR, 1, 0), KF_F("title", K_TEXT, 0, 64),
@@ -114,7 +121,7 @@ static const struct {
     const kf_spec *spec;
 } KF_TYPES[T_COUNT] = {
     {"text", TEXT_MSG},     {"image", MEDIA_MSG},          {"voice", MEDIA_MSG},
-    {"video", VIDEO_MSG},   {"file", MEDIA_MSG},           {"link", LINK_MSG},
+    {"video", MEDIA_MSG},   {"file", MEDIA_MSG},           {"link", LINK_MSG},
     {"miniprogram", MINIPROGRAM_MSG}, {"msgmenu", MENU_MSG}, {"location", LOCATION_MSG},
 };
 
@@ -307,14 +314,97 @@ static int kf_integral(const jw_num *num, long long *out)
     return 0;
 }
 
+/* Random bytes for msgids, drawn from OpenSSL a pool at a time: one RAND_bytes call costs about 2 us, ten times a
+ * whole body, and every send makes a msgid by default. One pool per Lua state (a userdata in its registry, so no C
+ * global). A forked process (nginx workers of one master) must never hand out its parent's bytes: the pool lives in
+ * a page the kernel zeroes in the child (MADV_WIPEONFORK, Linux 4.14), so `ready` reads 0 there; where that is not
+ * available, the pid is compared on every msgid instead (a system call, ~0.7 us here). */
+#define KF_POOL 4000
+typedef struct kf_random {
+    int ready;
+    pid_t pid;
+    size_t used;
+    unsigned char bytes[KF_POOL];
+} kf_random;
+
+typedef struct kf_random_box {
+    kf_random *r; /* an mmap'd page, or malloc'd when mmap fails; NULL after __gc */
+    int mapped;
+    int wipes; /* the kernel zeroes *r in a child */
+} kf_random_box;
+
+static const char KF_RANDOM_KEY[] = "wechat.core.msgid_random";
+
+static int kf_random_gc(lua_State *L)
+{
+    kf_random_box *box = (kf_random_box *)lua_touserdata(L, 1);
+    if (box != NULL && box->r != NULL) {
+        OPENSSL_cleanse(box->r, sizeof *box->r);
+        if (box->mapped)
+            (void)munmap(box->r, sizeof *box->r);
+        else
+            free(box->r);
+        box->r = NULL;
+    }
+    return 0;
+}
+
+static kf_random_box *kf_random_pool(lua_State *L)
+{
+    luaL_checkstack(L, 3, "wechat.core: msgid");
+    lua_getfield(L, LUA_REGISTRYINDEX, KF_RANDOM_KEY);
+    kf_random_box *box = (kf_random_box *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (box != NULL) return box;
+    box = (kf_random_box *)lua_newuserdata(L, sizeof *box);
+    box->r = NULL;
+    box->mapped = box->wipes = 0;
+    lua_newtable(L);
+    lua_pushcfunction(L, kf_random_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    void *page = mmap(NULL, sizeof(kf_random), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED) {
+        box->r = (kf_random *)page;
+        box->mapped = 1;
+#ifdef MADV_WIPEONFORK
+        box->wipes = madvise(page, sizeof(kf_random), MADV_WIPEONFORK) == 0;
+#endif
+    } else {
+        box->r = (kf_random *)malloc(sizeof(kf_random));
+        if (box->r == NULL) luaL_error(L, "wechat.core: not enough memory for msgids");
+    }
+    box->r->ready = 0;
+    lua_setfield(L, LUA_REGISTRYINDEX, KF_RANDOM_KEY); /* the registry keeps it: box stays valid */
+    return box;
+}
+
+static void kf_random_bytes(const kf_ctx *c, unsigned char *out, size_t n)
+{
+    kf_random_box *box = kf_random_pool(c->L);
+    kf_random *r = box->r;
+    pid_t pid = box->wipes ? 0 : getpid();
+    if (!r->ready || r->pid != pid || KF_POOL - r->used < n) {
+        r->ready = 0;
+        if (RAND_bytes(r->bytes, KF_POOL) != 1) luaL_error(c->L, "%s: no random bytes for a msgid", c->fname);
+        r->ready = 1;
+        r->pid = pid;
+        r->used = 0;
+    }
+    memcpy(out, r->bytes + r->used, n);
+    /* handed out once: nothing of a msgid stays behind to be read again */
+    OPENSSL_cleanse(r->bytes + r->used, n);
+    r->used += n;
+}
+
 /* Replaces the value at idx with a new msgid and points v at it. The slot keeps the string alive until the body
  * is written; the caller's tables are not touched. */
 static void kf_make_msgid(const kf_ctx *c, int idx, kf_val *v)
 {
     unsigned char raw[16];
     char id[2 * sizeof raw];
+    kf_random_bytes(c, raw, sizeof raw);
     luaL_checkstack(c->L, 2, "wechat.core: msgid");
-    if (RAND_bytes(raw, (int)sizeof raw) != 1) luaL_error(c->L, "%s: no random bytes for a msgid", c->fname);
     wechat_hex(id, raw, sizeof raw);
     lua_pushlstring(c->L, id, sizeof id);
     lua_replace(c->L, idx);
@@ -743,17 +833,20 @@ static int l_send_file(lua_State *L)
     return kf_send_media(L, "send_file", T_FILE);
 }
 
-/* send_video(c, a, to, open_kfid, media_id, title, description, opts) */
+/* send_video(c, a, to, open_kfid, media_id, title, description, opts): title and description are accepted for
+ * compatibility with the reference library and checked as strings, but not sent. */
 static int l_send_video(lua_State *L)
 {
     kf_ctx c = {L, "send_video"};
     kf_body b;
+    kf_val extra;
     lua_settop(L, 8);
     kf_send_head(&c, &b);
-    for (int j = 0; j < 3; j++) kf_arg(&c, 5 + j, &VIDEO_MSG[j], &b.f[j]);
+    kf_arg(&c, 5, &MEDIA_MSG[0], &b.f[0]);
+    for (int j = 0; j < 2; j++) kf_arg(&c, 6 + j, &VIDEO_EXTRA[j], &extra);
     kf_opts(&c, 8, SEND_OPTS, &b.msgid);
     kf_settype(&b, T_VIDEO);
-    return kf_finish(&c, &b, 0, VIDEO_MSG, 0);
+    return kf_finish(&c, &b, 0, MEDIA_MSG, 0);
 }
 
 /* send_link/mini_program/menu/location(c, a, to, open_kfid, msg, opts) */
@@ -789,6 +882,36 @@ static int l_send_location(lua_State *L)
     return kf_send_msg(L, "send_location", T_LOCATION);
 }
 
+/* The msgid of a raw body (argument 3), by the rules of opts.msgid: "" or a bad one raises; true, or none while the
+ * client has auto_msgid, makes one, which goes into a shallow copy of the body put in place of argument 3 (the
+ * caller's table is not touched). Leaves the msgid, or nil, at 4 (argument 4 is nil in this form). */
+static void kf_raw_msgid(const kf_ctx *c)
+{
+    static const kf_path BODY = {"body", 0, NULL, NULL};
+    lua_State *L = c->L;
+    kf_val v;
+    kf_init_vals(SEND_OPTS, &v, 3, &BODY);
+    lua_pushliteral(L, "msgid");
+    lua_rawget(L, 3);
+    lua_replace(L, 4);
+    int given = lua_type(L, 4) == LUA_TSTRING;
+    kf_check(c, &SEND_OPTS[0], 4, &v);
+    if (!v.present && kf_auto_msgid(c)) kf_make_msgid(c, 4, &v);
+    if (!v.present || given) return;
+    luaL_checkstack(L, 4, "wechat.core: body");
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_pushliteral(L, "msgid");
+    lua_pushvalue(L, 4);
+    lua_rawset(L, -3);
+    lua_replace(L, 3);
+}
+
 /* send_message(c, a, body) or send_message(c, a, to, open_kfid, msgtype, msg, opts). The first form is chosen when
  * the third argument is a table and the fourth to seventh are nil (a Lua wrapper passes all seven). */
 static int l_send_message(lua_State *L)
@@ -798,18 +921,12 @@ static int l_send_message(lua_State *L)
     lua_settop(L, 7);
     if (lua_type(L, 3) == LUA_TTABLE && lua_isnoneornil(L, 4) && lua_isnoneornil(L, 5) && lua_isnoneornil(L, 6) &&
         lua_isnoneornil(L, 7)) {
+        kf_raw_msgid(&c);
         jw_out w;
         jw_open(&w, L);
         jw_encode(&w, 3, c.fname, 3, "body", JW_OBJECT);
         kf_result(&w);
-        /* A raw body carries its msgid itself (already checked as a string by the encoder, when there). An empty
-         * one is none: WeCom makes its own then, so a retry of that send could deliver it twice. */
-        lua_pushliteral(L, "msgid");
-        lua_rawget(L, 3);
-        if (lua_type(L, -1) != LUA_TSTRING || wechat_rawlen(L, -1) == 0) {
-            lua_pop(L, 1);
-            lua_pushnil(L);
-        }
+        lua_pushvalue(L, 4);
         return 2;
     }
     kf_body b;

@@ -1,6 +1,6 @@
 --- The WeCom client: corp id, agents and their secrets, the access token, the transport.
 -- `wechat.work.kf.message` and the other API modules build request bodies and hand them to `client:post`;
--- the client adds the access token (fetched once, cached in a store, refreshed once on 40014/42001) and
+-- the client adds the access token (fetched once, cached in a store, refreshed once on 40001/40014/42001) and
 -- turns every run-time failure into `nil, err` (see `wechat.work.errors`).
 local cjson_safe = require "cjson.safe"
 local core = require "wechat.core"
@@ -28,7 +28,8 @@ local DEFAULT_TOKEN_WAIT = 5          -- how long a caller waits for another one
 local MAX_TOKEN_WAIT = 3600
 local DEFAULT_RETRIES = 1             -- tries after the first, for failures a retry cannot make worse
 local MAX_RETRIES = 10
-local TOKEN_ERRORS = { [40014] = true, [42001] = true }
+-- WeCom's answers to a bad token on a business call (40001 too, in practice: WxJava refreshes on all three)
+local TOKEN_ERRORS = { [40001] = true, [40014] = true, [42001] = true }
 
 local Client = {}
 Client.__index = Client
@@ -199,7 +200,8 @@ end
 --   lua_shared_dict); `token_margin` (seconds before expiry to refresh, default 300); `token_wait` (seconds a
 --   caller waits for another caller's gettoken, with a store that locks, default 5); `retries` (integer 0..10:
 --   how many times a failed request goes again when that cannot duplicate a message, default 1; 0: never);
---   `auto_msgid` (true: every send without a msgid gets a random one, which makes it safe to retry);
+--   `auto_msgid` (default true: every send without a msgid gets a random one, which makes it safe to retry and
+--   its fate knowable; false: such a send goes out once, over a new connection);
 --   `allow_blocking` (true: a blocking transport, curl, may run inside an nginx phase that has cosockets, where
 --   it stalls the whole worker while it waits; default false: refused there, with an error naming the phase).
 -- @return the client; raises on a wrong option, naming it.
@@ -252,7 +254,7 @@ function M.client(opts)
     token_wait = opts.token_wait or DEFAULT_TOKEN_WAIT,
     retries = opts.retries or DEFAULT_RETRIES,
     -- read by the C body builders: a send without msgid gets a random one, so it may be retried safely
-    auto_msgid = opts.auto_msgid or false,
+    auto_msgid = opts.auto_msgid ~= false,
     store = make_store(opts),
     spare = memory_store.new(), -- tokens the store failed to keep
     fetching = {},              -- store key -> the gettoken of this client under way { done =, err = }
@@ -310,8 +312,8 @@ end
 
 -- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error. A table `body` is a
 -- media request (see Client:media): its content answer comes back as the transport's answer, its JSON answer as
--- that answer with `json` set.
-local function exchange(self, method, url, body, op, ...)
+-- that answer with `json` set. `fresh`: over a new connection (a request that must not be sent twice).
+local function exchange(self, method, url, body, op, fresh, ...)
   local phase = self.guard_blocking and blocking_refused(false)
   if phase then
     return nil, errors.new(errors.PHASE, "cannot send with a blocking transport (curl) from the nginx '" .. phase
@@ -325,7 +327,7 @@ local function exchange(self, method, url, body, op, ...)
     end
     res, err = self.transport:media(media)
   else
-    res, err = self.transport:request{ method = method, url = url, body = body }
+    res, err = self.transport:request{ method = method, url = url, body = body, fresh = fresh }
   end
   if not res then
     if not errors.is(err) then
@@ -359,6 +361,7 @@ local function exchange(self, method, url, body, op, ...)
       errcode = errcode,
       errmsg = type(data.errmsg) == "string" and scrub({ message = data.errmsg }, ...).message or nil,
       op = op,
+      resent = res.resent or nil,
     })
   end
   if media then
@@ -387,19 +390,48 @@ local function token_refused(err)
   return err.kind == errors.API and TOKEN_ERRORS[err.errcode] or false
 end
 
+-- Whether WeCom may have acted on an exchange that failed so: the request went out and no answer it could have
+-- refused it with came back (or the transport sent it twice). Not for a failed connect, DNS or TLS handshake.
+local NOT_SENT_REASONS = { connect = true, resolve = true, tls = true }
+
+local function fate_unknown(err)
+  if err.resent then
+    return true
+  end
+  if err.kind == errors.TRANSPORT then
+    return not NOT_SENT_REASONS[err.reason]
+  end
+  return err.kind == errors.HTTP or err.kind == errors.DECODE
+end
+
+local DUPLICATE_MSGID = errors.DUPLICATE_MSGID_ERRCODE
+
+local function duplicate_refused(err)
+  return err.kind == errors.API and err.errcode == DUPLICATE_MSGID
+end
+
 -- exchange, made again while may_retry allows and the request's budget lasts: it reaches WeCom at most
 -- `retries + 1` times (client option, default 1). `tries` counts for the whole call, across the repeat after a
 -- refused token: `tries.attempts` every exchange, `tries.sent` those WeCom may have acted on. An exchange the
 -- transport sent twice itself (err.resent: a kept-alive connection died under it) counts twice; one WeCom answered
--- 40014/42001 counts not at all, since WeCom refused it without acting on it.
+-- 40001/40014/42001 counts not at all, since WeCom refused it without acting on it. `tries.unknown` becomes true
+-- once an exchange's fate is unknown; after that, WeCom refusing the send's msgid (`tries.msgid`) as used means
+-- that an earlier exchange delivered it: the call succeeded, `duplicate = true`. A request that is not idempotent
+-- goes over a new connection, which the transport never sends twice.
 local function exchange_retrying(self, method, url, body, op, idempotent, tries, ...)
   while true do
-    local data, err = exchange(self, method, url, body, op, ...)
+    local data, err = exchange(self, method, url, body, op, not idempotent, ...)
     tries.attempts = tries.attempts + 1
     if data then
       return data
     end
     err.attempts = tries.attempts
+    if tries.msgid and duplicate_refused(err) and (tries.unknown or err.resent) then
+      return { errcode = 0, errmsg = "ok", msgid = tries.msgid, duplicate = true }
+    end
+    if fate_unknown(err) then
+      tries.unknown = true
+    end
     if not token_refused(err) then
       tries.sent = tries.sent + (err.resent and 2 or 1)
     end
@@ -532,16 +564,29 @@ function Client:invalidate_token(agent_name, token)
   self.spare:delete(key, token)
 end
 
--- One call with the agent's access token, refreshed once when WeCom refuses it (40014, 42001). `query` is the
--- escaped query string after the token ("" or "&k=v...").
-local function call(self, agent, method, path, query, body, op, idempotent)
+-- The error that ends a call whose request has an effect (`acts`): `maybe_sent` when an exchange may have reached
+-- WeCom; `reason = "duplicate_msgid"` when WeCom refused the msgid as used and no earlier try can have used it.
+local function call_failed(err, tries, acts)
+  if acts and tries.unknown then
+    err.maybe_sent = true
+  elseif tries.msgid and duplicate_refused(err) then
+    err.reason = "duplicate_msgid"
+    err.message = "msgid " .. tries.msgid .. " already used on this KF account"
+  end
+  return nil, err
+end
+
+-- One call with the agent's access token, refreshed once when WeCom refuses it (40001, 40014, 42001). `query` is
+-- the escaped query string after the token ("" or "&k=v..."). `msgid`: the one the body carries, see `post`.
+local function call(self, agent, method, path, query, body, op, idempotent, msgid)
   local agent_name = agent.name
-  local tries = { attempts = 0, sent = 0 }
+  local tries = { attempts = 0, sent = 0, msgid = msgid }
+  local acts = msgid ~= nil or not idempotent
   local refreshed = false
   while true do
     local token, err = self:token(agent_name, op)
     if not token then
-      return nil, err
+      return call_failed(err, tries, acts)
     end
     -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
     if self.escaped_for ~= token then
@@ -554,7 +599,7 @@ local function call(self, agent, method, path, query, body, op, idempotent)
       return data
     end
     if refreshed or not token_refused(err) then
-      return nil, err
+      return call_failed(err, tries, acts)
     end
     refreshed = true
     self:invalidate_token(agent_name, token)
@@ -562,20 +607,25 @@ local function call(self, agent, method, path, query, body, op, idempotent)
 end
 
 --- POSTs a JSON body to a WeCom API path with the agent's access token.
--- A token WeCom calls invalid or expired (40014, 42001) is dropped, fetched anew and the call made once more.
--- A failure to connect is tried again; a timeout, a reset or a 502/503/504 only when `idempotent` is true, since
--- WeCom may have acted on the first try. Whatever happens, the body reaches WeCom at most `retries + 1` times
--- (client option, default 1), not counting the one WeCom refused for its token.
+-- A token WeCom calls bad, invalid or expired (40001, 40014, 42001) is dropped, fetched anew and the call made once
+-- more. A failure to connect is tried again; a timeout, a reset or a 502/503/504 only when `idempotent` is true,
+-- since WeCom may have acted on the first try. Whatever happens, the body reaches WeCom at most `retries + 1` times
+-- (client option, default 1), not counting the one WeCom refused for its token. A request that is not idempotent
+-- goes over a new connection, so that no transport sends it twice.
 -- @param agent_name a name in the client's `agents`; another one raises
 -- @param path e.g. "/cgi-bin/kf/send_msg"
 -- @param body the JSON body (string)
 -- @param op the operation's name, for errors
 -- @param idempotent true when sending the body twice has the effect of sending it once
+-- @param msgid the msgid the body carries (a send), or nil. A retry WeCom refuses as a used msgid after a try
+--   whose fate was unknown is the first try's success: `{ errcode = 0, errmsg = "ok", msgid = msgid,
+--   duplicate = true }`. A first try refused so fails with `err.reason = "duplicate_msgid"`.
 -- @return the decoded answer (a table with errcode 0), or nil and an error value (`err.attempts`: how many
---   exchanges of this request were made)
-function Client:post(agent_name, path, body, op, idempotent)
+--   exchanges of this request were made; `err.maybe_sent`: a send, or any request that is not idempotent, that
+--   may have reached WeCom before the call failed)
+function Client:post(agent_name, path, body, op, idempotent, msgid)
   local agent = check_agent(self, "post", 1, agent_name)
-  return call(self, agent, "POST", path, "", body, op, idempotent)
+  return call(self, agent, "POST", path, "", body, op, idempotent, msgid)
 end
 
 -- The query string of `query`; a wrong one raises naming argument `argn` of `fname` (at the caller's caller).

@@ -12,6 +12,7 @@
 --   local status, body = bot:request("GET", "/wecom/kf?msg_signature=...")
 --   bot:restart()                         -- fresh workers and shared dict (token, cursor)
 --   bot:stop()  bot:start()               -- the same, in two steps
+--   bot:kill()                            -- SIGKILL to master and workers: a crash (then bot:start())
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 
@@ -114,6 +115,30 @@ end
 
 function Bot:stop()
   act(self, "stop")
+end
+
+--- Kills the bot's nginx, master and workers, with SIGKILL: no request, timer or pull gets to finish (a crash).
+-- start() brings it back.
+function Bot:kill()
+  local f = assert(io.open(self.prefix .. "/nginx.pid", "rb"))
+  local master = tonumber(f:read("*a"):match("%d+"))
+  f:close()
+  local code, children = run("pgrep -P " .. master)
+  assert(code == 0 or code == 1, "helpers.bot_nginx: pgrep failed: " .. tostring(children))
+  local pids = { master }
+  for pid in children:gmatch("%d+") do
+    pids[#pids + 1] = pid
+  end
+  code = run("kill -9 " .. concat(pids, " "))
+  assert(code == 0, "helpers.bot_nginx: cannot kill the bot")
+  -- gone when the listening socket is (a killed process may linger as a zombie, its sockets closed)
+  for _ = 1, 200 do
+    if not self:request("GET", "/") then
+      return
+    end
+    run("sleep 0.05")
+  end
+  error("helpers.bot_nginx: the killed bot still answers")
 end
 
 --- Starts the bot after stop(): a new nginx, an empty shared dict.

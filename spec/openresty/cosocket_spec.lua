@@ -446,10 +446,23 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
       { method = "GET", url = stale },
       { method = "POST", url = stale, body = "{}" },
     })
-    -- request 2 reached the server on the pooled connection (seen: 2), was dropped, went again on a new one (3)
-    assert.same({ { status = 200, body = "answer 1" }, { status = 200, body = "answer 3" } }, results)
+    -- request 2 reached the server on the pooled connection (seen: 2), was dropped, went again on a new one (3);
+    -- the answer says so (resent), since the server may have acted on it twice
+    assert.same({ { status = 200, body = "answer 1" }, { status = 200, body = "answer 3", resent = true } }, results)
     assert.same({ requests = 2, connects = 2 }, stats)
     assert.same({ 200, "3" }, { app:request("GET", "/result?key=stale") })
+  end)
+
+  it("sends a request marked fresh over a new connection, bypassing the pool, and never twice", function()
+    local stale = "http://127.0.0.1:" .. STALE_PORT .. "/stale?key=fresh"
+    local results, stats = call(app, nil, {
+      { method = "GET", url = stale },
+      { method = "POST", url = stale, body = "{}", fresh = true },
+    })
+    -- the pooled connection was left alone (the server never saw a second request on it): one answer each
+    assert.same({ { status = 200, body = "answer 1" }, { status = 200, body = "answer 2" } }, results)
+    assert.same({ requests = 2, connects = 2 }, stats)
+    assert.same({ 200, "2" }, { app:request("GET", "/result?key=fresh") })
   end)
 
   it("resends over a new connection, never over another pooled one the server dropped as well", function()
@@ -468,7 +481,7 @@ describe("wechat.work.transport.cosocket inside nginx #openresty", function()
     assert.same({ "answer 1", "answer 2", "answer 3" }, bodies)
     -- the POST reached the server on one of the pooled connections (seen: 4), which dropped it; it went again on
     -- a new connection (5), not on the next pooled one (which would have been dropped too: "receive: closed")
-    assert.same({ status = 200, body = "answer 5" }, results[2])
+    assert.same({ status = 200, body = "answer 5", resent = true }, results[2])
     assert.same({ requests = 4, connects = 4 }, stats)
     assert.same({ 200, "5" }, { app:request("GET", "/result?key=many") })
   end)

@@ -36,7 +36,9 @@ local SERVER = [[
         local function new_client(base_url, store, timeout)
           local transport = cosocket.new{ timeout = timeout, max_response = job.max_response }
           return work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } }, base_url = base_url,
-            retries = job.retries, token_store = store, transport = transport }, transport
+            -- "without msgid" below means none at all: the faults are about what a send without one may do
+            retries = job.retries, auto_msgid = job.auto_msgid or false, token_store = store,
+            transport = transport }, transport
         end
         local store = memory.new()
         if job.token_from then

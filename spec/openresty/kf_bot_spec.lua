@@ -266,15 +266,42 @@ describe("examples/openresty/kf_bot #openresty", function()
       return counts["/cgi-bin/kf/send_msg"] == 2 and counts["/cgi-bin/kf/send_msg_on_event"] == 2
     end)
     answered(2)
-    -- sent again under the same msgids, which WeCom (and the stand-in) delivers once
+    -- sent again under the same msgids, which WeCom (and the stand-in) refuses as used: the bot takes that as
+    -- "answered before", quietly
     assert.are.same({
       { code = "WELCOME-1", msgid = "re-enter-1", msgtype = "msgmenu", msgmenu = WELCOME },
       reply("re-text-1", "You said: hello"),
     }, standin.delivered())
+    eventually("both refusals read", function()
+      local _, n = bot:error_log():gsub("was answered before", "")
+      return n == 2
+    end)
+    assert.is_nil(bot:error_log():find("not answered", 1, true))
     assert.are.same({
       { token = "standin-sync-token-1", open_kfid = KFID },
       { token = "standin-sync-token-2", open_kfid = KFID },
     }, standin.bodies(SYNC))
+  end)
+
+  it("answers kf_account_auth_change with several accounts in repeated elements: success, each account read", function()
+    assert.are.same({ ok = true, callback = 1 }, post("/_standin/auth_change", { callback_url = bot:url(),
+      token = TOKEN, encoding_aes_key = AES_KEY, add = { "wkNEW1", "wkNEW2" }, del = { "wkOLD" } }))
+    answered(1)
+    local rec = callbacks()[1]
+    assert.are.same({ "answered", 200, "success" }, { rec.state, rec.status, rec.answer })
+    -- what the bot got: the repeated element as an array, the single one as a string
+    local query = {}
+    for name, value in rec.query:gmatch("([^&=]+)=([^&]*)") do
+      query[name] = value:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    end
+    local event = assert(callback.new{ token = TOKEN, encoding_aes_key = AES_KEY, corp_id = "wwCORP" }
+      :decrypt_event(query, rec.body))
+    assert.are.same({ { "wkNEW1", "wkNEW2" }, "wkOLD", "sys", "kf_account_auth_change" },
+      { event.AuthAddOpenKfId, event.AuthDelOpenKfId, event.FromUserName, event.Event })
+    eventually("the log line", function()
+      return bot:error_log():find("KF accounts given to the app: wkNEW1, wkNEW2; taken: wkOLD", 1, true) ~= nil
+    end)
+    assert.are.same({}, standin.counts())
   end)
 
   it("answers WeCom's URL check with the decrypted echostr", function()
@@ -410,6 +437,31 @@ describe("examples/openresty/kf_bot with its cursor in Redis (KF_BOT_REDIS) #ope
       { cursor = "SC2", token = "standin-sync-token-3", open_kfid = KFID },
     }, standin.bodies(SYNC))
     assert.are.equal("0:SC3", server:call("GET", CURSOR))
+  end)
+
+  it("shows the customer one reply when the bot is killed between its reply and the cursor write", function()
+    -- the reply reaches WeCom and is held there until the bot is dead: no answer, so no cursor write
+    standin.script("/cgi-bin/kf/send_msg", { delay = 60, until_released = true })
+    customer_writes({ text("text-1", "hello") })
+    eventually("the held reply", function()
+      return standin.counts()["/cgi-bin/kf/send_msg"] == 1
+    end)
+    bot:kill()
+    assert.are.equal(1, standin.release())
+    delivered_count(1)
+    assert.is_nil(server:call("GET", CURSOR))
+    -- the dead pull's lock runs out (its ttl, here at once)
+    server:call("DEL", CURSOR .. ":lock")
+
+    bot:start()
+    customer_writes() -- WeCom calls again: the pull starts where the cursor is, before text-1
+    pulled(1)
+    assert.are.same({ reply("re-text-1", "You said: hello") }, standin.delivered())
+    assert.are.same({ "re-text-1", "re-text-1" }, { standin.bodies("/cgi-bin/kf/send_msg")[1].msgid,
+      standin.bodies("/cgi-bin/kf/send_msg")[2].msgid })
+    assert.truthy(bot:error_log():find("message text-1 was answered before", 1, true))
+    assert.is_nil(bot:error_log():find("not answered", 1, true))
+    assert.are.equal("0:SC1", server:call("GET", CURSOR))
   end)
 
   it("refuses to start with a malformed KF_BOT_REDIS, naming it", function()

@@ -136,7 +136,7 @@ describe("KF operations inside nginx content handlers #openresty", function()
   it("gives WeCom's error back as an api error", function()
     standin.script("/cgi-bin/kf/send_msg", { errcode = 45009, errmsg = "api freq out of limit" })
     assert.same({ err = { kind = "api", errcode = 45009,
-      text = "wechat: api error 45009 (api freq out of limit) in send_text" } }, run_case(1, "http"))
+      text = "wechat: api error 45009 (api call frequency limit) in send_text" } }, run_case(1, "http"))
     assert.same({ ["/cgi-bin/gettoken"] = 1, ["/cgi-bin/kf/send_msg"] = 1 }, standin.counts())
   end)
 

@@ -49,10 +49,11 @@ local SERVER = [[
             out[i] = { res = res }
           else
             out[i] = { err = { kind = err.kind, reason = err.reason, status = err.status, errcode = err.errcode,
-              attempts = err.attempts, message = err.message } }
+              attempts = err.attempts, message = err.message, maybe_sent = err.maybe_sent } }
           end
         end
-        ngx.print(cjson.encode({ results = out, exchanges = transport:stats().requests }))
+        local stats = transport:stats()
+        ngx.print(cjson.encode({ results = out, exchanges = stats.requests, connects = stats.connects }))
       }
     }
 ]]
@@ -67,7 +68,7 @@ local function run(job)
   local status, body = app:request("POST", "/run", cjson.encode(job))
   assert.are.equal(200, status, body)
   local out = cjson.decode(body)
-  return out.results, out.exchanges
+  return out.results, out.exchanges, out.connects
 end
 
 local function send(opts)
@@ -127,9 +128,9 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
   describe("without a msgid", function()
     it("no answer within the timeout: one request, the error comes back, and WeCom delivered it once", function()
       standin.script(SEND_MSG, { delay = HOLD }, 1)
-      local results = run{ timeout = SHORT, warm = true, calls = { send() } }
-      assert.are.same({ kind = "transport", reason = "timeout", attempts = 1, message = "receive: timeout" },
-        results[1].err)
+      local results = run{ timeout = SHORT, warm = true, auto_msgid = false, calls = { send() } }
+      assert.are.same({ kind = "transport", reason = "timeout", attempts = 1, message = "receive: timeout",
+        maybe_sent = true }, results[1].err)
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
       assert.are.equal(1, settle())
       local delivered = standin.delivered()
@@ -140,10 +141,22 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
   describe("below the library: the transport's resend on a dropped kept-alive connection", function()
     it("closed once on a reused connection: the transport sends again by itself, one exchange", function()
       standin.script(SEND_MSG, { close = true }, 1)
-      local results, exchanges = run{ calls = { SYNC, send() } }
-      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "standin-msg-1" } }, results[2])
+      local results, exchanges = run{ calls = { SYNC, send{ msgid = "m-reused" } } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-reused" } }, results[2])
       assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1, [SEND_MSG] = 2 }, standin.counts())
       assert.are.equal(3, exchanges)
+      assert.are.same({ "m-reused" }, msgids(standin.delivered()))
+    end)
+
+    it("without a msgid (auto_msgid = false): over a new connection, which the transport never sends twice", function()
+      start_app()
+      standin.script(SEND_MSG, { close = true }, 1)
+      local results, exchanges, connects = run{ auto_msgid = false, calls = { SYNC, send() } }
+      assert.are.same({ kind = "transport", reason = "recv", attempts = 1, message = "receive: closed",
+        maybe_sent = true }, results[2].err)
+      assert.are.same({ [GETTOKEN] = 1, [SYNC_MSG] = 1, [SEND_MSG] = 1 }, standin.counts())
+      -- gettoken and sync_msg share one connection; the send gets one of its own
+      assert.are.same({ 3, 2 }, { exchanges, connects })
     end)
 
     it("closed every time on a reused connection, with a msgid: two requests, no retry on top", function()
@@ -151,11 +164,55 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
       start_app()
       standin.script(SEND_MSG, { close = true }, -1)
       local results, exchanges = run{ calls = { SYNC, send{ msgid = "m-closed" } } }
-      assert.are.same({ kind = "transport", reason = "recv", attempts = 1, message = "receive: closed" },
-        results[2].err)
+      assert.are.same({ kind = "transport", reason = "recv", attempts = 1, message = "receive: closed",
+        maybe_sent = true }, results[2].err)
       assert.are.same({ "m-closed", "m-closed" }, msgids(standin.bodies(SEND_MSG)))
       assert.are.equal(2 + 1, exchanges)
       assert.are.same({}, standin.delivered())
+    end)
+  end)
+
+  describe("a repeated msgid (WeCom refuses it: errcode 40058, assumed)", function()
+    it("the answer lost after WeCom took it: sent again, refused as a repeat: success, res.duplicate", function()
+      start_app()
+      standin.script(SEND_MSG, { lose_answer = true }, 1)
+      local results, exchanges = run{ token_from = standin.https_url(), calls = { send{ msgid = "m-lost" } } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-lost", duplicate = true } }, results[1])
+      assert.are.same({ "m-lost", "m-lost" }, msgids(standin.bodies(SEND_MSG)))
+      assert.are.same({ "m-lost" }, msgids(standin.delivered()))
+      assert.are.equal(2, exchanges)
+    end)
+
+    it("the answer lost on a kept-alive connection: the resend, refused as a repeat, is a success", function()
+      start_app()
+      standin.script(SEND_MSG, { lose_answer = true }, 1)
+      local results, exchanges = run{ calls = { SYNC, send{ msgid = "m-lost-reused" } } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-lost-reused", duplicate = true } }, results[2])
+      assert.are.same({ "m-lost-reused" }, msgids(standin.delivered()))
+      assert.are.equal(3, exchanges)
+    end)
+
+    it("a msgid the caller used before: nil, err, reason duplicate_msgid", function()
+      local results = run{ calls = { send{ msgid = "m-used" }, send{ msgid = "m-used" } } }
+      assert.are.same({ kind = "api", errcode = 40058, reason = "duplicate_msgid", attempts = 1,
+        message = "msgid m-used already used on this KF account" }, results[2].err)
+      assert.are.same({ "m-used" }, msgids(standin.delivered()))
+    end)
+
+    it("any other refusal of the retry: nil, err with maybe_sent", function()
+      start_app()
+      standin.script(SEND_MSG, { lose_answer = true }, 1)
+      standin.script(SEND_MSG, { errcode = 95018, errmsg = "send msg session status invalid" }, 1)
+      local results = run{ token_from = standin.https_url(), calls = { send{ msgid = "m-unknown" } } }
+      assert.are.same({ kind = "api", errcode = 95018, attempts = 2, maybe_sent = true }, results[1].err)
+      assert.are.same({ "m-unknown" }, msgids(standin.delivered()))
+    end)
+
+    it("40001 on send_msg: the token is fetched anew and the send made once more", function()
+      standin.script(SEND_MSG, { errcode = 40001, errmsg = "invalid credential" }, 1)
+      local results = run{ calls = { send{ msgid = "m-40001" } } }
+      assert.are.same({ res = { errcode = 0, errmsg = "ok", msgid = "m-40001" } }, results[1])
+      assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 2 }, standin.counts())
     end)
   end)
 
@@ -169,8 +226,8 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
       standin.script(SEND_MSG, BUSY, 1)
       standin.script(SEND_MSG, BUSY, 1)
       local results, exchanges = run{ calls = { send{ msgid = "m-budget" } } }
-      assert.are.same({ kind = "http", status = 503, attempts = 3, message = "unexpected HTTP status" },
-        results[1].err)
+      assert.are.same({ kind = "http", status = 503, attempts = 3, message = "unexpected HTTP status",
+        maybe_sent = true }, results[1].err)
       assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 3 }, standin.counts())
       assert.are.same({ "m-budget", "m-budget", "m-budget" }, msgids(standin.bodies(SEND_MSG)))
       assert.are.equal(2 + 3, exchanges)
@@ -181,8 +238,8 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
       standin.script(SEND_MSG, EXPIRE, 1)
       standin.script(SEND_MSG, BUSY, 2)
       local results = run{ calls = { send{ msgid = "m-refused-first" } } }
-      assert.are.same({ kind = "http", status = 503, attempts = 3, message = "unexpected HTTP status" },
-        results[1].err)
+      assert.are.same({ kind = "http", status = 503, attempts = 3, message = "unexpected HTTP status",
+        maybe_sent = true }, results[1].err)
       assert.are.same({ [GETTOKEN] = 2, [SEND_MSG] = 3 }, standin.counts())
     end)
 
@@ -219,8 +276,8 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
     it("0: nothing is tried again, not even with a msgid", function()
       standin.script(SEND_MSG, { truncate = true }, 1)
       local results = run{ retries = 0, calls = { send{ msgid = "m-0" } } }
-      assert.are.same({ kind = "transport", reason = "recv", attempts = 1, message = "receive: closed" },
-        results[1].err)
+      assert.are.same({ kind = "transport", reason = "recv", attempts = 1, message = "receive: closed",
+        maybe_sent = true }, results[1].err)
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 1 }, standin.counts())
     end)
 
@@ -246,8 +303,8 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
     it("3 with a 503 every time, with a msgid: exactly 4 requests", function()
       standin.script(SEND_MSG, { status = 503, body = "busy" }, -1)
       local results = run{ retries = 3, calls = { send{ msgid = "m-3" } } }
-      assert.are.same({ kind = "http", status = 503, attempts = 4, message = "unexpected HTTP status" },
-        results[1].err)
+      assert.are.same({ kind = "http", status = 503, attempts = 4, message = "unexpected HTTP status",
+        maybe_sent = true }, results[1].err)
       assert.are.same({ [GETTOKEN] = 1, [SEND_MSG] = 4 }, standin.counts())
     end)
   end)

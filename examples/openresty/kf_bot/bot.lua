@@ -21,7 +21,8 @@
 --     from KF_BOT_REDIS_PASSWORD), cursor and lock. It survives restarts of nginx and of the machine (as far as
 --     Redis keeps its data), and several nginx on several machines can share it: one pulls at a time.
 -- Each reply carries a msgid made from the customer's msgid, so a message pulled twice (after a crash, or when a
--- send failed and the pull stopped) can never reach the customer twice: WeCom keeps one message per msgid.
+-- send failed and the pull stopped) can never reach the customer twice: WeCom refuses a msgid it has delivered.
+-- That refusal (err.reason "duplicate_msgid") means the reply went out before: the message is done, quietly.
 --
 -- nginx.conf (see nginx.conf next to this file):
 --   env WECOM_CORP_ID; env WECOM_KF_SECRET; env WECOM_CALLBACK_TOKEN; env WECOM_CALLBACK_AES_KEY;
@@ -46,6 +47,7 @@ local error, ipairs, os, pairs, pcall, tonumber, tostring, type =
   error, ipairs, os, pairs, pcall, tonumber, tostring, type
 local byte, find, format, gsub, match, sub = string.byte, string.find, string.format, string.gsub, string.match,
   string.sub
+local concat = table.concat
 
 local M = {}
 
@@ -199,14 +201,24 @@ local function clip(s, max)
   return sub(s, 1, cut)
 end
 
+-- A send's outcome as M.reply returns it: a reply WeCom refuses because its msgid was used means this message was
+-- answered before (a pull that started over, after a crash between the reply and the cursor write): done.
+local function replied(msg, res, err)
+  if not res and errors.is(err) and err.reason == "duplicate_msgid" then
+    ngx.log(ngx.INFO, "kf_bot: message ", tostring(msg.msgid), " was answered before")
+    return true
+  end
+  return res, err
+end
+
 local function text_reply(msg, prefix, text)
   local to, open_kfid = msg.external_userid, msg.open_kfid
   if type(to) ~= "string" or to == "" or type(open_kfid) ~= "string" or open_kfid == "" then
     ngx.log(ngx.WARN, "kf_bot: message ", tostring(msg.msgid), " names no customer or KF account; not answered")
     return true
   end
-  return kf.send_text(bot.client, M.AGENT, to, open_kfid, prefix .. clip(text, MAX_TEXT - #prefix),
-    { msgid = M.reply_msgid(msg) })
+  return replied(msg, kf.send_text(bot.client, M.AGENT, to, open_kfid, prefix .. clip(text, MAX_TEXT - #prefix),
+    { msgid = M.reply_msgid(msg) }))
 end
 
 local IMAGE_EXTENSIONS = { ["image/png"] = "png", ["image/jpeg"] = "jpg", ["image/gif"] = "gif" }
@@ -261,7 +273,8 @@ function M.reply(msg)
     local event = msg.event
     if type(event) == "table" and event.event_type == "enter_session" and type(event.welcome_code) == "string"
         and event.welcome_code ~= "" then
-      return kf.send_menu_on_event(bot.client, M.AGENT, event.welcome_code, M.WELCOME, M.reply_msgid(msg))
+      return replied(msg, kf.send_menu_on_event(bot.client, M.AGENT, event.welcome_code, M.WELCOME,
+        M.reply_msgid(msg)))
     end
     ngx.log(ngx.INFO, "kf_bot: event ", type(event) == "table" and tostring(event.event_type) or "?", " left alone")
     return true
@@ -293,9 +306,9 @@ function M.reply(msg)
 end
 
 -- The timer: pulls every new message and answers it. A WeCom refusal (kind "api": code used, limits, ...) is
--- logged and the message counted as done, since asking again would not help; any other failure (network, store)
--- stops the pull before the message is counted, so the next event pulls it again, and its reply, sent under the
--- same msgid, still reaches the customer once.
+-- logged and the message counted as done, since asking again would not help; any other failure (network, store,
+-- a send whose fate is unknown: err.maybe_sent) stops the pull before the message is counted, so the next event
+-- pulls it again, and its reply, sent under the same msgid, reaches the customer once (refused if it went out).
 local function pull(premature, token, open_kfid)
   if premature then
     return
@@ -312,7 +325,7 @@ local function pull(premature, token, open_kfid)
       -- a raise is a message this bot cannot answer (a bug, or data it did not expect): never again
       ngx.log(ngx.ERR, "kf_bot: message ", tostring(msg.msgid), ": ", tostring(done))
     elseif not done then
-      if not (errors.is(err) and err.kind == errors.API) then
+      if not (errors.is(err) and err.kind == errors.API and not err.maybe_sent) then
         ngx.log(ngx.WARN, "kf_bot: message ", tostring(msg.msgid), " not answered, pull stopped: ", tostring(err))
         break
       end
@@ -332,6 +345,14 @@ local function word(value, max)
     return value
   end
   return nil
+end
+
+-- A field of a callback that may be repeated, for a log line: "wk1, wk2", or "none".
+local function ids(value)
+  if type(value) == "table" then
+    return concat(value, ", ")
+  end
+  return value or "none"
 end
 
 --- The content handler of the callback location.
@@ -365,6 +386,10 @@ function M.handle()
       ngx.log(ngx.ERR, "kf_bot: cannot start the pull: ", terr)
       return answer(503, "busy\n")
     end
+  elseif event.MsgType == "event" and event.Event == "kf_account_auth_change" then
+    -- one element per account, so each is a string (one) or an array (several): see wechat.work.callback
+    ngx.log(ngx.INFO, "kf_bot: KF accounts given to the app: ", ids(event.AuthAddOpenKfId), "; taken: ",
+      ids(event.AuthDelOpenKfId))
   else
     ngx.log(ngx.INFO, "kf_bot: ", tostring(event.MsgType), "/", tostring(event.Event), " left alone")
   end

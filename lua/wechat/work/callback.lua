@@ -15,13 +15,15 @@
 -- Limits: a body is at most `MAX_BODY` bytes (64 KiB), a query value at most `MAX_QUERY_VALUE` bytes
 -- (the echostr: `MAX_BODY`); a message to encrypt at most `MAX_MSG` bytes (1 MiB). XML is parsed with expat
 -- (lxp) and must be flat: `<xml>` holding elements holding text; DOCTYPE (so any entity declaration),
--- processing instructions, deeper nesting, text between the fields and a field given twice are refused.
+-- processing instructions, deeper nesting and text between the fields are refused. An element given more than
+-- once (`kf_account_auth_change` lists `<AuthAddOpenKfId>` once per account) comes back as an array of its
+-- texts in document order; an element given once stays a string.
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local lxp = require "lxp"
 
-local error, ipairs, pairs, pcall, setmetatable, tostring, type = error, ipairs, pairs, pcall, setmetatable, tostring,
-  type
+local error, ipairs, pairs, pcall, rawget, setmetatable, tonumber, tostring, type = error, ipairs, pairs, pcall,
+  rawget, setmetatable, tonumber, tostring, type
 local concat = table.concat
 local format = string.format
 local floor = math.floor
@@ -45,8 +47,8 @@ local function argerror(fname, argn, message)
   error(format("bad argument #%d to '%s' (%s)", argn, fname, message), 3)
 end
 
-local function fail(op, message)
-  return nil, errors.new(errors.CALLBACK, message, { op = op })
+local function fail(op, message, reason)
+  return nil, errors.new(errors.CALLBACK, message, { op = op, reason = reason })
 end
 
 -- An element name from the network goes into an error only when it is short and plain.
@@ -58,7 +60,8 @@ local function shown(name)
 end
 
 --- Parses `<xml><Name>text</Name>...</xml>` into `{ Name = "text", ... }` (CDATA or not, entities of XML
--- itself and character references decoded). Returns the table, or nil and the reason.
+-- itself and character references decoded); a name given more than once maps to the array of its texts.
+-- Returns the table, or nil and the reason.
 local function parse_flat(text)
   local fields = {}
   local depth, name, chunks = 0, nil, nil
@@ -84,11 +87,7 @@ local function parse_flat(text)
       if depth == 1 then
         if element ~= "xml" then refuse("root element is " .. shown(element) .. ", not <xml>") end
       elseif depth == 2 then
-        if fields[element] ~= nil then
-          refuse("duplicate field " .. shown(element))
-        else
-          name, chunks = element, {}
-        end
+        name, chunks = element, {}
       else
         refuse("nesting deeper than 2 at " .. shown(element))
       end
@@ -96,7 +95,14 @@ local function parse_flat(text)
     EndElement = function()
       if reason then return end
       if depth == 2 then
-        fields[name] = concat(chunks)
+        local value, before = concat(chunks), fields[name]
+        if before == nil then
+          fields[name] = value
+        elseif type(before) == "table" then
+          before[#before + 1] = value
+        else
+          fields[name] = { before, value }
+        end
         name, chunks = nil, nil
       end
       depth = depth - 1
@@ -163,7 +169,10 @@ end
 -- @param opts table:
 --   `token` (string, required): the Token set on the callback page of the WeCom admin console;
 --   `encoding_aes_key` (string, required): the EncodingAESKey, 43 characters of base64;
---   `corp_id` (string, required): the receive id, the corpid for an internal app or the KF desk.
+--   `corp_id` (string, required): the receive id, the corpid for an internal app or the KF desk;
+--   `max_age` (seconds, default 0 = off): a callback whose signed `timestamp` is further than this from now, in
+--   the past or the future, is refused (`err.reason = "stale"`): a recorded callback cannot be replayed later,
+--   at the price of refusing genuine ones when this host's clock is off by more than that.
 -- Raises on a missing, mistyped or unknown option, naming it (never echoing a secret).
 -- @return the handler object
 function M.new(opts)
@@ -171,9 +180,14 @@ function M.new(opts)
     argerror("new", 1, "table expected, got " .. type(opts))
   end
   for key in pairs(opts) do
-    if key ~= "token" and key ~= "encoding_aes_key" and key ~= "corp_id" then
+    if key ~= "token" and key ~= "encoding_aes_key" and key ~= "corp_id" and key ~= "max_age" then
       argerror("new", 1, "unknown option " .. (type(key) == "string" and shown(key) or type(key)))
     end
+  end
+  local max_age = opts.max_age
+  if max_age ~= nil and (type(max_age) ~= "number" or max_age ~= max_age or max_age < 0 or max_age == 1 / 0) then
+    argerror("new", 1, "opts.max_age: number of seconds >= 0 expected, got "
+      .. (type(max_age) == "number" and tostring(max_age) or type(max_age)))
   end
   for _, key in ipairs({ "token", "encoding_aes_key", "corp_id" }) do
     local value = opts[key]
@@ -194,7 +208,36 @@ function M.new(opts)
   if #opts.token > M.MAX_QUERY_VALUE then
     argerror("new", 1, format("opts.token: at most %d bytes, got %d", M.MAX_QUERY_VALUE, #opts.token))
   end
-  return setmetatable({ token = opts.token, encoding_aes_key = key, corp_id = opts.corp_id }, Callback)
+  return setmetatable({ token = opts.token, encoding_aes_key = key, corp_id = opts.corp_id, max_age = max_age or 0 },
+    Callback)
+end
+
+-- Seconds since the epoch: nginx's cached clock inside OpenResty, os.time() elsewhere.
+local function now()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and type(ngx.time) == "function" then
+    return ngx.time()
+  end
+  return time()
+end
+
+-- nil when max_age is off or the signed timestamp lies within it of now; else the reason to refuse.
+local function stale(self, timestamp)
+  if self.max_age == 0 then
+    return nil
+  end
+  local t = timestamp:find("^%d+$") and tonumber(timestamp)
+  if not t then
+    return "timestamp is not a number of seconds"
+  end
+  local off = t - now()
+  if off < -self.max_age then
+    return format("timestamp %d s old, at most %s", -off, tostring(self.max_age))
+  end
+  if off > self.max_age then
+    return format("timestamp %d s ahead, at most %s", off, tostring(self.max_age))
+  end
+  return nil
 end
 
 local function check_query(fname, query)
@@ -216,6 +259,10 @@ function Callback:verify_url(query)
   if not core.callback_verify(q.msg_signature, self.token, q.timestamp, q.nonce, q.echostr) then
     return fail("verify_url", "signature mismatch")
   end
+  local why = stale(self, q.timestamp)
+  if why then
+    return fail("verify_url", why, "stale")
+  end
   local echo, derr = core.callback_decrypt(self.encoding_aes_key, q.echostr, self.corp_id)
   if not echo then
     return fail("verify_url", "echostr: " .. derr)
@@ -231,7 +278,9 @@ end
 --   `client_body_buffer_size` of at least 64k, or `ngx.req.get_body_data()` gives nil for a body kept in a file
 -- @return table of the event's fields, element name -> text, e.g. for KF `ToUserName`, `CreateTime`,
 --   `MsgType` ("event"), `Event` ("kf_msg_or_event"), `Token` (for sync_msg), `OpenKfId`, and any other
---   element as it came; or nil, err
+--   element as it came; an element given more than once -> the array of its texts (`kf_account_auth_change`:
+--   `{ AuthAddOpenKfId = { "wk1", "wk2" } }`); or nil, err (`err.reason = "stale"` for a timestamp beyond
+--   `max_age`)
 function Callback:decrypt_event(query, body)
   check_query("decrypt_event", query)
   if body ~= nil and type(body) ~= "string" then
@@ -255,8 +304,15 @@ function Callback:decrypt_event(query, body)
   if encrypt == nil or encrypt == "" then
     return fail("decrypt_event", "body has no Encrypt")
   end
+  if type(encrypt) ~= "string" then
+    return fail("decrypt_event", "body has more than one Encrypt")
+  end
   if not core.callback_verify(q.msg_signature, self.token, q.timestamp, q.nonce, encrypt) then
     return fail("decrypt_event", "signature mismatch")
+  end
+  local why = stale(self, q.timestamp)
+  if why then
+    return fail("decrypt_event", why, "stale")
   end
   local xml, derr = core.callback_decrypt(self.encoding_aes_key, encrypt, self.corp_id)
   if not xml then

@@ -52,9 +52,22 @@ function M.new(opts)
   return setmetatable(callback.new(opts), Testing)
 end
 
+local function check_xml_value(name, value)
+  if type(value) == "number" then
+    if floor(value) ~= value then
+      argerror("event_xml", 1, "fields." .. name .. ": integer expected")
+    end
+  elseif type(value) ~= "string" then
+    argerror("event_xml", 1, format("fields.%s: string or integer expected, got %s", name, type(value)))
+  elseif value:find("]]>", 1, true) then
+    argerror("event_xml", 1, "fields." .. name .. ": must not contain ]]>")
+  end
+end
+
 --- Renders a flat event table as WeCom's XML: `<xml><Name><![CDATA[text]]></Name>...</xml>`, names in byte
--- order, strings in CDATA, integers as plain text. Raises on a bad name or value.
--- @param fields table name -> string or integer
+-- order, strings in CDATA, integers as plain text; an array value repeats its element once per item, in order
+-- (as `kf_account_auth_change` does). Raises on a bad name or value.
+-- @param fields table name -> string, integer, or a non-empty array of them
 -- @return the XML string
 function M.event_xml(fields)
   if type(fields) ~= "table" then
@@ -65,14 +78,15 @@ function M.event_xml(fields)
     if type(name) ~= "string" or not name:find(NAME_PATTERN) then
       argerror("event_xml", 1, "field names must match " .. NAME_PATTERN)
     end
-    if type(value) == "number" then
-      if floor(value) ~= value then
-        argerror("event_xml", 1, "fields." .. name .. ": integer expected")
+    if type(value) == "table" then
+      if #value == 0 then
+        argerror("event_xml", 1, "fields." .. name .. ": non-empty array expected")
       end
-    elseif type(value) ~= "string" then
-      argerror("event_xml", 1, format("fields.%s: string or integer expected, got %s", name, type(value)))
-    elseif value:find("]]>", 1, true) then
-      argerror("event_xml", 1, "fields." .. name .. ": must not contain ]]>")
+      for _, item in ipairs(value) do
+        check_xml_value(name, item)
+      end
+    else
+      check_xml_value(name, value)
     end
     names[#names + 1] = name
   end
@@ -80,10 +94,12 @@ function M.event_xml(fields)
   local parts = { "<xml>" }
   for _, name in ipairs(names) do
     local value = fields[name]
-    if type(value) == "number" then
-      parts[#parts + 1] = format("<%s>%d</%s>", name, value, name)
-    else
-      parts[#parts + 1] = format("<%s><![CDATA[%s]]></%s>", name, value, name)
+    for _, item in ipairs(type(value) == "table" and value or { value }) do
+      if type(item) == "number" then
+        parts[#parts + 1] = format("<%s>%d</%s>", name, item, name)
+      else
+        parts[#parts + 1] = format("<%s><![CDATA[%s]]></%s>", name, item, name)
+      end
     end
   end
   parts[#parts + 1] = "</xml>"

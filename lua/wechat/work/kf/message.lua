@@ -28,8 +28,9 @@ local OPERATIONS = {
   send_image = SEND_MSG,
   --- send_voice(client, agent, to, open_kfid, media_id, opts)
   send_voice = SEND_MSG,
-  --- send_video(client, agent, to, open_kfid, media_id, title, description, opts): title and description
-  -- may be nil.
+  --- send_video(client, agent, to, open_kfid, media_id, title, description, opts): title and description are
+  -- accepted for compatibility with the reference library (strings or nil) and not sent: WeCom's video object is
+  -- `{ media_id }` only.
   send_video = SEND_MSG,
   --- send_file(client, agent, to, open_kfid, media_id, opts)
   send_file = SEND_MSG,
@@ -56,7 +57,8 @@ local OPERATIONS = {
 }
 
 -- Pulling a page again with the same cursor gives the same page: sync_msg may always be retried. A send may
--- be retried when it carries a msgid (the builder returns it), since WeCom delivers a msgid once.
+-- be retried when it carries a msgid (the builder returns it), since WeCom delivers a msgid once and refuses it
+-- after: that refusal of a retry is the first try's success (`res.duplicate`, see `Client:post`).
 local ALWAYS_IDEMPOTENT = { sync_msg = true }
 
 for name, path in pairs(OPERATIONS) do
@@ -65,7 +67,7 @@ for name, path in pairs(OPERATIONS) do
   M[name] = function(client, agent, ...)
     check_client_and_agent(name, client, agent)
     local body, msgid = build(client, agent, ...)
-    return client:post(agent, path, body, name, always or msgid ~= nil)
+    return client:post(agent, path, body, name, always or msgid ~= nil, msgid)
   end
 end
 

@@ -272,7 +272,8 @@ local function fetch(self)
   end
   local req = self.request
   req.cursor = self.page_cursor ~= "" and self.page_cursor or nil
-  local data, err = self.client:post(self.agent, SYNC_MSG, core.sync_msg(self.client, self.agent, req), OP)
+  -- idempotent: the same cursor gives the same page, so a page whose answer was lost is pulled again
+  local data, err = self.client:post(self.agent, SYNC_MSG, core.sync_msg(self.client, self.agent, req), OP, true)
   if not data then
     return nil, err
   end

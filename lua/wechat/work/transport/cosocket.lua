@@ -479,15 +479,16 @@ local function phase_error(self)
   end
 end
 
--- Runs run_exchange(self, sock, head, keep, req) (exchange or media_exchange) over a pooled or new connection to
--- dest; when a pooled connection proves dead before any answer, once more over a new one, never pooled again.
-local function exchange_resending(self, dest, run_exchange, head, req)
+-- Runs run_exchange(self, sock, head, keep, req) (exchange or media_exchange) over a pooled connection to dest, or
+-- a new one when fresh; when a pooled connection proves dead before any answer, once more over a new one, never
+-- pooled again. The answer or error, and true when it came from that second exchange (its error says resent).
+local function exchange_resending(self, dest, run_exchange, head, fresh, req)
   self.requests = self.requests + 1
-  local sock, reused = open(self, dest)
+  local sock, reused = open(self, dest, fresh)
   if not sock then
     return nil, reused
   end
-  local res, err, stale = run_exchange(self, sock, head, true, req)
+  local res, err, stale = run_exchange(self, sock, head, not fresh, req)
   if res or not (stale and reused > 0) then
     return res, err
   end
@@ -499,7 +500,7 @@ local function exchange_resending(self, dest, run_exchange, head, req)
   if not res then
     err.resent = true -- the request may have reached the server twice already
   end
-  return res, err
+  return res, err, true
 end
 
 -- Destinations kept per transport: a client posts to a few URLs, each the same until the token changes.
@@ -543,9 +544,10 @@ end
 -- ssl_client_hello, ssl_cert, ssl_session_fetch); elsewhere it returns a "phase" error at once.
 -- A request that went over a pooled connection the server had closed (not one byte of answer came) is sent once
 -- more, over a new connection, like libcurl does (never over another pooled one, which may be just as dead); the
--- error of that second exchange, if it fails too, says `resent = true`. Otherwise nothing is retried.
--- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil}`; a POST is sent as
---   `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
+-- answer or the error of that second exchange says `resent = true`. Otherwise nothing is retried. With
+-- `req.fresh = true` the request goes over a new connection (closed after it), so it is never sent twice.
+-- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil, fresh = boolean | nil}`; a POST
+--   is sent as `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and an error: kind "phase"
 --   (wrong nginx phase) or "transport" with `reason` one of "connect", "timeout", "tls", "resolve",
 --   "too_large", "send", "recv", "other"; its message never holds the URL's query (where the access token is).
@@ -565,7 +567,11 @@ function Transport:request(req)
     head = dest.get_head
   end
 
-  return exchange_resending(self, dest, exchange, head)
+  local res, err, resent = exchange_resending(self, dest, exchange, head, req.fresh == true)
+  if res and resent then
+    res.resent = true -- the request may have reached the server twice already
+  end
+  return res, err
 end
 
 --- Lets the other light threads of this worker run for a moment (1 ms), e.g. while another one fetches the
@@ -891,7 +897,8 @@ function Transport:media(req)
   end
   head = concat(head)
 
-  return exchange_resending(self, dest, media_exchange, head, exchange_req)
+  local res, err = exchange_resending(self, dest, media_exchange, head, false, exchange_req)
+  return res, err
 end
 
 --- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is

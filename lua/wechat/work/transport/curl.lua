@@ -62,12 +62,13 @@ end
 local PAUSE = {}
 
 --- Makes one HTTP exchange.
--- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil}`; a POST is sent as
---   `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one.
+-- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil, fresh = boolean | nil}`; a POST
+--   is sent as `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one; `fresh = true`
+--   sends it over a new connection, which libcurl never sends twice (not inside `run`, whose handles ignore it).
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and a "transport" error whose
 --   `reason` is one of "connect", "timeout", "tls", "resolve", "too_large", "send", "recv", "other"; its
---   message never holds the URL's query (where the access token is); `resent` is true when libcurl may have
---   sent the request twice already (a kept-alive connection died under it), so the client does not retry it.
+--   message never holds the URL's query (where the access token is); `resent` (in either) is true when libcurl
+--   may have sent the request twice (a kept-alive connection died under it), so the client does not retry it.
 -- @raise on a wrong request table, or when the transport is closed
 function Transport:request(req)
   if self.closed then
@@ -79,12 +80,13 @@ function Transport:request(req)
   if batch and batch[running()] then
     code, res, msg, resent = yield(method, url, body) -- the transfer runs in Transport:run's multi handle
   else
-    code, res, msg, resent = self.handle:request(method, url, body)
+    code, res, msg, resent = self.handle:request(method, url, body, req.fresh == true)
   end
   if not code then
     return nil, errors.new(errors.TRANSPORT, msg, { reason = res, resent = resent or nil })
   end
-  return { status = code, body = res }
+  -- on success the third value says whether libcurl may have sent it twice
+  return { status = code, body = res, resent = msg or nil }
 end
 
 --- Lets the other tasks of `run` go on until one of their transfers ends, when called from one of them.
@@ -220,7 +222,7 @@ function Transport:run(tasks, limit)
       for _, d in ipairs(done) do
         local co = coroutines[d.id]
         if d.status then
-          step(co, resume(co, d.status, d.body))
+          step(co, resume(co, d.status, d.body, d.resent))
         else
           step(co, resume(co, nil, d.reason, d.message, d.resent))
         end

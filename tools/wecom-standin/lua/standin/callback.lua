@@ -1,6 +1,7 @@
 -- The stand-in acting as WeCom towards a bot: it calls the bot's callback URL like WeCom does.
 --   customer_writes: queue customer messages for sync_msg, issue a sync token, and POST the signed, encrypted
 --                    kf_msg_or_event event ("pull now, with this token") to the bot, from a timer
+--   auth_change:     POST the kf_account_auth_change event (KF accounts given to / taken from the app)
 --   callback_again:  send a callback again byte for byte, as WeCom does when it saw no timely answer
 --   callbacks:       what was sent and what the bot answered
 --   verify_url:      the URL check WeCom makes when the callback URL is saved (GET with an echostr)
@@ -10,6 +11,7 @@
 -- The crypto is the library's own (wechat.work.callback over wechat.core): the stand-in loads them from the
 -- checkout (lua/, build/jit/), so these calls need `tools/build`; everything else in the stand-in works without.
 local cjson = require "cjson.safe"
+local http = require "standin.http"
 local state = require "standin.state"
 
 local ngx = ngx
@@ -45,16 +47,7 @@ local function crypto()
   return mod
 end
 
-local function unknown_key(obj, known)
-  local keys = {}
-  for key in pairs(obj) do
-    if not known[key] then
-      keys[#keys + 1] = tostring(key)
-    end
-  end
-  sort(keys)
-  return keys[1]
-end
+local unknown_key = http.unknown_key
 
 -- scheme, host, port, path (with its query, "/" when none); or nil.
 local function parse_url(url)
@@ -261,6 +254,19 @@ local function schedule(fields)
   return id
 end
 
+-- Encrypts and signs the event (a flat table for wechat.work.callback.testing.event_xml) as WeCom would, and schedules
+-- its POST to the bot; `record` adds fields to the callback record. Returns the id, or nil, status, message.
+local function send_event(cb, obj, event, record)
+  local ok, req, err = pcall(cb.build_event_request, cb, event)
+  if not ok or not req then
+    return nil, 500, "cannot build the callback: " .. tostring(ok and err or req)
+  end
+  record.url = obj.callback_url
+  record.query = encode_query(req.query)
+  record.body = req.body
+  return schedule(record)
+end
+
 local WRITES_KEYS = {
   callback_url = true, token = true, encoding_aes_key = true, corp_id = true, open_kfid = true, messages = true,
 }
@@ -286,29 +292,75 @@ function M.customer_writes(body, obj, queue_messages)
     return nil, status, message
   end
   local token = "standin-sync-token-" .. state.next_id("sync_token")
-  local ok, req, err = pcall(cb.build_event_request, cb, {
+  local id
+  id, status, message = send_event(cb, obj, {
     ToUserName = obj.corp_id or DEFAULT_CORP_ID,
     CreateTime = ngx.time(),
     MsgType = "event",
     Event = "kf_msg_or_event",
     Token = token,
     OpenKfId = open_kfid,
-  })
-  if not ok or not req then
-    return nil, 500, "cannot build the callback: " .. tostring(ok and err or req)
-  end
-  local id
-  id, status, message = schedule({
-    url = obj.callback_url,
-    query = encode_query(req.query),
-    body = req.body,
-    token = token,
-    open_kfid = open_kfid,
-  })
+  }, { token = token, open_kfid = open_kfid })
   if not id then
     return nil, status, message
   end
   return format('{"ok":true,"queued":%d,"token":%s,"callback":%d}', queued, cjson.encode(token), id)
+end
+
+-- A list of open_kfids for auth_change: nil when absent, else a non-empty array of plain strings.
+local function kfid_list(obj, key)
+  local list = obj[key]
+  if list == nil then
+    return nil
+  end
+  if type(list) ~= "table" or #list == 0 then
+    return nil, key .. " must be a non-empty array of open_kfids"
+  end
+  for i = 1, #list do
+    if not plain_string(list[i]) then
+      return nil, key .. " must be a non-empty array of open_kfids"
+    end
+  end
+  return list
+end
+
+local AUTH_KEYS = {
+  callback_url = true, token = true, encoding_aes_key = true, corp_id = true, add = true, del = true,
+}
+
+--- POST /_standin/auth_change: the kf_account_auth_change event, one <AuthAddOpenKfId> per account in `add` and
+-- one <AuthDelOpenKfId> per account in `del` (path/97713: "多个AuthAddOpenKfId节点表示多个新增账号").
+function M.auth_change(obj)
+  local bad = unknown_key(obj, AUTH_KEYS)
+  if bad then
+    return nil, 400, "unknown auth_change key: " .. bad
+  end
+  local cb, status, message = bot_settings(obj)
+  if not cb then
+    return nil, status, message
+  end
+  local add, aerr = kfid_list(obj, "add")
+  local del, derr = kfid_list(obj, "del")
+  if aerr or derr then
+    return nil, 400, aerr or derr
+  end
+  if not add and not del then
+    return nil, 400, "add or del must list an open_kfid"
+  end
+  local id
+  id, status, message = send_event(cb, obj, {
+    ToUserName = obj.corp_id or DEFAULT_CORP_ID,
+    FromUserName = "sys",
+    CreateTime = ngx.time(),
+    MsgType = "event",
+    Event = "kf_account_auth_change",
+    AuthAddOpenKfId = add,
+    AuthDelOpenKfId = del,
+  }, {})
+  if not id then
+    return nil, status, message
+  end
+  return format('{"ok":true,"callback":%d}', id)
 end
 
 --- POST /_standin/callback_again {"callback":N}: N's request once more, byte for byte (default: the last one).

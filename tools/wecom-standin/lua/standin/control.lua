@@ -11,8 +11,8 @@ local session = require "standin.session"
 local state = require "standin.state"
 
 local ngx = ngx
-local type, pairs, tostring, floor = type, pairs, tostring, math.floor
-local concat, sort = table.concat, table.sort
+local type, pairs, floor = type, pairs, math.floor
+local concat = table.concat
 local format, sub = string.format, string.sub
 
 local M = {}
@@ -37,16 +37,7 @@ local function object_body(body)
   return obj
 end
 
-local function unknown_key(obj, known)
-  local keys = {}
-  for key in pairs(obj) do
-    if not known[key] then
-      keys[#keys + 1] = tostring(key)
-    end
-  end
-  sort(keys)
-  return keys[1]
-end
+local unknown_key = http.unknown_key
 
 local function ping()
   return http.send(200, "text/plain; charset=utf-8", "ok\n")
@@ -272,6 +263,13 @@ local function customer_writes(_, body)
   end
 end
 
+local function auth_change(_, body)
+  local obj = object_body(body)
+  if obj then
+    return answer(callback.auth_change(obj))
+  end
+end
+
 local function callback_again(_, body)
   local obj = object_body(body ~= "" and body or "{}")
   if obj then
@@ -420,6 +418,7 @@ local ROUTES = {
   ["/_standin/script"] = { POST = add_script },
   ["/_standin/sync"] = { POST = sync },
   ["/_standin/customer_writes"] = { POST = customer_writes },
+  ["/_standin/auth_change"] = { POST = auth_change },
   ["/_standin/callback_again"] = { POST = callback_again },
   ["/_standin/callbacks"] = { GET = callbacks },
   ["/_standin/verify_url"] = { POST = verify_url },

@@ -2,7 +2,7 @@
 local cjson = require "cjson.safe"
 
 local ngx = ngx
-local type = type
+local pairs, sort, tostring, type = pairs, table.sort, tostring, type
 local format = string.format
 
 local M = {}
@@ -10,6 +10,10 @@ local M = {}
 local JSON = "application/json; charset=utf-8"
 
 function M.send(status, content_type, body)
+  if ngx.ctx.lose_answer then
+    -- the lose_answer script: WeCom acted on the request, and its answer never reaches the client
+    return ngx.exit(444)
+  end
   ngx.status = status
   ngx.header["Content-Type"] = content_type
   ngx.header["Content-Length"] = #body
@@ -29,6 +33,18 @@ end
 -- Control API failures: a 4xx with {"error":"..."}.
 function M.control_error(status, message)
   return M.json(cjson.encode({ error = message }), status)
+end
+
+-- The first key of obj (in byte order) that is not in the set known, or nil: requests name no key twice this way.
+function M.unknown_key(obj, known)
+  local keys = {}
+  for key in pairs(obj) do
+    if not known[key] then
+      keys[#keys + 1] = tostring(key)
+    end
+  end
+  sort(keys)
+  return keys[1]
 end
 
 -- The request body as one string ("" when there is none).

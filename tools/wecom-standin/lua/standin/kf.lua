@@ -1,6 +1,7 @@
 -- POST /cgi-bin/kf/send_msg, /cgi-bin/kf/send_msg_on_event, /cgi-bin/kf/sync_msg.
 -- Each check answers the first thing wrong, in the order of the table in tools/wecom-standin/README.md.
 local cjson = require "cjson.safe"
+local errors = require "wechat.work.errors"
 local http = require "standin.http"
 local json_raw = require "standin.json_raw"
 local media_store = require "standin.media"
@@ -24,6 +25,44 @@ local MAX_MSGID = 32
 local MAX_CURSOR = 64
 local MAX_SYNC_TOKEN = 128
 local MAX_LIMIT = 1000
+
+-- Shared with the client (wechat.work.errors): WeCom publishes no errcode for a repeated msgid, so ours is assumed;
+-- and a key WeCom does not document inside a message object is refused as "data format error" (stricter than
+-- WeCom may be, so that no key the library should not send slips through unseen).
+local DUPLICATE_MSGID = errors.DUPLICATE_MSGID_ERRCODE
+local DATA_FORMAT = errors.DATA_FORMAT_ERRCODE
+
+-- The keys each message object and menu item may hold (WeCom's send_msg page); any other one is refused.
+local function set(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    out[select(i, ...)] = true
+  end
+  return out
+end
+
+local KEYS = {
+  text = set("content"),
+  image = set("media_id"), voice = set("media_id"), video = set("media_id"), file = set("media_id"),
+  link = set("title", "desc", "url", "thumb_media_id"),
+  miniprogram = set("appid", "title", "thumb_media_id", "pagepath"),
+  msgmenu = set("head_content", "list", "tail_content"),
+  location = set("name", "address", "latitude", "longitude"),
+}
+local ITEM_KEYS = {
+  click = set("id", "content"),
+  view = set("url", "content"),
+  miniprogram = set("appid", "pagepath", "content"),
+  text = set("content", "no_newline"),
+}
+
+-- 47001 naming the first unknown key (in byte order) of tbl, whose keys must be in allowed.
+local function only_keys(tbl, allowed, path)
+  local key = http.unknown_key(tbl, allowed)
+  if key then
+    return DATA_FORMAT, format("unknown key %s.%s", path, key)
+  end
+end
 
 local function absent(v)
   return v == nil or v == NULL
@@ -105,12 +144,7 @@ local TYPED = {
   image = media("image"),
   voice = media("voice"),
   file = media("file"),
-  video = function(msg)
-    return first(
-      function() return need_media(msg, "media_id", "video.media_id") end,
-      function() return may_string(msg, "title", "video.title") end,
-      function() return may_string(msg, "description", "video.description") end)
-  end,
+  video = media("video"),
   link = function(msg)
     return first(
       function() return need_string(msg, "title", "link.title", 41016) end,
@@ -154,6 +188,13 @@ local TYPED = {
       if type(item) ~= "table" or not MENU_ITEM_TYPES[item.type] or type(item[item.type]) ~= "table" then
         return 40058, format("invalid msgmenu.list[%d]", i)
       end
+      local path = format("msgmenu.list[%d]", i)
+      code, err = first(
+        function() return only_keys(item, set("type", item.type), path) end,
+        function() return only_keys(item[item.type], ITEM_KEYS[item.type], path .. "." .. item.type) end)
+      if code then
+        return code, err
+      end
     end
   end,
   location = function(msg)
@@ -181,16 +222,21 @@ local function check_typed(body, obj, allowed)
   if json_raw.kind(raw) ~= "object" then
     return 40058, "invalid " .. msgtype
   end
+  local code, err = only_keys(obj[msgtype], KEYS[msgtype], msgtype)
+  if code then
+    return code, err
+  end
   return TYPED[msgtype](obj[msgtype], raw)
 end
 
--- The msgid of the body, or nil when none was given; errcode, errmsg when it breaks the rules.
+-- The msgid of the body, or nil when none was given; errcode, errmsg when it breaks the rules. An empty one is
+-- refused: a Go SDK had to stop sending "msgid":"" (stand-in: refused as invalid).
 local function check_msgid(obj)
   local msgid = obj.msgid
-  if absent(msgid) or msgid == "" then
+  if absent(msgid) then
     return nil
   end
-  if type(msgid) ~= "string" or #msgid > MAX_MSGID or find(msgid, "[^0-9a-zA-Z_%-]") then
+  if type(msgid) ~= "string" or msgid == "" or #msgid > MAX_MSGID or find(msgid, "[^0-9a-zA-Z_%-]") then
     return nil, 40058, "invalid msgid"
   end
   return msgid
@@ -214,6 +260,10 @@ end
 
 local function ok_msgid(msgid)
   return http.json(format('{"errcode":0,"errmsg":"ok","msgid":%s}', cjson.encode(msgid)))
+end
+
+local function duplicate(msgid)
+  return http.wecom_error(DUPLICATE_MSGID, "duplicate msgid " .. msgid)
 end
 
 local function generated_msgid()
@@ -255,8 +305,10 @@ function M.send_msg(method, args, body)
     return http.wecom_error(code, msg)
   end
   if msgid then
-    -- a repeated msgid is answered like the first one and not delivered again, as WeCom does
-    state.deliver(msgid, body, true)
+    -- "msgid must be unique within the KF account, 否则接口返回错误": a repeat is refused and not delivered
+    if not state.deliver(obj.open_kfid .. "\0" .. msgid, body, true) then
+      return duplicate(msgid)
+    end
     return ok_msgid(msgid)
   end
   state.deliver(nil, body, false)
@@ -281,10 +333,10 @@ function M.send_msg_on_event(method, args, body)
   if code then
     return http.wecom_error(code, msg)
   end
-  -- A retry of a delivered message (same msgid) is answered ok before the code is looked at: it was used by the
-  -- first attempt.
+  -- A repeated msgid is refused before the code is looked at (a retry's code was used by the first try). No
+  -- open_kfid here: on-event msgids are unique across all of them (stricter).
   if msgid and state.seen_msgid(msgid) then
-    return ok_msgid(msgid)
+    return duplicate(msgid)
   end
   -- a msg_code of service_state/trans answers only while its session is in the state it was given for
   code, msg = session.check_code(obj.code)
@@ -300,7 +352,9 @@ function M.send_msg_on_event(method, args, body)
     return http.wecom_error(95018, "code already used")
   end
   if msgid then
-    state.deliver(msgid, body, true)
+    if not state.deliver(msgid, body, true) then
+      return duplicate(msgid)
+    end
     return ok_msgid(msgid)
   end
   state.deliver(nil, body, false)

@@ -35,9 +35,11 @@ local KINDS = {
   settle = {},
   reset = {},
   written = {},
+  lose_answer = {},
 }
 
-local KIND_ORDER = { "errcode", "status", "close", "truncate", "reset", "huge", "expire_token", "settle", "written" }
+local KIND_ORDER = { "errcode", "status", "close", "truncate", "reset", "huge", "expire_token", "settle", "written",
+  "lose_answer" }
 
 local function is_integer(v)
   return type(v) == "number" and v == floor(v)
@@ -100,7 +102,8 @@ function M.check(action)
       end
       action.body = text
     end
-  elseif kind == "close" or kind == "truncate" or kind == "reset" or kind == "expire_token" then
+  elseif kind == "close" or kind == "truncate" or kind == "reset" or kind == "expire_token" or kind == "lose_answer"
+  then
     if action[kind] ~= true then
       return nil, kind .. " must be true"
     end
@@ -334,6 +337,10 @@ function M.play(action_json)
   end
   if action.expire_token then
     state.expire_tokens()
+  end
+  if action.lose_answer then
+    -- the request is handled (a send delivered), then its answer dropped: see http.send
+    ngx.ctx.lose_answer = true
   end
   return false
 end
