@@ -602,7 +602,8 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "{}" }, { req("GET", "/_standin/counts") })
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/delivered") })
       assert.are.same({ expires_in = 7200, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_strict = false, record = true, statistic_now = 0 }, cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
+        media_strict = false, record = true, statistic_now = 0 },
+        cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
     end)
 
     it("refuses bad config, sync and unknown calls", function()
