@@ -33,14 +33,15 @@ describe("the KF desk over libcurl", function()
   for _, c in ipairs(cases.cases) do
     it(c.name .. " sends the documented request", function()
       c.setup(standin)
-      local res, err = kf[c.module][c.op](client, cases.AGENT, cases.args(c))
+      local avatar = c.avatar and assert(cases.upload_avatar(client)).media_id
+      local res, err = kf[c.module][c.op](client, cases.AGENT, cases.args(c, avatar))
       assert.is_nil(err)
       assert.same(c.result, res)
       local sent = standin.requests(c.path)
       assert.equal(1, #sent)
       assert.equal(c.method, sent[1].method)
       if c.body then
-        assert.equal(c.body, sent[1].body)
+        assert.equal(cases.body(c, avatar), sent[1].body)
       else
         assert.equal("", sent[1].body)
         local token = sent[1].query:match("^access_token=(ST%x+)")

@@ -2,6 +2,8 @@
 -- tools/wecom-standin/README.md), the session rules (standin/session.lua) and the control calls specs use.
 local cjson = require "cjson"
 local standin = require "helpers.standin"
+local cases = require "helpers.kf_family_cases"
+local work = require "wechat.work"
 
 local KFID, TO = "wkKF01", "wmCUSTOMER01"
 
@@ -46,17 +48,42 @@ describe("wecom stand-in: the KF desk", function()
       servicer_userid = servicer })
   end
 
+  -- the media_id of an upload through wechat.work.material
+  local function upload(media_type, filename, data)
+    local client = work.client{ corp_id = standin.CORPID, agents = { kf = { secret = standin.KF_SECRET } },
+      base_url = standin.url(), timeout = 5 }
+    local up = assert(require("wechat.work.material").upload_data(client, "kf", media_type, filename, data))
+    client:close()
+    return up.media_id
+  end
+
   describe("accounts", function()
-    local ADD = "/cgi-bin/kf/account/add"
+    local ADD, UPDATE = "/cgi-bin/kf/account/add", "/cgi-bin/kf/account/update"
 
     it("refuses bad add bodies", function()
+      local avatar = upload("image", "a.png", cases.AVATAR_PNG)
       refused(47001, "data format error", ADD, "[]")
-      refused(40058, "name missing", ADD, { media_id = "m" })
-      refused(95006, "invalid kf account name", ADD, { name = ("客"):rep(17), media_id = "m" })
-      refused(95006, "invalid kf account name", ADD, { name = 5, media_id = "m" })
+      refused(40058, "name missing", ADD, { media_id = avatar })
+      refused(95006, "invalid kf account name", ADD, { name = ("客"):rep(17), media_id = avatar })
+      refused(95006, "invalid kf account name", ADD, { name = 5, media_id = avatar })
       refused(41006, "media_id missing", ADD, { name = "n" })
       refused(40007, "invalid media_id", ADD, { name = "n", media_id = ("m"):rep(129) })
-      assert.equal(0, (codes(ADD, { name = ("客"):rep(16), media_id = "m" })))
+      assert.equal(0, (codes(ADD, { name = ("客"):rep(16), media_id = avatar })))
+    end)
+
+    it("takes as avatar only the media_id of an image it issued (40007 for another), on add and update", function()
+      local file = upload("file", "a.bin", "not an image")
+      for _, id in ipairs{ "MEDIA_M", file } do
+        refused(40007, "invalid media_id", ADD, { name = "n", media_id = id })
+        refused(40007, "invalid media_id", UPDATE, { open_kfid = KFID, media_id = id })
+        refused(40007, "invalid media_id", UPDATE, { open_kfid = KFID, name = "新", media_id = id })
+      end
+      assert.same({ { open_kfid = KFID, name = "standin", avatar = "https://wework.qpic.cn/standin/",
+        manage_privilege = true } }, call("/cgi-bin/kf/account/list", {}).account_list)
+      local avatar = upload("image", "a.png", cases.AVATAR_PNG)
+      assert.equal(0, (codes(UPDATE, { open_kfid = KFID, media_id = avatar })))
+      assert.equal("https://wework.qpic.cn/standin/" .. avatar,
+        call("/cgi-bin/kf/account/list", {}).account_list[1].avatar)
     end)
 
     it("deletes, updates and lists only accounts that exist", function()
@@ -78,6 +105,34 @@ describe("wecom stand-in: the KF desk", function()
     it("refuses a scene that is too long or has other characters", function()
       refused(40058, "invalid scene", "/cgi-bin/kf/add_contact_way", { open_kfid = KFID, scene = ("s"):rep(33) })
       refused(40058, "invalid scene", "/cgi-bin/kf/add_contact_way", { open_kfid = KFID, scene = "a/b" })
+    end)
+  end)
+
+  describe("media ids in messages", function()
+    local function send_media(msg)
+      msg.touser, msg.open_kfid = TO, KFID
+      return codes("/cgi-bin/kf/send_msg", msg)
+    end
+    local function image(id)
+      return send_media{ msgtype = "image", image = { media_id = id } }
+    end
+    local function link(id)
+      return send_media{ msgtype = "link", link = { title = "t", url = "https://example.com/", thumb_media_id = id } }
+    end
+
+    before_each(function()
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
+    end)
+
+    it("takes any media_id by default, and with config media_strict only one it issued (40007)", function()
+      assert.same({ 0, 0 }, { (image("MEDIA_M")), (link("THUMB_M")) })
+      standin.config{ media_strict = true }
+      assert.same({ 40007, "invalid media_id" }, { image("MEDIA_M") })
+      assert.same({ 40007, "invalid media_id" }, { link("THUMB_M") })
+      assert.same({ 40007, "invalid media_id" }, { send_media{ msgtype = "video", video = { media_id = "V" } } })
+      local id = upload("image", "a.png", cases.AVATAR_PNG)
+      assert.same({ 0, 0 }, { (image(id)), (link(id)) })
+      assert.equal(4, #standin.delivered())
     end)
   end)
 
@@ -226,9 +281,11 @@ describe("wecom stand-in: the KF desk", function()
 
   describe("statistics", function()
     local DAY = 86400
-    local today = math.floor((os.time() + 8 * 3600) / DAY) * DAY - 8 * 3600
+    -- a fixed today, told to the stand-in: nothing moves when the run crosses midnight in China
+    local today = cases.TODAY
 
     it("takes a range of at most 31 days, from yesterday back to 180 days", function()
+      standin.config{ statistic_now = cases.NOW }
       local CORP = "/cgi-bin/kf/get_corp_statistic"
       local function range(from, to)
         return { open_kfid = KFID, start_time = from, end_time = to }

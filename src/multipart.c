@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "wechat_core.h"
 
 #define MP_BOUNDARY_RANDOM 16     /* random bytes, written as 32 hex digits */
@@ -84,17 +82,10 @@ static int l_multipart_frame(lua_State *L)
     char made[sizeof MP_PREFIX + 2 * MP_BOUNDARY_RANDOM];
     const char *boundary;
     if (lua_isnoneornil(L, 4)) {
-        static const char HEX[] = "0123456789abcdef";
-        unsigned char r[MP_BOUNDARY_RANDOM];
-        if (RAND_bytes(r, sizeof r) != 1) return luaL_error(L, "multipart_frame: no random bytes available");
         memcpy(made, MP_PREFIX, sizeof MP_PREFIX - 1);
-        char *p = made + sizeof MP_PREFIX - 1;
-        for (size_t i = 0; i < sizeof r; i++) {
-            *p++ = HEX[r[i] >> 4];
-            *p++ = HEX[r[i] & 0x0f];
-        }
+        wechat_random_hex(L, F, made + sizeof MP_PREFIX - 1, MP_BOUNDARY_RANDOM);
         boundary = made;
-        boundary_len = (size_t)(p - made);
+        boundary_len = sizeof MP_PREFIX - 1 + 2 * MP_BOUNDARY_RANDOM;
     } else {
         if (lua_type(L, 4) != LUA_TSTRING)
             return wechat_argerror(L, F, 4, "string or nil expected, got %s", luaL_typename(L, 4));

@@ -1,4 +1,5 @@
-/* Random bytes from OpenSSL's CSPRNG (RAND_bytes), for lock tokens and callback reply nonces: unlike math.random,
+/* Random bytes from OpenSSL's CSPRNG (RAND_bytes), for lock tokens, callback reply nonces and multipart
+ * boundaries: unlike math.random,
  * never the same sequence in two nginx workers or two processes started at the same second. */
 #include <openssl/rand.h>
 
@@ -22,6 +23,14 @@ static void random_fill(lua_State *L, const char *fname, unsigned char *buf, siz
     if (RAND_bytes(buf, (int)n) != 1) luaL_error(L, "%s: OpenSSL RAND_bytes failed", fname);
 }
 
+void wechat_random_hex(lua_State *L, const char *fname, char *out, size_t n)
+{
+    unsigned char buf[WECHAT_RANDOM_MAX];
+    if (n > WECHAT_RANDOM_MAX) luaL_error(L, "%s: at most %d random bytes at once", fname, WECHAT_RANDOM_MAX);
+    random_fill(L, fname, buf, n);
+    wechat_hex(out, buf, n);
+}
+
 /* core.random_bytes(n) -> n random bytes (1 <= n <= 256); raises when OpenSSL has no randomness to give. */
 static int l_random_bytes(lua_State *L)
 {
@@ -35,11 +44,9 @@ static int l_random_bytes(lua_State *L)
 /* core.random_hex(n) -> n random bytes as 2n lowercase hex digits; raises like random_bytes. */
 static int l_random_hex(lua_State *L)
 {
-    unsigned char buf[WECHAT_RANDOM_MAX];
     char hex[2 * WECHAT_RANDOM_MAX];
     size_t n = random_count(L, "random_hex");
-    random_fill(L, "random_hex", buf, n);
-    wechat_hex(hex, buf, n);
+    wechat_random_hex(L, "random_hex", hex, n);
     lua_pushlstring(L, hex, 2 * n);
     return 1;
 }

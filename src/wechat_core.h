@@ -32,6 +32,10 @@ int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, 
 /* Writes 2n lowercase hex digits of in[0..n) to out (no NUL). */
 void wechat_hex(char *out, const unsigned char *in, size_t n);
 
+/* Writes 2n lowercase hex digits of n random bytes (OpenSSL's CSPRNG, n <= 256) to out (no NUL); raises
+ * "fname: ..." when OpenSSL has no randomness to give. The one writer of random bytes in core. */
+void wechat_random_hex(lua_State *L, const char *fname, char *out, size_t n);
+
 #pragma GCC visibility pop
 
 #endif

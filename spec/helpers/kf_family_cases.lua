@@ -4,10 +4,13 @@
 -- LuaJIT (spec/kf_family_spec.lua, curl) and inside nginx (spec/openresty/kf_family_spec.lua, cosockets).
 --
 --   for _, c in ipairs(cases.cases) do
---     c.setup(standin); local res, err = modules[c.module][c.op](client, cases.AGENT, cases.args(c))
+--     c.setup(standin)
+--     local avatar = c.avatar and assert(cases.upload_avatar(client)).media_id
+--     local res, err = modules[c.module][c.op](client, cases.AGENT, cases.args(c, avatar))
+--     -- the stand-in must have received cases.body(c, avatar)
 --   end
 local unpack = table.unpack or unpack -- luacheck: ignore 143
-local select, floor, time = select, math.floor, os.time
+local select, type, gsub = select, type, string.gsub
 
 local M = {}
 
@@ -20,10 +23,17 @@ local TO, KFID, SERVICER = M.TO, M.KFID, M.SERVICER
 
 M.MODULES = { "account", "servicer", "service_state", "customer", "statistic" }
 
--- Statistics take day starts (00:00 China Standard Time) between yesterday and 180 days back.
+-- Statistics take day starts (00:00 China Standard Time) between yesterday and 180 days back. The stand-in is told
+-- what "now" is (config statistic_now: noon of M.TODAY), so a window fixed here holds whenever the run goes, across
+-- midnight in China too, and this module gives the same numbers in every process that loads it.
 local DAY = 86400
-local TODAY = floor((time() + 8 * 3600) / DAY) * DAY - 8 * 3600
-local START, END = TODAY - 3 * DAY, TODAY - 2 * DAY
+M.TODAY = 1767196800 -- 2026-01-01 00:00 China Standard Time
+M.NOW = M.TODAY + DAY / 2
+local START, END = M.TODAY - 3 * DAY, M.TODAY - 2 * DAY
+
+-- Stands for the media_id of an avatar uploaded just before the case (cases with `avatar = true`).
+local AVATAR = "@AVATAR@"
+M.AVATAR_PNG = "\137PNG\r\n\26\n\0\0\0\rIHDR" .. ("avatar "):rep(8)
 
 local function ok(fields)
   local out = { errcode = 0, errmsg = "ok" }
@@ -50,12 +60,21 @@ end
 
 local function nothing() end
 
+local function statistic_clock(standin)
+  standin.config{ statistic_now = M.NOW }
+end
+
 -- name, module, op, setup, path, request (the raw POST body, or { query = "..." } for a GET), result, args...
 local function case(name, module, op, setup, path, request, result, ...)
   local get = type(request) == "table"
   return { name = name, module = module, op = op, setup = setup, path = path, method = get and "GET" or "POST",
     body = not get and request or nil, query = get and request.query or nil, result = result,
     n = select("#", ...), ... }
+end
+
+local function with_avatar(c)
+  c.avatar = true
+  return c
 end
 
 local STAT = { open_kfid = KFID, start_time = START, end_time = END }
@@ -65,12 +84,12 @@ local STAT_DAYS = {
 }
 
 M.cases = {
-  case("account.add", "account", "add", nothing, "/cgi-bin/kf/account/add",
-    '{"name":"客服小美","media_id":"MEDIA1"}', ok{ open_kfid = "wkSTANDIN1" }, "客服小美", "MEDIA1"),
+  with_avatar(case("account.add", "account", "add", nothing, "/cgi-bin/kf/account/add",
+    '{"name":"客服小美","media_id":"@AVATAR@"}', ok{ open_kfid = "wkSTANDIN1" }, "客服小美", AVATAR)),
   case("account.delete", "account", "delete", account, "/cgi-bin/kf/account/del",
     '{"open_kfid":"wkKF01"}', ok(), KFID),
-  case("account.update", "account", "update", account, "/cgi-bin/kf/account/update",
-    '{"open_kfid":"wkKF01","name":"新名字","media_id":"M2"}', ok(), KFID, { media_id = "M2", name = "新名字" }),
+  with_avatar(case("account.update", "account", "update", account, "/cgi-bin/kf/account/update",
+    '{"open_kfid":"wkKF01","name":"新名字","media_id":"@AVATAR@"}', ok(), KFID, { media_id = AVATAR, name = "新名字" })),
   case("account.list with offset and limit", "account", "list", function(standin)
       standin.kf_account{ open_kfid = "wkA" }
       standin.kf_account{ open_kfid = "wkB", name = "乙" }
@@ -133,18 +152,46 @@ M.cases = {
   case("customer.cancel_upgrade_service", "customer", "cancel_upgrade_service", customer,
     "/cgi-bin/kf/customer/cancel_upgrade_service", '{"open_kfid":"wkKF01","external_userid":"wmCUSTOMER01"}', ok(),
     KFID, TO),
-  case("statistic.get_corp_statistic", "statistic", "get_corp_statistic", account, "/cgi-bin/kf/get_corp_statistic",
+  case("statistic.get_corp_statistic", "statistic", "get_corp_statistic",
+    function(standin) account(standin) statistic_clock(standin) end, "/cgi-bin/kf/get_corp_statistic",
     ('{"open_kfid":"wkKF01","start_time":%d,"end_time":%d}'):format(START, END), ok{ statistic_list = STAT_DAYS },
     STAT),
   case("statistic.get_servicer_statistic", "statistic", "get_servicer_statistic",
-    function(standin) account(standin, { SERVICER }) end, "/cgi-bin/kf/get_servicer_statistic",
+    function(standin) account(standin, { SERVICER }) statistic_clock(standin) end,
+    "/cgi-bin/kf/get_servicer_statistic",
     ('{"open_kfid":"wkKF01","servicer_userid":"zhangsan","start_time":%d,"end_time":%d}'):format(START, END),
     ok{ statistic_list = STAT_DAYS },
     { open_kfid = KFID, servicer_userid = SERVICER, start_time = START, end_time = END }),
 }
 
-function M.args(c)
-  return unpack(c, 1, c.n)
+-- The case's arguments, the avatar's media_id in place of AVATAR (also as a field of a table argument).
+function M.args(c, avatar)
+  local out = {}
+  for i = 1, c.n do
+    local v = c[i]
+    if v == AVATAR then
+      v = avatar
+    elseif type(v) == "table" and v.media_id == AVATAR then
+      local copy = {}
+      for k, x in pairs(v) do
+        copy[k] = x
+      end
+      copy.media_id = avatar
+      v = copy
+    end
+    out[i] = v
+  end
+  return unpack(out, 1, c.n)
+end
+
+-- The raw body the stand-in must receive, with the avatar's media_id.
+function M.body(c, avatar)
+  return c.body and (gsub(c.body, AVATAR, avatar or AVATAR))
+end
+
+--- Uploads the avatar image (account add and update take only the media_id of one the stand-in issued).
+function M.upload_avatar(client)
+  return require("wechat.work.material").upload_data(client, M.AGENT, "image", "avatar.png", M.AVATAR_PNG)
 end
 
 -- The modules by short name.

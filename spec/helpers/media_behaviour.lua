@@ -105,8 +105,8 @@ function M.define(it, assert, run)
     assert.same({}, standin.counts())
   end)
 
-  it("get downloads to memory, to a file, and a range", function()
-    local out = run("round_trip")
+  -- the four downloads of the round_trip case, byte for byte
+  local function assert_round_trip(out)
     assert.same({ body = cases.PNG, content_type = "image/png", filename = "logo.png" }, out.whole.res)
     assert.is_true(out.same)
     assert.same({ path = DIR .. "/down.png", size = #cases.PNG, content_type = "image/png", filename = "logo.png" },
@@ -115,10 +115,31 @@ function M.define(it, assert, run)
     assert.is_false(out.part_left)
     assert.same({ body = cases.PNG:sub(3, 6), content_type = "image/png", filename = "logo.png" }, out.range.res)
     assert.same({ body = cases.PNG:sub(41), content_type = "image/png", filename = "logo.png" }, out.tail.res)
+  end
+
+  it("get downloads to memory, to a file, and a range", function()
+    local out = run("round_trip")
+    assert_round_trip(out)
     local gets = standin.requests("/cgi-bin/media/get")
     assert.equal(4, #gets)
     assert.same({ access_token = standin.token(), media_id = out.media_id }, gets[1].args)
   end)
+
+  -- nginx frames the stand-in's answers with Content-Length; config media_framing writes them by hand otherwise
+  for _, framing in ipairs{ "chunked", "close" } do
+    it("get reads a body " .. (framing == "chunked" and "sent in chunks" or "ended by the connection closing")
+      .. ", to memory, to a file and a range, byte for byte", function()
+      standin.config{ media_framing = framing }
+      local out = run("round_trip")
+      assert_round_trip(out)
+      assert.equal(4, standin.counts()["/cgi-bin/media/get"])
+      -- and the stand-in did frame it so
+      local status, body, headers = standin.request("GET", "/cgi-bin/media/get?access_token=" .. standin.token()
+        .. "&media_id=" .. out.media_id)
+      assert.same({ 200, cases.PNG, framing == "chunked" and "chunked" or nil, nil, "close" },
+        { status, body, headers["transfer-encoding"], headers["content-length"], headers["connection"] })
+    end)
+  end
 
   it("gives WeCom's JSON answer to media/get as an api error, never as a file", function()
     local out = run("get_failures")

@@ -23,8 +23,10 @@ local SERVER = [[
         local cjson = require "cjson"
         local cases = require "helpers.kf_family_cases"
         local c = cases.cases[tonumber(ngx.var.arg_i)]
-        local res, err = cases.modules()[c.module][c.op](SPEC_CLIENT, cases.AGENT, cases.args(c))
-        ngx.print(cjson.encode(res and { result = res } or { err = { kind = err.kind, errcode = err.errcode } }))
+        local avatar = c.avatar and assert(cases.upload_avatar(SPEC_CLIENT)).media_id
+        local res, err = cases.modules()[c.module][c.op](SPEC_CLIENT, cases.AGENT, cases.args(c, avatar))
+        ngx.print(cjson.encode(res and { result = res, avatar = avatar }
+          or { err = { kind = err.kind, errcode = err.errcode } }))
       }
     }
     location = /forget_tokens {
@@ -66,12 +68,14 @@ describe("the KF desk inside nginx content handlers #openresty", function()
       c.setup(standin)
       local status, body = app:request("GET", "/case?i=" .. i)
       assert.equal(200, status, body)
-      assert.same({ result = c.result }, cjson.decode(body))
+      local got = cjson.decode(body)
+      assert.same({ result = c.result, avatar = got.avatar }, got)
+      assert.equal(c.avatar or nil, got.avatar and true)
       local sent = standin.requests(c.path)
       assert.equal(1, #sent)
       assert.equal(c.method, sent[1].method)
       if c.body then
-        assert.equal(c.body, sent[1].body)
+        assert.equal(cases.body(c, got.avatar), sent[1].body)
       else
         local token = sent[1].query:match("^access_token=(ST%x+)")
         assert.equal("access_token=" .. token .. (c.query ~= "" and "&" .. c.query or ""), sent[1].query)

@@ -470,6 +470,39 @@ local function exchange(self, sock, head, keep)
   return { status = status, body = body }
 end
 
+-- The "phase" error of an nginx phase without cosockets, or nil where they work.
+local function phase_error(self)
+  local phase, cosockets = nginx.phase(self.ngx)
+  if not cosockets then
+    return errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
+      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  end
+end
+
+-- Runs run_exchange(self, sock, head, keep, req) (exchange or media_exchange) over a pooled connection to dest, or
+-- a new one when fresh; when a pooled connection proves dead before any answer, once more over a new one, never
+-- pooled again. The answer or error, and true when it came from that second exchange (its error says resent).
+local function exchange_resending(self, dest, run_exchange, head, fresh, req)
+  self.requests = self.requests + 1
+  local sock, reused = open(self, dest, fresh)
+  if not sock then
+    return nil, reused
+  end
+  local res, err, stale = run_exchange(self, sock, head, not fresh, req)
+  if res or not (stale and reused > 0) then
+    return res, err
+  end
+  sock, err = open(self, dest, true)
+  if not sock then
+    return nil, err
+  end
+  res, err = run_exchange(self, sock, head, false, req)
+  if not res then
+    err.resent = true -- the request may have reached the server twice already
+  end
+  return res, err, true
+end
+
 -- Destinations kept per transport: a client posts to a few URLs, each the same until the token changes.
 local MAX_DESTINATIONS = 8
 
@@ -521,10 +554,9 @@ end
 -- @raise on a wrong request table
 function Transport:request(req)
   local method, url, body = check_request(req)
-  local phase, cosockets = nginx.phase(self.ngx)
-  if not cosockets then
-    return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
-      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  local perr = phase_error(self)
+  if perr then
+    return nil, perr
   end
   local dest = self.destinations[url] or destination(self, url)
   local head
@@ -535,26 +567,9 @@ function Transport:request(req)
     head = dest.get_head
   end
 
-  self.requests = self.requests + 1
-  local fresh = req.fresh == true
-  local sock, reused = open(self, dest, fresh)
-  if not sock then
-    return nil, reused
-  end
-  local res, err, stale = exchange(self, sock, head, not fresh)
-  if res or not (stale and reused > 0) then
-    return res, err
-  end
-  sock, err = open(self, dest, true)
-  if not sock then
-    return nil, err
-  end
-  res, err = exchange(self, sock, head, false)
-  -- the request may have reached the server twice already
-  if res then
-    res.resent = true
-  else
-    err.resent = true
+  local res, err, resent = exchange_resending(self, dest, exchange, head, req.fresh == true)
+  if res and resent then
+    res.resent = true -- the request may have reached the server twice already
   end
   return res, err
 end
@@ -751,7 +766,7 @@ local function read_body_pieces(sock, status, headers, max, put)
   end
 end
 
-local function media_exchange(self, sock, head, req, keep)
+local function media_exchange(self, sock, head, keep, req)
   local upload = req.upload
   local ok, err, stale
   if upload then
@@ -852,10 +867,9 @@ end
 -- @raise on a wrong request table
 function Transport:media(req)
   req = check_media(req)
-  local phase, cosockets = nginx.phase(self.ngx)
-  if not cosockets then
-    return nil, errors.new(errors.PHASE, "cannot send from the nginx '" .. tostring(phase)
-      .. "' phase: cosockets are disabled there; use a timer (ngx.timer.at) or another phase")
+  local perr = phase_error(self)
+  if perr then
+    return nil, perr
   end
   -- not kept among the destinations: every media_id makes another URL
   local dest = make_destination(self, req.url, "media", 3)
@@ -883,23 +897,7 @@ function Transport:media(req)
   end
   head = concat(head)
 
-  self.requests = self.requests + 1
-  local sock, reused = open(self, dest)
-  if not sock then
-    return nil, reused
-  end
-  local res, err, stale = media_exchange(self, sock, head, exchange_req, true)
-  if res or not (stale and reused > 0) then
-    return res, err
-  end
-  sock, err = open(self, dest, true)
-  if not sock then
-    return nil, err
-  end
-  res, err = media_exchange(self, sock, head, exchange_req, false)
-  if not res then
-    err.resent = true
-  end
+  local res, err = exchange_resending(self, dest, media_exchange, head, false, exchange_req)
   return res, err
 end
 

@@ -90,6 +90,15 @@ local CONFIG_CHECKS = {
   media_cut_after = function(v)
     return is_integer(v) and v >= -1, "media_cut_after must be an integer >= -1"
   end,
+  media_framing = function(v)
+    return v == "length" or v == "chunked" or v == "close", 'media_framing must be "length", "chunked" or "close"'
+  end,
+  media_strict = function(v)
+    return type(v) == "boolean", "media_strict must be a boolean"
+  end,
+  statistic_now = function(v)
+    return is_integer(v) and v >= 0, "statistic_now must be an integer >= 0"
+  end,
 }
 
 -- GET /_standin/media?media_id=: what the stand-in keeps of an upload (its file's path, to compare bytes).

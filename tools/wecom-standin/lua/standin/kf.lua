@@ -4,6 +4,7 @@ local cjson = require "cjson.safe"
 local errors = require "wechat.work.errors"
 local http = require "standin.http"
 local json_raw = require "standin.json_raw"
+local media_store = require "standin.media"
 local session = require "standin.session"
 local state = require "standin.state"
 local token = require "standin.token"
@@ -112,9 +113,20 @@ local function first(...)
   end
 end
 
+-- A media_id field; with config media_strict also one the stand-in issued (WeCom's 40007 for any other).
+local function need_media(msg, key, path)
+  local code, err = need_string(msg, key, path, 41006)
+  if code then
+    return code, err
+  end
+  if state.config("media_strict") and not media_store.lookup(msg[key]) then
+    return 40007, "invalid media_id"
+  end
+end
+
 local function media(name)
   return function(msg)
-    return need_string(msg, "media_id", name .. ".media_id", 41006)
+    return need_media(msg, "media_id", name .. ".media_id")
   end
 end
 
@@ -147,14 +159,14 @@ local TYPED = {
           return 40058, "invalid link.url"
         end
       end,
-      function() return need_string(msg, "thumb_media_id", "link.thumb_media_id", 41006) end)
+      function() return need_media(msg, "thumb_media_id", "link.thumb_media_id") end)
   end,
   miniprogram = function(msg)
     return first(
       function() return need_string(msg, "appid", "miniprogram.appid", 40058) end,
       -- title, head_content, tail_content and list are optional in WeCom's documentation ("否")
       function() return may_string(msg, "title", "miniprogram.title", MAX_MINIPROGRAM_TITLE) end,
-      function() return need_string(msg, "thumb_media_id", "miniprogram.thumb_media_id", 41006) end,
+      function() return need_media(msg, "thumb_media_id", "miniprogram.thumb_media_id") end,
       function() return need_string(msg, "pagepath", "miniprogram.pagepath", 40058) end)
   end,
   msgmenu = function(msg, raw)

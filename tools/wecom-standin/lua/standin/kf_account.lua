@@ -5,6 +5,7 @@ local cjson = require "cjson.safe"
 local http = require "standin.http"
 local json_raw = require "standin.json_raw"
 local kf = require "standin.kf"
+local media_store = require "standin.media"
 local state = require "standin.state"
 local token = require "standin.token"
 
@@ -103,8 +104,14 @@ local function name_error(name)
   end
 end
 
+-- The avatar: a temporary media_id of an image the stand-in issued (stricter than known: WeCom's answer to the
+-- media_id of a voice, video or file is not documented, so those are refused too).
 local function media_error(media_id)
   if type(media_id) ~= "string" or media_id == "" or #media_id > MAX_MEDIA_ID then
+    return 40007, "invalid media_id"
+  end
+  local kept = media_store.lookup(media_id)
+  if not kept or kept.type ~= "image" then
     return 40007, "invalid media_id"
   end
 end

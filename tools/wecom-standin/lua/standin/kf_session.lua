@@ -8,6 +8,7 @@ local json_raw = require "standin.json_raw"
 local kf = require "standin.kf"
 local kf_account = require "standin.kf_account"
 local session = require "standin.session"
+local state = require "standin.state"
 
 local ngx = ngx
 local type, ipairs, floor = type, ipairs, math.floor
@@ -212,7 +213,8 @@ local function statistic(method, args, body, per_servicer)
   if not uint32(from) or not uint32(to) then
     return http.wecom_error(40058, "invalid start_time or end_time")
   end
-  local today = day_start(ngx.time())
+  local now = state.config("statistic_now")
+  local today = day_start(now > 0 and now or ngx.time())
   if to < from or to - from > MAX_SPAN or day_start(to) >= today or day_start(from) < today - MAX_BACK_DAYS * DAY then
     return http.wecom_error(40058, "invalid time range")
   end

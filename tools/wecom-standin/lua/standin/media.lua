@@ -9,7 +9,8 @@ local state = require "standin.state"
 local token = require "standin.token"
 
 local ngx = ngx
-local tonumber, io_open, os_remove = tonumber, io.open, os.remove
+local ipairs, tonumber, io_open, os_remove = ipairs, tonumber, io.open, os.remove
+local concat = table.concat
 local format, match, sub = string.format, string.match, string.sub
 
 local M = {}
@@ -231,6 +232,40 @@ local function parse_range(header, size)
   return from, to < size and to or size - 1
 end
 
+-- config media_framing "chunked" or "close": the answer written by hand on the raw connection, as nginx would never
+-- frame it so: chunks of RAW_CHUNK bytes (an odd size, so that chunks never line up with a reader's pieces), or no
+-- length at all, the body ending when the connection closes. Either way the connection closes after the answer.
+local RAW_CHUNK = 37
+
+local function send_raw(file, status, length, headers, framing)
+  local sock, err = ngx.req.socket(true)
+  if not sock then
+    file:close()
+    ngx.log(ngx.ERR, "standin: no raw socket for media_framing: ", err)
+    return ngx.exit(500)
+  end
+  local head = { format("HTTP/1.1 %d %s\r\n", status, status == 206 and "Partial Content" or "OK") }
+  for _, h in ipairs(headers) do
+    head[#head + 1] = h[1] .. ": " .. h[2] .. "\r\n"
+  end
+  head[#head + 1] = (framing == "chunked" and "Transfer-Encoding: chunked\r\n" or "") .. "Connection: close\r\n\r\n"
+  local ok = sock:send(concat(head))
+  local left = length
+  while ok and left > 0 do
+    local piece = file:read(left < RAW_CHUNK and left or RAW_CHUNK)
+    if not piece then
+      break
+    end
+    left = left - #piece
+    ok = sock:send(framing == "chunked" and (format("%x\r\n", #piece) .. piece .. "\r\n") or piece)
+  end
+  if ok and framing == "chunked" then
+    sock:send("0\r\n\r\n")
+  end
+  file:close()
+  return ngx.exit(444) -- closes the connection, sending nothing more
+end
+
 function M.get(method, args)
   if method ~= "GET" then
     return http.wecom_error(43001, "require GET method")
@@ -255,16 +290,27 @@ function M.get(method, args)
   local status = 200
   if from then
     status = 206
-    ngx.header["Content-Range"] = format("bytes %d-%d/%d", from, to, size)
     file:seek("set", from)
   else
     from, to = 0, size - 1
   end
   local length = to - from + 1
+  local headers = {
+    { "Content-Type", media.content_type },
+    { "Content-Disposition", format('attachment; filename="%s"', media.filename) },
+    { "Accept-Ranges", "bytes" },
+  }
+  if status == 206 then
+    headers[#headers + 1] = { "Content-Range", format("bytes %d-%d/%d", from, to, size) }
+  end
+  local framing = state.config("media_framing")
+  if framing ~= "length" then
+    return send_raw(file, status, length, headers, framing)
+  end
   ngx.status = status
-  ngx.header["Content-Type"] = media.content_type
-  ngx.header["Content-Disposition"] = format('attachment; filename="%s"', media.filename)
-  ngx.header["Accept-Ranges"] = "bytes"
+  for _, h in ipairs(headers) do
+    ngx.header[h[1]] = h[2]
+  end
   ngx.header["Content-Length"] = length
   -- a spec's broken download: the answer stops after this many bytes of the body and the connection closes
   local cut = state.config("media_cut_after")

@@ -23,6 +23,9 @@ M.DEFAULTS = {
   record = true,            -- false: no request log and no delivered list (benches), counts still kept
   window_strict = false,    -- true: send_msg to a customer never seen writing answers 95031 (standin/window.lua)
   media_cut_after = -1,     -- >= 0: media/get stops after this many bytes of the body and closes the connection
+  media_framing = "length", -- media/get's body: "length" (Content-Length), "chunked", or "close" (ends at close)
+  media_strict = false,     -- true: send_msg refuses a media_id the stand-in never issued (40007)
+  statistic_now = 0,        -- > 0: the time the statistics' range check takes as now (0: the clock)
 }
 
 function M.reset()
