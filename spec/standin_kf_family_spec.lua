@@ -194,6 +194,16 @@ describe("wecom stand-in: the KF desk", function()
       refused(40096, "external_userid missing", "/cgi-bin/kf/service_state/trans", { open_kfid = KFID })
     end)
 
+    it("moves nothing for a customer it never heard of: that session is 4, as service_state/get says", function()
+      local got = call("/cgi-bin/kf/service_state/get", { open_kfid = KFID, external_userid = TO })
+      assert.same({ 4, "" }, { got.service_state, got.servicer_userid })
+      for to = 0, 4 do
+        refused(95016, ("invalid service state transition 4 -> %d"):format(to), "/cgi-bin/kf/service_state/trans",
+          { open_kfid = KFID, external_userid = TO, service_state = to, servicer_userid = to == 3 and "zhangsan" or nil })
+      end
+      assert.same({}, { standin.session(KFID, TO) })
+    end)
+
     it("gives a msg_code on the first move to 2, 3 or 4, usable while the session stays there", function()
       standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 0 }
       local function move(to, servicer)

@@ -127,7 +127,10 @@ M.cases = {
     end, "/cgi-bin/kf/service_state/trans",
     '{"open_kfid":"wkKF01","external_userid":"wmCUSTOMER01","service_state":3,"servicer_userid":"zhangsan"}',
     ok{ msg_code = "standin-msg-code-1" }, KFID, TO, 3, SERVICER),
-  case("service_state.trans to the assistant", "service_state", "trans", account, "/cgi-bin/kf/service_state/trans",
+  case("service_state.trans to the assistant", "service_state", "trans", function(standin)
+      account(standin)
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 0 }
+    end, "/cgi-bin/kf/service_state/trans",
     '{"open_kfid":"wkKF01","external_userid":"wmCUSTOMER01","service_state":1}', ok(), KFID, TO, 1),
   case("customer.get_customer_info", "customer", "get_customer_info", customer, "/cgi-bin/kf/customer/batchget",
     '{"external_userid_list":["wmCUSTOMER01","wmNOBODY"],"need_enter_session_context":1}',

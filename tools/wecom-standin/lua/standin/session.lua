@@ -87,11 +87,12 @@ end
 
 --- Moves a session as service_state/trans does. `is_servicer(userid)` says whether a userid may receive the
 -- account's sessions. Returns the msg_code (nil when the move gives none), or false, errcode, errmsg.
--- A session never seen counts as untreated. msg_code comes on a move to 2 or 4, and to 3 from another state
+-- A session never seen counts as ended (WeCom's 4, "not started", as service_state/get answers), so nothing moves
+-- it until the customer writes. msg_code comes on a move to 2 or 4, and to 3 from another state
 -- (a hand-over 3 -> 3 gives none): WeCom's "初次变更为2和3时 ... 为4时".
 function M.trans(open_kfid, external_userid, to, servicer_userid, is_servicer)
   local from, servicer = M.get(open_kfid, external_userid)
-  from = from or M.UNTREATED
+  from = from or M.ENDED
   if not MOVES[from][to] or (from == M.HUMAN and to == M.HUMAN and servicer == servicer_userid) then
     return false, 95016, format("invalid service state transition %d -> %d", from, to)
   end
