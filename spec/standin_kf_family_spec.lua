@@ -134,6 +134,44 @@ describe("wecom stand-in: the KF desk", function()
       assert.same({ 0, 0 }, { (image(id)), (link(id)) })
       assert.equal(4, #standin.delivered())
     end)
+
+    -- an upload of each type, media_strict on
+    local function one_of_each()
+      standin.config{ media_strict = true }
+      return {
+        image = upload("image", "a.png", cases.AVATAR_PNG),
+        voice = upload("voice", "a.amr", "#!AMR\n" .. ("v"):rep(32)),
+        video = upload("video", "a.mp4", "\0\0\0\24ftypmp42" .. ("m"):rep(32)),
+        file = upload("file", "a.txt", "a file of text"),
+      }
+    end
+
+    it("with config media_strict takes a media_id only in a message of its type (40007)", function()
+      local ids = one_of_each()
+      local sent = 0
+      for want in pairs(ids) do
+        for got, id in pairs(ids) do
+          local code, msg = send_media{ msgtype = want, [want] = { media_id = id } }
+          if got == want then
+            assert.equal(0, code, want)
+            sent = sent + 1
+          else
+            assert.same({ 40007, "invalid media_id" }, { code, msg }, want .. " with the media_id of a " .. got)
+          end
+        end
+      end
+      assert.same({ 4, 4 }, { sent, #standin.delivered() })
+    end)
+
+    it("with config media_strict takes only an image's media_id as a thumb (40007)", function()
+      local ids = one_of_each()
+      for got, id in pairs(ids) do
+        local expected = got == "image" and { 0, 0 } or { 40007, 40007 }
+        assert.same(expected, { (link(id)), (send_media{ msgtype = "miniprogram", miniprogram = { appid = "wx1",
+          thumb_media_id = id, pagepath = "p" } }) }, "thumbs of a " .. got)
+      end
+      assert.equal(2, #standin.delivered())
+    end)
   end)
 
   describe("servicers", function()
@@ -199,7 +237,8 @@ describe("wecom stand-in: the KF desk", function()
       assert.same({ 4, "" }, { got.service_state, got.servicer_userid })
       for to = 0, 4 do
         refused(95016, ("invalid service state transition 4 -> %d"):format(to), "/cgi-bin/kf/service_state/trans",
-          { open_kfid = KFID, external_userid = TO, service_state = to, servicer_userid = to == 3 and "zhangsan" or nil })
+          { open_kfid = KFID, external_userid = TO, service_state = to,
+            servicer_userid = to == 3 and "zhangsan" or nil })
       end
       assert.same({}, { standin.session(KFID, TO) })
     end)

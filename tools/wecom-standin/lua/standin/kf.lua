@@ -113,20 +113,25 @@ local function first(...)
   end
 end
 
--- A media_id field; with config media_strict also one the stand-in issued (WeCom's 40007 for any other).
-local function need_media(msg, key, path)
+-- A media_id field; with config media_strict also one the stand-in issued for an upload of type `want` (WeCom's
+-- 40007 covers "wrong media type" too). Thumbs are images; a file takes only a file upload: whether WeCom sends
+-- an image's media_id as a file is not documented, so the stricter answer.
+local function need_media(msg, key, path, want)
   local code, err = need_string(msg, key, path, 41006)
   if code then
     return code, err
   end
-  if state.config("media_strict") and not media_store.lookup(msg[key]) then
-    return 40007, "invalid media_id"
+  if state.config("media_strict") then
+    local kept = media_store.lookup(msg[key])
+    if not kept or kept.type ~= want then
+      return 40007, "invalid media_id"
+    end
   end
 end
 
 local function media(name)
   return function(msg)
-    return need_media(msg, "media_id", name .. ".media_id")
+    return need_media(msg, "media_id", name .. ".media_id", name)
   end
 end
 
@@ -159,14 +164,14 @@ local TYPED = {
           return 40058, "invalid link.url"
         end
       end,
-      function() return need_media(msg, "thumb_media_id", "link.thumb_media_id") end)
+      function() return need_media(msg, "thumb_media_id", "link.thumb_media_id", "image") end)
   end,
   miniprogram = function(msg)
     return first(
       function() return need_string(msg, "appid", "miniprogram.appid", 40058) end,
       -- title, head_content, tail_content and list are optional in WeCom's documentation ("否")
       function() return may_string(msg, "title", "miniprogram.title", MAX_MINIPROGRAM_TITLE) end,
-      function() return need_media(msg, "thumb_media_id", "miniprogram.thumb_media_id") end,
+      function() return need_media(msg, "thumb_media_id", "miniprogram.thumb_media_id", "image") end,
       function() return need_string(msg, "pagepath", "miniprogram.pagepath", 40058) end)
   end,
   msgmenu = function(msg, raw)
