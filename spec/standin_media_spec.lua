@@ -120,6 +120,28 @@ describe("the stand-in's media calls", function()
     assert.equal(13, standin.counts()["/cgi-bin/media/upload"])
   end)
 
+  it("forgets a media_id 3 days after its upload (40007 on media/get, in send_msg, as an avatar)", function()
+    local res = upload("type=image&access_token=" .. token, { form(png, 108, "media", "a.png") })
+    local id, created_at = res.media_id, tonumber(res.created_at)
+    local url = standin.url() .. "/cgi-bin/media/get?access_token=" .. token .. "&media_id=" .. id
+    local function uses()
+      local body = curl(shell_quote(url))
+      local _, send = standin.request("POST", "/cgi-bin/kf/send_msg?access_token=" .. token, cjson.encode{
+        touser = "wmUSER", open_kfid = "wkKF01", msgtype = "image", image = { media_id = id } })
+      local _, add = standin.request("POST", "/cgi-bin/kf/account/add?access_token=" .. token, cjson.encode{
+        name = "客服", media_id = id })
+      return { body == '{"errcode":40007,"errmsg":"invalid media_id"}' and "40007" or "served",
+        cjson.decode(send).errcode, cjson.decode(add).errcode }
+    end
+    standin.sync{ messages = { { open_kfid = "wkKF01", external_userid = "wmUSER", msgtype = "text",
+      text = { content = "hi" } } } }
+    standin.config{ media_strict = true, media_now = created_at + 3 * 86400 - 1 }
+    assert.same({ "served", 0, 0 }, uses())
+    standin.config{ media_now = created_at + 3 * 86400 }
+    assert.same({ "40007", 40007, 40007 }, uses())
+    assert.equal(created_at, standin.media(id).created_at)
+  end)
+
   it("answers an unknown media_id with 40007 as JSON", function()
     local body, status = curl(shell_quote(standin.url() .. "/cgi-bin/media/get?access_token=" .. token
       .. "&media_id=nope"))

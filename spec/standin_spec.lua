@@ -103,7 +103,7 @@ describe("wecom stand-in", function()
 
     it("issues already expired tokens when expires_in is 0", function()
       assert.are.same({ expires_in = 0, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_strict = false, record = true, statistic_now = 0,
+        media_now = 0, media_strict = false, record = true, statistic_now = 0,
         window_strict = false }, standin.config({ expires_in = 0 }))
       local status, body = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
       assert.are.equal(200, status)
@@ -665,7 +665,7 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "{}" }, { req("GET", "/_standin/counts") })
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/delivered") })
       assert.are.same({ expires_in = 7200, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_strict = false, record = true, statistic_now = 0,
+        media_now = 0, media_strict = false, record = true, statistic_now = 0,
         window_strict = false },
         cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
     end)

@@ -96,6 +96,9 @@ local CONFIG_CHECKS = {
   media_strict = function(v)
     return type(v) == "boolean", "media_strict must be a boolean"
   end,
+  media_now = function(v)
+    return is_integer(v) and v >= 0, "media_now must be an integer >= 0"
+  end,
   statistic_now = function(v)
     return is_integer(v) and v >= 0, "statistic_now must be an integer >= 0"
   end,
@@ -103,7 +106,7 @@ local CONFIG_CHECKS = {
 
 -- GET /_standin/media?media_id=: what the stand-in keeps of an upload (its file's path, to compare bytes).
 local function media_info(args)
-  local info = require("standin.media").lookup(http.arg(args, "media_id") or "")
+  local info = require("standin.media").kept(http.arg(args, "media_id") or "")
   if not info then
     return http.control_error(404, "no such media_id")
   end

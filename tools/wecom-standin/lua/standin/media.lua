@@ -19,6 +19,7 @@ M.UPLOAD = "/cgi-bin/media/upload"
 M.GET = "/cgi-bin/media/get"
 
 local DICT = ngx.shared.standin
+local LIFETIME = 3 * 86400          -- "media_id valid 3 days"
 local MB = 1024 * 1024
 local PIECE = 65536
 local MAX_PART_HEAD = 8192
@@ -142,6 +143,12 @@ local function read_upload(file_path)
   return parsed
 end
 
+-- The clock media ids age by: config media_now when set, so specs can look 3 days ahead.
+local function now()
+  local t = state.config("media_now")
+  return t > 0 and t or ngx.time()
+end
+
 local function new_media_id()
   return format("3m%030d", state.next_id("media")) .. sub(ngx.md5(ngx.now() .. ":" .. ngx.worker.pid()), 1, 8)
 end
@@ -190,23 +197,34 @@ function M.upload(method, args)
   if not format_ok(media_type, part.first) then
     return refuse(40005, "invalid file type")
   end
-  local created_at = format("%d", ngx.time())
+  local created_at = now()
   local content_type = CONTENT_TYPES[media_type] or image_type(part.first)
   local ok, err = DICT:safe_set("media:" .. media_id, cjson.encode({
     type = media_type, filename = part.filename, size = part.size, content_type = content_type, path = file_path,
+    created_at = created_at,
   }))
   if not ok then
     ngx.log(ngx.ERR, "standin: cannot remember media: ", err)
     return refuse(-1, "system busy")
   end
   return http.json(format('{"errcode":0,"errmsg":"","type":%s,"media_id":%s,"created_at":%s}',
-    cjson.encode(media_type), cjson.encode(media_id), cjson.encode(created_at)))
+    cjson.encode(media_type), cjson.encode(media_id), cjson.encode(format("%d", created_at))))
 end
 
---- What the stand-in keeps of a media_id ({ type, filename, size, content_type, path }), or nil.
-function M.lookup(media_id)
+--- What the stand-in keeps of a media_id ({ type, filename, size, content_type, path, created_at }), expired or
+-- not, or nil.
+function M.kept(media_id)
   local raw = DICT:get("media:" .. media_id)
   return raw and cjson.decode(raw) or nil
+end
+
+--- What the stand-in keeps of a media_id that is still valid (issued less than 3 days ago), or nil.
+function M.lookup(media_id)
+  local media = M.kept(media_id)
+  if media and now() < media.created_at + LIFETIME then
+    return media
+  end
+  return nil
 end
 
 -- from, to (both included) of a Range header against size; nil when there is none; false when it cannot be met

@@ -25,6 +25,7 @@ M.DEFAULTS = {
   media_cut_after = -1,     -- >= 0: media/get stops after this many bytes of the body and closes the connection
   media_framing = "length", -- media/get's body: "length" (Content-Length), "chunked", or "close" (ends at close)
   media_strict = false,     -- true: send_msg refuses a media_id the stand-in never issued (40007)
+  media_now = 0,            -- > 0: the time media ids age by (3 days), and uploads are created at (0: the clock)
   statistic_now = 0,        -- > 0: the time the statistics' range check takes as now (0: the clock)
 }
 
