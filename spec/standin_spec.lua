@@ -189,6 +189,8 @@ describe("wecom stand-in", function()
         err(40058, "invalid link.url") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"https://","thumb_media_id":"T"}}',
         err(40058, "invalid link.url") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"https://a.example/' .. rep("u", 2031)
+        .. '","thumb_media_id":"T"}}', err(40058, "invalid link.url") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"http://a.example"}}',
         err(41006, "link.thumb_media_id missing") },
       { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"title":"t","thumb_media_id":"T","pagepath":"p"}}',
@@ -237,8 +239,8 @@ describe("wecom stand-in", function()
         "{" .. HEAD .. '"msgtype":"voice","voice":{"media_id":"MV"}}',
         "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"MD"}}',
         "{" .. HEAD .. '"msgtype":"file","file":{"media_id":"MF"}}',
-        "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","desc":"d","url":"https://a.example/x?y=1",'
-          .. '"thumb_media_id":"T"}}',
+        "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","desc":"d","url":"https://a.example/'
+          .. rep("x", 2030) .. '","thumb_media_id":"T"}}',
         "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"T",'
           .. '"pagepath":"pages/index"}}',
         "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":"h","list":[],"tail_content":"t"}}',

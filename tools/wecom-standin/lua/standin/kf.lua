@@ -19,6 +19,7 @@ local NULL = cjson.null
 local M = {}
 
 local MAX_CONTENT = 2048
+local MAX_URL = 2048
 local MAX_MENU_ITEMS = 10
 local MAX_MENU_TEXT = 1024
 local MAX_MINIPROGRAM_TITLE = 64
@@ -156,7 +157,7 @@ local TYPED = {
       function() return need_string(msg, "title", "link.title", 41016) end,
       function() return may_string(msg, "desc", "link.desc") end,
       function()
-        local code, err = need_string(msg, "url", "link.url", 41010)
+        local code, err = need_string(msg, "url", "link.url", 41010, MAX_URL)
         if code then
           return code, err
         end
