@@ -153,6 +153,9 @@ describe("wecom stand-in", function()
 
   describe("send_msg", function()
     local HEAD = '"touser":"wmUSER","open_kfid":"wkKF",'
+    local function menu_body(item)
+      return "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[' .. item .. ']}}'
+    end
     local cases = {
       { '{"open_kfid":"wkKF","msgtype":"text","text":{"content":"hi"}}', err(41009, "touser missing") },
       { '{"touser":7,"open_kfid":"wkKF","msgtype":"text","text":{"content":"hi"}}', err(40058, "invalid touser") },
@@ -210,6 +213,30 @@ describe("wecom stand-in", function()
         .. '{"type":"button","button":{}}]}}', err(40058, "invalid msgmenu.list[2]") },
       { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":' .. '"' .. rep("h", 1025) .. '","list":[]}}',
         err(40058, "invalid msgmenu.head_content") },
+      -- menu items: every field required, within its limit
+      { menu_body('{"type":"click","click":{"content":"a"}}'), err(40058, "msgmenu.list[1].click.id missing") },
+      { menu_body('{"type":"click","click":{"id":"' .. rep("i", 65) .. '","content":"a"}}'),
+        err(40058, "invalid msgmenu.list[1].click.id") },
+      { menu_body('{"type":"click","click":{"id":"1","content":"' .. rep("c", 129) .. '"}}'),
+        err(40058, "invalid msgmenu.list[1].click.content") },
+      { menu_body('{"type":"view","view":{"url":"https://a.example/' .. rep("u", 2031) .. '","content":"v"}}'),
+        err(40058, "invalid msgmenu.list[1].view.url") },
+      { menu_body('{"type":"view","view":{"url":"https://a.example","content":""}}'),
+        err(40058, "msgmenu.list[1].view.content missing") },
+      { menu_body('{"type":"view","view":{"url":"https://a.example","content":"' .. rep("v", 1025) .. '"}}'),
+        err(40058, "invalid msgmenu.list[1].view.content") },
+      { menu_body('{"type":"miniprogram","miniprogram":{"appid":"' .. rep("w", 33) .. '","pagepath":"p",'
+        .. '"content":"m"}}'), err(40058, "invalid msgmenu.list[1].miniprogram.appid") },
+      { menu_body('{"type":"miniprogram","miniprogram":{"appid":"wx1","pagepath":"' .. rep("p", 1025) .. '",'
+        .. '"content":"m"}}'), err(40058, "invalid msgmenu.list[1].miniprogram.pagepath") },
+      { menu_body('{"type":"miniprogram","miniprogram":{"appid":"wx1","pagepath":"p"}}'),
+        err(40058, "msgmenu.list[1].miniprogram.content missing") },
+      { menu_body('{"type":"text","text":{"content":"' .. rep("t", 257) .. '"}}'),
+        err(40058, "invalid msgmenu.list[1].text.content") },
+      { menu_body('{"type":"text","text":{"content":"t","no_newline":2}}'),
+        err(40058, "invalid msgmenu.list[1].text.no_newline") },
+      { menu_body('{"type":"text","text":{"content":"t","no_newline":true}}'),
+        err(40058, "invalid msgmenu.list[1].text.no_newline") },
       { "{" .. HEAD .. '"msgtype":"location","location":{"longitude":116.4}}',
         err(40058, "location.latitude missing") },
       { "{" .. HEAD .. '"msgtype":"location","location":{"latitude":"39.9","longitude":116.4}}',
@@ -267,6 +294,21 @@ describe("wecom stand-in", function()
         assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, body) })
       end
       assert.are.same({ 200, "[" .. table.concat(bodies, ",") .. "]" }, { req("GET", "/_standin/delivered") })
+    end)
+
+    it("takes menu items with every field at its limit", function()
+      local token = standin.token()
+      local body = menu_body(table.concat({
+        '{"type":"click","click":{"id":"' .. rep("i", 64) .. '","content":"' .. rep("c", 128) .. '"}}',
+        '{"type":"view","view":{"url":"https://a.example/' .. rep("u", 2030) .. '","content":"' .. rep("v", 1024)
+          .. '"}}',
+        '{"type":"miniprogram","miniprogram":{"appid":"' .. rep("w", 32) .. '","pagepath":"' .. rep("p", 1024)
+          .. '","content":"' .. rep("m", 1024) .. '"}}',
+        '{"type":"text","text":{"content":"' .. rep("t", 256) .. '","no_newline":1}}',
+        '{"type":"text","text":{"content":"t","no_newline":0}}',
+      }, ","))
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, body) })
+      assert.are.same({ 200, "[" .. body .. "]" }, { req("GET", "/_standin/delivered") })
     end)
 
     it("refuses a repeated msgid of the same open_kfid (40058, assumed) and delivers it once", function()

@@ -11,7 +11,7 @@ local token = require "standin.token"
 local window = require "standin.window"
 
 local ngx = ngx
-local type, tonumber, select, floor = type, tonumber, select, math.floor
+local type, tonumber, select, ipairs, floor = type, tonumber, select, ipairs, math.floor
 local format, find, concat = string.format, string.find, table.concat
 
 local NULL = cjson.null
@@ -138,6 +138,30 @@ end
 
 local MENU_ITEM_TYPES = { click = true, view = true, miniprogram = true, text = true }
 
+-- Each menu item's fields, all required, with their byte limits (kf-reference.md §2.1). click.id is optional in
+-- one SDK and 1..128 in another: required and 1..64, the stricter reading; text.content 1..256 (WxJava).
+local ITEM_FIELDS = {
+  click = { { "id", 64 }, { "content", 128 } },
+  view = { { "url", 2048 }, { "content", 1024 } },
+  miniprogram = { { "appid", 32 }, { "pagepath", 1024 }, { "content", 1024 } },
+  text = { { "content", 256 } },
+}
+
+-- The fields of menu item `item` (its type checked): nothing, or 40058 naming the first bad one.
+local function check_item_fields(item, path)
+  local fields = item[item.type]
+  for _, field in ipairs(ITEM_FIELDS[item.type]) do
+    local code, err = need_string(fields, field[1], path .. "." .. field[1], 40058, field[2])
+    if code then
+      return code, err
+    end
+  end
+  local no_newline = fields.no_newline
+  if not absent(no_newline) and no_newline ~= 0 and no_newline ~= 1 then
+    return 40058, "invalid " .. path .. ".no_newline"
+  end
+end
+
 local TYPED = {
   text = function(msg)
     local code, err = need_string(msg, "content", "text.content", 44004)
@@ -198,7 +222,8 @@ local TYPED = {
       local path = format("msgmenu.list[%d]", i)
       code, err = first(
         function() return only_keys(item, set("type", item.type), path) end,
-        function() return only_keys(item[item.type], ITEM_KEYS[item.type], path .. "." .. item.type) end)
+        function() return only_keys(item[item.type], ITEM_KEYS[item.type], path .. "." .. item.type) end,
+        function() return check_item_fields(item, path .. "." .. item.type) end)
       if code then
         return code, err
       end
