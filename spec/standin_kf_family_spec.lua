@@ -333,7 +333,7 @@ describe("wecom stand-in: the KF desk", function()
     -- a fixed today, told to the stand-in: nothing moves when the run crosses midnight in China
     local today = cases.TODAY
 
-    it("takes a range of at most 31 days, from yesterday back to 180 days", function()
+    it("takes a closed range of at most 31 days, from yesterday back to 180 days", function()
       standin.config{ statistic_now = cases.NOW }
       local CORP = "/cgi-bin/kf/get_corp_statistic"
       local function range(from, to)
@@ -346,8 +346,11 @@ describe("wecom stand-in: the KF desk", function()
       refused(40058, "invalid start_time or end_time", CORP, { open_kfid = KFID, start_time = 1 })
       refused(95004, "open_kfid not exist", CORP, { open_kfid = "wkNONE", start_time = today - DAY,
         end_time = today - DAY })
-      local got = call(CORP, range(today - 32 * DAY, today - DAY))
-      assert.equal(32, #got.statistic_list)
+      -- a closed range of days: 32 days from midnight to midnight, or from 23:59 of the first day, are too many
+      refused(40058, "invalid time range", CORP, range(today - 32 * DAY, today - DAY))
+      refused(40058, "invalid time range", CORP, range(today - 31 * DAY - 60, today - DAY))
+      local got = call(CORP, range(today - 31 * DAY, today - DAY + DAY - 1))
+      assert.equal(31, #got.statistic_list)
       refused(95014, "user is not servicer", "/cgi-bin/kf/get_servicer_statistic",
         { open_kfid = KFID, servicer_userid = "stranger", start_time = today - DAY, end_time = today - DAY })
     end)

@@ -21,7 +21,7 @@ local M = {}
 local MAX_CUSTOMERS = 100
 local DAY = 86400
 local CST = 8 * 3600 -- WeCom's days start at 00:00 China Standard Time
-local MAX_SPAN = 31 * DAY
+local MAX_DAYS = 31 -- days in the closed range [start day, end day]
 local MAX_BACK_DAYS = 180
 
 local array, ok_with = kf_account.array, kf_account.ok_with
@@ -215,7 +215,9 @@ local function statistic(method, args, body, per_servicer)
   end
   local now = state.config("statistic_now")
   local today = day_start(now > 0 and now or ngx.time())
-  if to < from or to - from > MAX_SPAN or day_start(to) >= today or day_start(from) < today - MAX_BACK_DAYS * DAY then
+  -- WeCom floors both to their days and counts the closed range: 31 days at most, however far into the day they are
+  local days = (day_start(to) - day_start(from)) / DAY + 1
+  if to < from or days > MAX_DAYS or day_start(to) >= today or day_start(from) < today - MAX_BACK_DAYS * DAY then
     return http.wecom_error(40058, "invalid time range")
   end
   if per_servicer and not absent(obj.servicer_userid) then
@@ -226,12 +228,12 @@ local function statistic(method, args, body, per_servicer)
   elseif not per_servicer and not absent(obj.servicer_userid) then
     return http.wecom_error(40058, "unknown field servicer_userid")
   end
-  local days = {}
+  local list = {}
   for day = day_start(from), day_start(to), DAY do
-    days[#days + 1] = ('{"stat_time":%d,"statistic":{"session_cnt":0,"customer_cnt":0,"customer_msg_cnt":0}}')
+    list[#list + 1] = ('{"stat_time":%d,"statistic":{"session_cnt":0,"customer_cnt":0,"customer_msg_cnt":0}}')
       :format(day)
   end
-  return ok_with('"statistic_list":' .. array(days))
+  return ok_with('"statistic_list":' .. array(list))
 end
 
 function M.corp_statistic(method, args, body)
