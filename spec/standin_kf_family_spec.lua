@@ -71,6 +71,26 @@ describe("wecom stand-in: the KF desk", function()
       assert.equal(0, (codes(ADD, { name = ("客"):rep(16), media_id = avatar })))
     end)
 
+    it("holds at most 5000 accounts (95005), seeded ones too; a deleted one makes room", function()
+      standin.config{ record = false }
+      local avatar = upload("image", "a.png", cases.AVATAR_PNG)
+      local client = work.client{ corp_id = standin.CORPID, agents = { kf = { secret = standin.KF_SECRET } },
+        base_url = standin.url(), timeout = 5 }
+      local account = require "wechat.work.kf.account"
+      local added = 1 -- KFID, seeded
+      local got, err
+      repeat
+        got, err = account.add(client, "kf", "n", avatar)
+        added = added + (got and 1 or 0)
+      until not got or added > 5000
+      client:close()
+      assert.same({ 5000, 95005 }, { added, err and err.errcode })
+      refused(95005, "kf account count exceeds limit", ADD, { name = "n", media_id = avatar })
+      assert.equal(0, (codes("/cgi-bin/kf/account/del", { open_kfid = KFID })))
+      assert.equal(0, (codes(ADD, { name = "n", media_id = avatar })))
+      refused(95005, "kf account count exceeds limit", ADD, { name = "n", media_id = avatar })
+    end)
+
     it("takes as avatar only the media_id of an image it issued (40007 for another), on add and update", function()
       local file = upload("file", "a.bin", "not an image")
       for _, id in ipairs{ "MEDIA_M", file } do

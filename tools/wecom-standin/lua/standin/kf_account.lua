@@ -24,6 +24,7 @@ local MAX_OPEN_KFID = 64
 local MAX_SCENE = 32
 local MAX_IDS = 100
 local MAX_LIMIT = 100
+local MAX_ACCOUNTS = 5000 -- per corp (account/add's page)
 
 --- A JSON array of JSON texts (cjson would write an empty table as {}).
 function M.array(items)
@@ -53,7 +54,11 @@ function M.seed_account(open_kfid, name, media_id)
   if not ok then
     return nil, err
   end
-  return save_account(open_kfid, { name = name, media_id = media_id or "" })
+  ok, err = save_account(open_kfid, { name = name, media_id = media_id or "" })
+  if ok then
+    DICT:incr("acct:live", 1, 0)
+  end
+  return ok, err
 end
 
 -- The open_kfid of the body: nil, errcode, errmsg when missing, malformed or (known true) not an account.
@@ -136,6 +141,9 @@ function M.add(method, args, body)
   if code then
     return http.wecom_error(code, msg)
   end
+  if (DICT:get("acct:live") or 0) >= MAX_ACCOUNTS then
+    return http.wecom_error(95005, "kf account count exceeds limit")
+  end
   local open_kfid = format("wkSTANDIN%d", state.next_id("open_kfid"))
   local ok, err = M.seed_account(open_kfid, obj.name, obj.media_id)
   if not ok then
@@ -151,6 +159,7 @@ function M.del(method, args, body)
   end
   DICT:delete("acct:" .. open_kfid)
   DICT:delete("svc:" .. open_kfid)
+  DICT:incr("acct:live", -1, 0)
   return ok_with()
 end
 
