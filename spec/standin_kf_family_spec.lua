@@ -325,7 +325,7 @@ describe("wecom stand-in: the KF desk", function()
         { external_userid_list = { TO }, need_enter_session_context = 2 })
     end)
 
-    it("upgrades only to a member or group chat of the configuration", function()
+    it("upgrades only to a member or group chat of the configuration, and a known customer only", function()
       local UP = "/cgi-bin/kf/customer/upgrade_service"
       local base = { open_kfid = KFID, external_userid = TO }
       local function with(t)
@@ -344,6 +344,8 @@ describe("wecom stand-in: the KF desk", function()
       refused(40096, "invalid external userid", UP, { open_kfid = KFID, external_userid = "wmNOBODY", type = 1,
         member = { userid = "zhangsan" } })
       assert.equal(0, (codes("/cgi-bin/kf/customer/cancel_upgrade_service", base)))
+      refused(40096, "invalid external userid", "/cgi-bin/kf/customer/cancel_upgrade_service",
+        { open_kfid = KFID, external_userid = "wmNOBODY" })
       refused(43001, "require GET method", "/cgi-bin/kf/customer/get_upgrade_service_config", "{}")
     end)
   end)

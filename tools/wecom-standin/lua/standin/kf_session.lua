@@ -191,6 +191,9 @@ function M.cancel_upgrade_service(method, args, body)
   if not obj then
     return http.wecom_error(kfid, user)
   end
+  if not session.known_customer(user) then
+    return http.wecom_error(40096, "invalid external userid")
+  end
   DICT:delete("upgrade:" .. kfid .. "\0" .. user)
   return ok_with()
 end
