@@ -425,6 +425,28 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "[" .. body .. "]" }, { req("GET", "/_standin/delivered") })
     end)
 
+    it("refuses a msgid send_msg used on any account, and send_msg one it used (one KF account's msgids)", function()
+      local token = standin.token()
+      local function send(kfid, msgid)
+        return post(SEND, token, format('{"touser":"wmUSER","open_kfid":"%s","msgtype":"text","text":{"content":"s"},'
+          .. '"msgid":"%s"}', kfid, msgid))
+      end
+      local function event(code, msgid)
+        return post(EVENT, token, format('{"code":"%s","msgid":"%s","msgtype":"text","text":{"content":"e"}}', code,
+          msgid))
+      end
+      assert.are.same({ 200, ok_msgid("s1") }, { send("wkA", "s1") })
+      assert.are.same({ 200, err(40058, "duplicate msgid s1") }, { event("C1", "s1") })
+      assert.are.same({ 200, ok_msgid("e1") }, { event("C2", "e1") })
+      assert.are.same({ 200, err(40058, "duplicate msgid e1") }, { send("wkA", "e1") })
+      assert.are.same({ 200, err(40058, "duplicate msgid e1") }, { send("wkB", "e1") })
+      -- the refused event left its code unused
+      assert.are.same({ 200, ok_msgid("e2") }, { event("C1", "e2") })
+      assert.are.same({ "s1", "e1", "e2" }, { standin.delivered()[1].msgid, standin.delivered()[2].msgid,
+        standin.delivered()[3].msgid })
+      assert.are.equal(3, #standin.delivered())
+    end)
+
     it("checks code, msgtype and the typed object", function()
       local token = standin.token()
       local cases = {

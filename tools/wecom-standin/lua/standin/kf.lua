@@ -33,6 +33,8 @@ local MAX_LIMIT = 1000
 -- WeCom may be, so that no key the library should not send slips through unseen).
 local DUPLICATE_MSGID = errors.DUPLICATE_MSGID_ERRCODE
 local DATA_FORMAT = errors.DATA_FORMAT_ERRCODE
+-- The msgid key prefix of "used by send_msg on some account": open_kfids are never empty.
+local ANY_ACCOUNT = "\0"
 
 -- The keys each message object and menu item may hold (WeCom's send_msg page); any other one is refused.
 local function set(...)
@@ -337,9 +339,9 @@ function M.send_msg(method, args, body)
     return http.wecom_error(code, msg)
   end
   -- "msgid must be unique within the KF account, 否则接口返回错误": a repeat is refused, neither delivered nor
-  -- counted against the customer's window
+  -- counted against the customer's window; send_msg_on_event's msgids (any account) count as used too
   local msgid_key = msgid and obj.open_kfid .. "\0" .. msgid
-  if msgid_key and state.seen_msgid(msgid_key) then
+  if msgid_key and (state.seen_msgid(msgid_key) or state.seen_msgid(msgid)) then
     return duplicate(msgid)
   end
   local counter
@@ -348,6 +350,13 @@ function M.send_msg(method, args, body)
     return http.wecom_error(code, msg)
   end
   if msgid then
+    -- for send_msg_on_event, whose body names no account: "\0msgid" (no open_kfid is empty) is used on some account
+    local marked, err = state.mark_msgid(ANY_ACCOUNT .. msgid)
+    if not marked then
+      window.give_back(counter)
+      ngx.log(ngx.ERR, "standin: cannot store a msgid: ", err)
+      return http.wecom_error(-1, "system busy")
+    end
     if not state.deliver(msgid_key, body, true) then
       window.give_back(counter)    -- another worker delivered this msgid meanwhile
       return duplicate(msgid)
@@ -377,8 +386,8 @@ function M.send_msg_on_event(method, args, body)
     return http.wecom_error(code, msg)
   end
   -- A repeated msgid is refused before the code is looked at (a retry's code was used by the first try). No
-  -- open_kfid here: on-event msgids are unique across all of them (stricter).
-  if msgid and state.seen_msgid(msgid) then
+  -- open_kfid here: on-event msgids are unique across all of them, send_msg's of every account included (stricter).
+  if msgid and (state.seen_msgid(msgid) or state.seen_msgid(ANY_ACCOUNT .. msgid)) then
     return duplicate(msgid)
   end
   -- a msg_code of service_state/trans answers only while its session is in the state it was given for

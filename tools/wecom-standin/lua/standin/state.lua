@@ -173,6 +173,11 @@ function M.deliver(msgid, raw_body, dedup)
   return true
 end
 
+-- Marks a msgid key used without delivering anything. Returns true, or nil, err when the dict is full.
+function M.mark_msgid(key)
+  return MSGIDS:safe_set(key, true)
+end
+
 function M.seen_msgid(msgid)
   return MSGIDS:get(msgid) ~= nil
 end
