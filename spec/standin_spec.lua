@@ -334,6 +334,30 @@ describe("wecom stand-in", function()
       assert.are.equal(2, #standin.delivered())
     end)
 
+    it("never forgets a msgid: with the dedup dict full a new msgid is refused (-1, stand-in), old ones stay", function()
+      local token = standin.token()
+      local function send(kfid, msgid)
+        return post(SEND, token, format('{"touser":"wmUSER","open_kfid":"%s","msgtype":"text","text":{"content":"s"},'
+          .. '"msgid":"%s"}', kfid, msgid))
+      end
+      local function event(code, msgid)
+        return post(EVENT, token, format('{"code":"%s","msgid":"%s","msgtype":"text","text":{"content":"e"}}', code,
+          msgid))
+      end
+      assert.are.same({ 200, ok_msgid("old-1") }, { send("wkKF", "old-1") })
+      assert.are.same({ 200, ok_msgid("old-2") }, { event("C1", "old-2") })
+      local status, answer = standin.request("POST", "/_standin/fill_msgids")
+      assert.are.equal(200, status)
+      assert.is_true(cjson.decode(answer).added > 1000)
+      assert.are.same({ 200, err(-1, "system busy") }, { send("wkKF", "new-1") })
+      assert.are.same({ 200, err(-1, "system busy") }, { send("wkOTHER", "new-2") })
+      assert.are.same({ 200, err(-1, "system busy") }, { event("C2", "new-3") })
+      assert.are.same({ 200, err(40058, "duplicate msgid old-1") }, { send("wkKF", "old-1") })
+      assert.are.same({ 200, err(40058, "duplicate msgid old-2") }, { event("C3", "old-2") })
+      assert.are.same({ "old-1", "old-2" }, { standin.delivered()[1].msgid, standin.delivered()[2].msgid })
+      assert.are.equal(2, #standin.delivered())
+    end)
+
     it("handles a request and then loses its answer with the lose_answer script", function()
       local token = standin.token()
       standin.script(SEND, { lose_answer = true }, 1)

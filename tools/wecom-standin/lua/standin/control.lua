@@ -14,7 +14,7 @@ local window = require "standin.window"
 local ngx = ngx
 local type, pairs, tonumber, floor = type, pairs, tonumber, math.floor
 local concat = table.concat
-local format, sub = string.format, string.sub
+local format, sub, rep = string.format, string.sub, string.rep
 
 local M = {}
 
@@ -67,6 +67,19 @@ end
 
 local function concurrency()
   return http.json(cjson.encode(state.concurrency()))
+end
+
+-- Fills standin_msgids until it has no room, so a spec can see a full dedup dict: filler keys of every length up
+-- to 255 bytes, so that no slab size keeps a free slot. The keys hold a "\0", which no msgid has.
+local function fill_msgids()
+  local dict, added = ngx.shared.standin_msgids, 0
+  for pad = 0, 240 do
+    local prefix = "\0fill\0" .. rep("x", pad) .. "\0"
+    while dict:safe_add(prefix .. added, true) do
+      added = added + 1
+    end
+  end
+  return http.json(format('{"ok":true,"added":%d}', added))
 end
 
 local function expire_tokens()
@@ -424,6 +437,7 @@ local ROUTES = {
   ["/_standin/concurrency"] = { GET = concurrency },
   ["/_standin/delivered"] = { GET = delivered },
   ["/_standin/expire_tokens"] = { POST = expire_tokens },
+  ["/_standin/fill_msgids"] = { POST = fill_msgids },
   ["/_standin/release"] = { POST = release },
   ["/_standin/config"] = { GET = get_config, POST = set_config },
   ["/_standin/script"] = { POST = add_script },

@@ -300,6 +300,12 @@ local function duplicate(msgid)
   return http.wecom_error(DUPLICATE_MSGID, "duplicate msgid " .. msgid)
 end
 
+-- The msgid dict is full: refused rather than forgetting old msgids (stand-in).
+local function busy(err)
+  ngx.log(ngx.ERR, "standin: cannot keep a msgid: ", err)
+  return http.wecom_error(-1, "system busy")
+end
+
 local function generated_msgid()
   return "standin-msg-" .. state.next_id("msgid")
 end
@@ -354,12 +360,12 @@ function M.send_msg(method, args, body)
     local marked, err = state.mark_msgid(ANY_ACCOUNT .. msgid)
     if not marked then
       window.give_back(counter)
-      ngx.log(ngx.ERR, "standin: cannot store a msgid: ", err)
-      return http.wecom_error(-1, "system busy")
+      return busy(err)
     end
-    if not state.deliver(msgid_key, body, true) then
-      window.give_back(counter)    -- another worker delivered this msgid meanwhile
-      return duplicate(msgid)
+    local delivered, err = state.deliver(msgid_key, body, true)
+    if not delivered then
+      window.give_back(counter)    -- another worker delivered this msgid meanwhile, or no room to keep it
+      return delivered == nil and busy(err) or duplicate(msgid)
     end
     return ok_msgid(msgid)
   end
@@ -404,8 +410,9 @@ function M.send_msg_on_event(method, args, body)
     return http.wecom_error(95018, "code already used")
   end
   if msgid then
-    if not state.deliver(msgid, body, true) then
-      return duplicate(msgid)
+    local delivered, err = state.deliver(msgid, body, true)
+    if not delivered then
+      return delivered == nil and busy(err) or duplicate(msgid)
     end
     return ok_msgid(msgid)
   end

@@ -155,16 +155,16 @@ function M.concurrency()
   }
 end
 
--- Delivery after msgid dedup. Returns false when msgid was delivered before.
+-- Delivery after msgid dedup. Returns true; false when msgid was delivered before; nil, err when the dedup dict
+-- is full: safe_add never forgets an old msgid to make room, as WeCom keeps them without a time limit.
 function M.deliver(msgid, raw_body, dedup)
   if dedup then
-    -- add() keeps the first one; when the dict is full it forgets the oldest msgids, which is fine for a stand-in
-    local ok, err = MSGIDS:add(msgid, true)
+    local ok, err = MSGIDS:safe_add(msgid, true)
     if not ok then
       if err == "exists" then
         return false
       end
-      ngx.log(ngx.WARN, "standin: msgid dedup: ", err)
+      return nil, err
     end
   end
   if M.config("record") then
