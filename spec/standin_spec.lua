@@ -185,6 +185,12 @@ describe("wecom stand-in", function()
       { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[{"type":"click","click":{"id":"1","content":"a"},'
         .. '"view":{}}]}}', err(47001, "unknown key msgmenu.list[1].view") },
       { "{" .. HEAD .. '"msgtype":"file","file":{"media_id":false}}', err(40058, "invalid file.media_id") },
+      -- unknown keys in the body itself: 47001 too, an object of another type included
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"agentid":1000002}',
+        err(47001, "unknown key body.agentid") },
+      { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"safe":0}', err(47001, "unknown key body.safe") },
+      { "{" .. HEAD .. '"msgtype":"image","image":{"media_id":"M"},"text":{"content":"hi"}}',
+        err(47001, "unknown key body.text") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"url":"https://a.example","thumb_media_id":"T"}}',
         err(41016, "link.title missing") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","thumb_media_id":"T"}}', err(41010, "link.url missing") },
@@ -479,6 +485,9 @@ describe("wecom stand-in", function()
         { '{"code":"C","msgtype":"image","image":{"media_id":"M"}}', err(40008, "invalid msgtype") },
         { '{"code":"C","msgtype":"text","text":{}}', err(44004, "text.content missing") },
         { '{"code":"C","msgtype":"msgmenu","msgmenu":{"list":{}}}', err(40058, "invalid msgmenu.list") },
+        { '{"code":"C","msgtype":"text","text":{"content":"w"},"open_kfid":"wkKF"}',
+          err(47001, "unknown key body.open_kfid") },
+        { '{"code":"C","msgtype":"text","text":{"content":"w"},"msgmenu":{}}', err(47001, "unknown key body.msgmenu") },
         { '{"code":"C","msgtype":"text","text":{"content":"w"},"msgid":"bad/id"}', err(40058, "invalid msgid") },
       }
       for _, case in ipairs(cases) do

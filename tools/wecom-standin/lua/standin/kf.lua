@@ -29,8 +29,8 @@ local MAX_SYNC_TOKEN = 128
 local MAX_LIMIT = 1000
 
 -- Shared with the client (wechat.work.errors): WeCom publishes no errcode for a repeated msgid, so ours is assumed;
--- and a key WeCom does not document inside a message object is refused as "data format error" (stricter than
--- WeCom may be, so that no key the library should not send slips through unseen).
+-- and a key WeCom does not document, in the body or inside a message object, is refused as "data format error"
+-- (stricter than WeCom may be, so that no key the library should not send slips through unseen).
 local DUPLICATE_MSGID = errors.DUPLICATE_MSGID_ERRCODE
 local DATA_FORMAT = errors.DATA_FORMAT_ERRCODE
 -- The msgid key prefix of "used by send_msg on some account": open_kfids are never empty.
@@ -330,7 +330,8 @@ function M.send_msg(method, args, body)
         return 95000, "invalid open_kfid"
       end
     end,
-    function() return check_typed(body, obj, SEND_TYPES) end)
+    function() return check_typed(body, obj, SEND_TYPES) end,
+    function() return only_keys(obj, set("touser", "open_kfid", "msgid", "msgtype", obj.msgtype), "body") end)
   if code then
     return http.wecom_error(code, msg)
   end
@@ -382,7 +383,8 @@ function M.send_msg_on_event(method, args, body)
   end
   code, msg = first(
     function() return need_string(obj, "code", "code", 40058) end,
-    function() return check_typed(body, obj, EVENT_TYPES) end)
+    function() return check_typed(body, obj, EVENT_TYPES) end,
+    function() return only_keys(obj, set("code", "msgid", "msgtype", obj.msgtype), "body") end)
   if code then
     return http.wecom_error(code, msg)
   end
