@@ -283,6 +283,29 @@ describe("wecom stand-in: the KF desk", function()
       assert.is_nil(handed.msg_code)
     end)
 
+    it("takes only text with a queue or pick-up msg_code (40008), text or a menu with a closing one", function()
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 0 }
+      local EVENT = "/cgi-bin/kf/send_msg_on_event"
+      local function move(to, servicer)
+        return call("/cgi-bin/kf/service_state/trans", { open_kfid = KFID, external_userid = TO, service_state = to,
+          servicer_userid = servicer }).msg_code
+      end
+      local function menu(code)
+        return codes(EVENT, { code = code, msgtype = "msgmenu", msgmenu = { head_content = "满意吗" } })
+      end
+      local function text(code)
+        return codes(EVENT, { code = code, msgtype = "text", text = { content = "请稍候" } })
+      end
+      local queued = move(2)
+      assert.same({ 40008, "invalid msgtype" }, { menu(queued) })
+      assert.equal(0, (text(queued)))
+      local human = move(3, "zhangsan")
+      assert.same({ 40008, "invalid msgtype" }, { menu(human) })
+      assert.equal(0, (text(human)))
+      assert.equal(0, (menu(move(4))))
+      assert.equal(3, #standin.delivered())
+    end)
+
     it("starts an untreated session when a customer writes, also after one ended", function()
       standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 4 }
       assert.equal(95018, send())

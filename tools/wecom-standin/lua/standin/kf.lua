@@ -398,8 +398,9 @@ function M.send_msg_on_event(method, args, body)
   if msgid and (state.seen_msgid(msgid) or state.seen_msgid(ANY_ACCOUNT .. msgid)) then
     return duplicate(msgid)
   end
-  -- a msg_code of service_state/trans answers only while its session is in the state it was given for
-  code, msg = session.check_code(obj.code)
+  -- a msg_code of service_state/trans answers only while its session is in the state it was given for, and a
+  -- queue or pick-up code with text only
+  code, msg = session.check_code(obj.code, obj.msgtype)
   if code then
     return http.wecom_error(code, msg)
   end

@@ -111,13 +111,21 @@ function M.trans(open_kfid, external_userid, to, servicer_userid, is_servicer)
   return code
 end
 
---- For send_msg_on_event: nil when `code` is not a msg_code of trans or its session is still in the state it
--- was given for; else errcode, errmsg ("响应消息仅支持会话处于获取该code的会话状态时发送").
-function M.check_code(code)
+-- The scenes whose codes answer with text only (kf-reference.md §2.2): entering the queue (2) and being taken
+-- from it by a servicer (3); the closing code (4) takes text or msgmenu.
+local TEXT_ONLY = { [2] = true, [3] = true }
+
+--- For send_msg_on_event: nil when `code` is not a msg_code of trans, or its session is still in the state it
+-- was given for and the msgtype is one that state's scene takes; else errcode, errmsg
+-- ("响应消息仅支持会话处于获取该code的会话状态时发送").
+function M.check_code(code, msgtype)
   local rec = DICT:get("msgcode:" .. code)
   local given = rec and cjson.decode(rec)
   if type(given) ~= "table" then
     return nil
+  end
+  if TEXT_ONLY[given[3]] and msgtype ~= "text" then
+    return 40008, "invalid msgtype"
   end
   if M.get(given[1], given[2]) ~= given[3] then
     return 95018, "send msg session status invalid"
