@@ -361,6 +361,10 @@ describe("wecom stand-in: the KF desk", function()
       refused(40058, "invalid type", UP, with{ type = 3 })
       refused(40058, "member missing", UP, with{ type = 1, groupchat = { chat_id = "wrCHAT" } })
       refused(40058, "member.userid missing", UP, with{ type = 1, member = { wording = "w" } })
+      refused(40058, "invalid member.wording", UP, with{ type = 1, member = { userid = "zhangsan",
+        wording = ("w"):rep(129) } })
+      refused(40058, "invalid groupchat.wording", UP, with{ type = 2, groupchat = { chat_id = "wrCHAT", wording = 5 } })
+      assert.equal(0, (codes(UP, with{ type = 1, member = { userid = "zhangsan", wording = ("w"):rep(128) } })))
       refused(40058, "member.userid not in the upgrade service range", UP, with{ type = 1, member = { userid = "x" } })
       refused(40058, "groupchat.chat_id not in the upgrade service range", UP,
         with{ type = 2, groupchat = { chat_id = "wrOTHER" } })

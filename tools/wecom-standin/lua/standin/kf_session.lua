@@ -23,6 +23,7 @@ local DAY = 86400
 local CST = 8 * 3600 -- WeCom's days start at 00:00 China Standard Time
 local MAX_DAYS = 31 -- days in the closed range [start day, end day]
 local MAX_BACK_DAYS = 180
+local MAX_WORDING = 128 -- WeCom publishes no limit: stand-in, the stricter reading
 
 local array, ok_with = kf_account.array, kf_account.ok_with
 
@@ -175,7 +176,7 @@ function M.upgrade_service(method, args, body)
   if code then
     return http.wecom_error(code, msg)
   end
-  if not absent(inner.wording) and type(inner.wording) ~= "string" then
+  if not absent(inner.wording) and (type(inner.wording) ~= "string" or #inner.wording > MAX_WORDING) then
     return http.wecom_error(40058, "invalid " .. field .. ".wording")
   end
   local c = upgrade_config()
