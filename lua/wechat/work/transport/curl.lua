@@ -78,7 +78,8 @@ function Transport:request(req)
   local code, res, msg, resent
   local batch = self.batch
   if batch and batch[running()] then
-    code, res, msg, resent = yield(method, url, body) -- the transfer runs in Transport:run's multi handle
+    -- the transfer runs in Transport:run's multi handle
+    code, res, msg, resent = yield(method, url, body, req.fresh == true)
   else
     code, res, msg, resent = self.handle:request(method, url, body, req.fresh == true)
   end
@@ -162,7 +163,7 @@ function Transport:run(tasks, limit)
   self.batch = batch
 
   -- Runs co until it yields a request or a pause, or ends; a request is added to the multi handle.
-  local function step(co, ok, a, b, c)
+  local function step(co, ok, a, b, c, d)
     local i = batch[co]
     while true do
       if not ok then
@@ -181,7 +182,7 @@ function Transport:run(tasks, limit)
       local handle, msg = take_handle(self)
       local added, reason, message, resent
       if handle then
-        added, reason, message, resent = multi:add(i, handle, a, b, c)
+        added, reason, message, resent = multi:add(i, handle, a, b, c, d)
       else
         reason, message = "other", msg
       end
@@ -192,7 +193,7 @@ function Transport:run(tasks, limit)
       if handle then
         self.free[#self.free + 1] = handle
       end
-      ok, a, b, c = resume(co, nil, reason, message, resent)
+      ok, a, b, c, d = resume(co, nil, reason, message, resent)
     end
   end
 
