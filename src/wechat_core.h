@@ -32,8 +32,11 @@ int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, 
 /* Writes 2n lowercase hex digits of in[0..n) to out (no NUL). */
 void wechat_hex(char *out, const unsigned char *in, size_t n);
 
-/* Writes 2n lowercase hex digits of n random bytes (OpenSSL's CSPRNG, n <= 256) to out (no NUL); raises
- * "fname: ..." when OpenSSL has no randomness to give. The one writer of random bytes in core. */
+/* Random bytes (OpenSSL's CSPRNG through a per-state pool that a forked child never shares; n <= 256), the one
+ * source of them in core. take: 1, or 0 when OpenSSL has none to give (or n is too large). fill raises "fname: ..."
+ * then instead; hex writes 2n lowercase hex digits to out (no NUL) and raises alike. */
+int wechat_random_take(lua_State *L, unsigned char *out, size_t n);
+void wechat_random_fill(lua_State *L, const char *fname, unsigned char *out, size_t n);
 void wechat_random_hex(lua_State *L, const char *fname, char *out, size_t n);
 
 #pragma GCC visibility pop
