@@ -235,12 +235,6 @@ static const char *kf_numstr(char *buf, const jw_num *num)
     return buf;
 }
 
-static const char *kf_sizestr(char *buf, size_t n)
-{
-    jw_num num = {1, (long long)n, (lua_Number)n};
-    return kf_numstr(buf, &num);
-}
-
 /* ---------------------------------------------------------------------------------------------------------------
  * Checks (phase one) */
 
@@ -285,12 +279,6 @@ static int kf_url_ok(const char *s, size_t len)
     size_t h = host;
     while (h < end && s[h] != ':') h++;
     return h > host;
-}
-
-static int kf_msgid_char(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-           ch == '-';
 }
 
 /* An integral value, also from a 5.4 float such as 10.0; 0 when num has a fraction or is out of range. */
@@ -362,12 +350,13 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
         v->s = lua_tolstring(L, idx, &v->len);
         if (v->len == 0 && f->kind != K_TEXT) KF_VFAIL(c, v, "must not be empty");
         if (f->max > 0 && v->len > f->max)
-            KF_VFAIL(c, v, "at most %s bytes, got %s", kf_sizestr(a, f->max), kf_sizestr(b, v->len));
+            KF_VFAIL(c, v, "at most %s bytes, got %s", jw_int_text(a, (long long)f->max),
+                     jw_int_text(b, (long long)v->len));
         if (f->kind == K_URL && !kf_url_ok(v->s, v->len))
             KF_VFAIL(c, v, "http:// or https:// URL with a host expected");
         if (f->kind == K_MSGID) {
             for (size_t i = 0; i < v->len; i++)
-                if (!kf_msgid_char((unsigned char)v->s[i])) KF_VFAIL(c, v, "only [0-9a-zA-Z_-] allowed");
+                if (!wechat_id_char((unsigned char)v->s[i])) KF_VFAIL(c, v, "only [0-9a-zA-Z_-] allowed");
         }
         break;
     case K_LAT:
@@ -507,18 +496,9 @@ static void kf_gather_list(const kf_ctx *c, const kf_val *lv, kf_body *b)
     int list = lv->sidx;
     char a[JW_NUMBUF];
     size_t n = wechat_rawlen(L, list);
-    if (n > KF_MAX_ITEMS) KF_VFAIL(c, lv, "at most %d items, got %s", KF_MAX_ITEMS, kf_sizestr(a, n));
-    size_t count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, list)) {
-        long long k;
-        if (!wechat_isinteger(L, -2) || (k = wechat_tointeger(L, -2)) < 1 || (size_t)k > n)
-            KF_VFAIL(c, lv, "sequence expected");
-        count++;
-        lua_pop(L, 1);
-    }
-    if (count != n) KF_VFAIL(c, lv, "sequence expected");
+    if (n > KF_MAX_ITEMS) KF_VFAIL(c, lv, "at most %d items, got %s", KF_MAX_ITEMS, jw_int_text(a, (long long)n));
     luaL_checkstack(L, (int)n + 4, "wechat.core: menu list");
+    if (!wechat_is_sequence(L, list, n)) KF_VFAIL(c, lv, "sequence expected");
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, list, (int)i);
         kf_gather_item(c, lua_gettop(L), (int)i, lv->argn, &b->items[i - 1]);
@@ -595,7 +575,7 @@ static void kf_put_str(const kf_ctx *c, jw_out *w, const kf_val *v)
     size_t bad = jw_string(w, v->s, v->len);
     if (bad != 0) {
         char a[JW_NUMBUF];
-        KF_VFAIL(c, v, "invalid UTF-8 at byte %s", kf_sizestr(a, bad));
+        KF_VFAIL(c, v, "invalid UTF-8 at byte %s", jw_int_text(a, (long long)bad));
     }
 }
 
