@@ -38,13 +38,7 @@ local WINDOW_CODES = { [95001] = "quota", [95002] = "closed", [95031] = "closed"
 -- msg_send_fail fail_type: 4 session expired (48 h), 6 over the 5-message limit.
 local FAIL_TYPES = { [4] = "closed", [6] = "quota" }
 
-local function now()
-  local ngx = nginx.get()
-  if ngx then
-    return ngx.time()
-  end
-  return os.time()
-end
+local now = nginx.time
 
 -- The backend of a store, one per store object (so clients sharing a store share the windows).
 local function backend_of(store)
