@@ -243,6 +243,18 @@ function M.counts()
   return control("GET", "/_standin/counts")
 end
 
+-- The counts that grew since `before` (an earlier counts()), by how much: what a spec's own calls made, when it
+-- asked the stand-in for media ids (standin.media_id) or tokens first.
+function M.counts_since(before)
+  local grown = {}
+  for path, n in pairs(M.counts()) do
+    if n ~= (before[path] or 0) then
+      grown[path] = n - (before[path] or 0)
+    end
+  end
+  return grown
+end
+
 -- { in_flight, max_in_flight, connections } of the API requests since the last reset.
 function M.concurrency()
   return control("GET", "/_standin/concurrency")
