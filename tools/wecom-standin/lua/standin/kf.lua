@@ -116,9 +116,9 @@ local function first(...)
   end
 end
 
--- A media_id field; with config media_strict also one the stand-in issued for an upload of type `want` (WeCom's
--- 40007 covers "wrong media type" too). Thumbs are images; a file takes only a file upload: whether WeCom sends
--- an image's media_id as a file is not documented, so the stricter answer.
+-- A media_id field the stand-in issued for an upload of type `want` (WeCom's 40007 for any other, "wrong media
+-- type" included; config media_strict false lets any through). Thumbs are images; a file takes only a file
+-- upload: whether WeCom sends an image's media_id as a file is not documented, so the stricter answer.
 local function need_media(msg, key, path, want)
   local code, err = need_string(msg, key, path, 41006)
   if code then
@@ -363,7 +363,8 @@ function M.send_msg(method, args, body)
       window.give_back(counter)
       return busy(err)
     end
-    local delivered, err = state.deliver(msgid_key, body, true)
+    local delivered
+    delivered, err = state.deliver(msgid_key, body, true)
     if not delivered then
       window.give_back(counter)    -- another worker delivered this msgid meanwhile, or no room to keep it
       return delivered == nil and busy(err) or duplicate(msgid)
@@ -413,7 +414,8 @@ function M.send_msg_on_event(method, args, body)
     return http.wecom_error(95018, "code already used")
   end
   if msgid then
-    local delivered, err = state.deliver(msgid, body, true)
+    local delivered
+    delivered, err = state.deliver(msgid, body, true)
     if not delivered then
       return delivered == nil and busy(err) or duplicate(msgid)
     end
