@@ -32,6 +32,20 @@ local function ok_msgid(msgid)
   return format('{"errcode":0,"errmsg":"ok","msgid":"%s"}', msgid)
 end
 
+-- send(open_kfid, msgid) and event(code, msgid): a text to wmUSER through send_msg and send_msg_on_event, with
+-- that msgid; each returns status, body.
+local function msgid_senders(token)
+  local function send(kfid, msgid)
+    return post(SEND, token, format('{"touser":"wmUSER","open_kfid":"%s","msgtype":"text","text":{"content":"s"},'
+      .. '"msgid":"%s"}', kfid, msgid))
+  end
+  local function event(code, msgid)
+    return post(EVENT, token, format('{"code":"%s","msgid":"%s","msgtype":"text","text":{"content":"e"}}', code,
+      msgid))
+  end
+  return send, event
+end
+
 -- Runs a shell command; returns its exit code and output (stdout and stderr).
 local function shell(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
@@ -369,15 +383,7 @@ describe("wecom stand-in", function()
 
     it("never forgets a msgid: with the dedup dict full a new msgid is refused (-1, stand-in), old ones stay",
       function()
-      local token = standin.token()
-      local function send(kfid, msgid)
-        return post(SEND, token, format('{"touser":"wmUSER","open_kfid":"%s","msgtype":"text","text":{"content":"s"},'
-          .. '"msgid":"%s"}', kfid, msgid))
-      end
-      local function event(code, msgid)
-        return post(EVENT, token, format('{"code":"%s","msgid":"%s","msgtype":"text","text":{"content":"e"}}', code,
-          msgid))
-      end
+      local send, event = msgid_senders(standin.token())
       standin.wrote("wkOTHER", "wmUSER")
       assert.are.same({ 200, ok_msgid("old-1") }, { send("wkKF", "old-1") })
       assert.are.same({ 200, ok_msgid("old-2") }, { event("C1", "old-2") })
@@ -504,15 +510,7 @@ describe("wecom stand-in", function()
     end)
 
     it("refuses a msgid send_msg used on any account, and send_msg one it used (one KF account's msgids)", function()
-      local token = standin.token()
-      local function send(kfid, msgid)
-        return post(SEND, token, format('{"touser":"wmUSER","open_kfid":"%s","msgtype":"text","text":{"content":"s"},'
-          .. '"msgid":"%s"}', kfid, msgid))
-      end
-      local function event(code, msgid)
-        return post(EVENT, token, format('{"code":"%s","msgid":"%s","msgtype":"text","text":{"content":"e"}}', code,
-          msgid))
-      end
+      local send, event = msgid_senders(standin.token())
       standin.wrote("wkA", "wmUSER")
       standin.wrote("wkB", "wmUSER")
       assert.are.same({ 200, ok_msgid("s1") }, { send("wkA", "s1") })
