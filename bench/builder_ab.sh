@@ -10,8 +10,10 @@
 # OLD (and NEW when given) is built aside by bench/build_rev.sh in a temporary directory, with this checkout's
 # bench/*.lua, so only the core.so differs. Prints, per interpreter and body, the means over the rounds of:
 # new / old calls per second of the builder and of `core.encode` (table + the generic encoder), and each side's
-# builder / table+cjson ratio (the figure bench/run prints). The order alternates by round (old first in odd
-# rounds), so a burst of load on a shared machine slows both sides alike.
+# builder / table+cjson ratio (the figure bench/run prints), and new/old normalized: new b/cjson over old b/cjson.
+# The table + cjson side is the same code in both runs (same bench/*.lua, same cjson), and each bodies.lua run
+# times it in turns with the builder, so dividing by it cancels a change of load between the old and the new run;
+# on a shared machine that column is the one to read. The order alternates by round (old first in odd rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,14 +69,15 @@ awk -F'\t' '
     for (i = 1; i <= nk; i++) {
       split(order[i], p, SUBSEP)
       if (p[1] != last) {
-        printf "\n%s\n  %-28s %16s %16s %14s %14s\n", p[1], "body", "new/old builder", "new/old encode",
-          "old b/cjson", "new b/cjson"
+        printf "\n%s\n  %-28s %16s %16s %14s %14s %14s\n", p[1], "body", "new/old builder", "new/old encode",
+          "old b/cjson", "new b/cjson", "new/old, norm."
         last = p[1]
       }
       k = order[i]
-      printf "  %-28s %15.2fx %15.2fx %13.2fx %13.2fx\n", p[2],
+      printf "  %-28s %15.2fx %15.2fx %13.2fx %13.2fx %13.2fx\n", p[2],
         (c[k, "new"] / m[k, "new"]) / (c[k, "old"] / m[k, "old"]),
         (e[k, "new"] / m[k, "new"]) / (e[k, "old"] / m[k, "old"]),
-        c[k, "old"] / j[k, "old"], c[k, "new"] / j[k, "new"]
+        c[k, "old"] / j[k, "old"], c[k, "new"] / j[k, "new"],
+        (c[k, "new"] / j[k, "new"]) / (c[k, "old"] / j[k, "old"])
     }
   }' "$out"
