@@ -331,6 +331,19 @@ describe("wechat.work.transport.curl", function()
       assert.same({ ["/cgi-bin/kf/sync_msg"] = 2 }, standin.counts())
     end)
 
+    it("says resent in a batch too, unless the request asked for a fresh connection", function()
+      t = assert(curl.new{ cafile = standin.cafile() })
+      local localhost = standin.https_url():gsub("127%.0%.0%.1", "localhost")
+      local fresh = sync_msg(standin.https_url())
+      fresh.fresh = true
+      local results = t:run({ function()
+        return t:request(sync_msg(standin.https_url())), t:request(sync_msg(localhost)), t:request(fresh)
+      end }, 1)
+      assert.same({ n = 3, { status = 200, body = INVALID_TOKEN },
+        { status = 200, body = INVALID_TOKEN, resent = true }, { status = 200, body = INVALID_TOKEN } }, results[1])
+      assert.same({ ["/cgi-bin/kf/sync_msg"] = 3 }, standin.counts())
+    end)
+
     it("keeps one HTTPS connection for 20 requests", function()
       t = assert(curl.new{ cafile = standin.cafile() })
       for _ = 1, 20 do

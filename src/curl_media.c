@@ -6,15 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include <curl/curl.h>
-
-#include "wechat_core.h"
+#include "curl_transport.h"
 
 #define MEDIA_DEFAULT_TIMEOUT 10.0
 #define MEDIA_MIN_BUFFER 16384
 #define MEDIA_MAX_HEADER 512 /* a kept header value is cut here: names and ranges are short */
-#define MEDIA_USER_AGENT "lua-wechat-work/0.1.0"
+#define MEDIA_MT "wechat.curl_media"
 #define MEDIA_MAX_BYTES 9007199254740992.0 /* 2^53: every size a Lua number holds exactly */
 
 enum { HDR_CONTENT_TYPE, HDR_CONTENT_DISPOSITION, HDR_CONTENT_RANGE, HDR_COUNT };
@@ -33,21 +32,39 @@ typedef struct {
     /* the answer */
     const char *sink;
     FILE *out;
-    int to_sink, decided, out_failed, out_errno, too_large, no_memory;
+    int to_sink, decided, content, out_failed, out_errno, too_large, no_memory;
     char *buf;
     size_t len, cap;
     curl_off_t received, max, other_max; /* max for content, other_max for any other answer (WeCom's JSON) */
     char hdr[HDR_COUNT][MEDIA_MAX_HEADER + 1];
     char errbuf[CURL_ERROR_SIZE];
+    int global_ref; /* this transfer holds one curl_global_init reference */
 } media_xfer;
 
+/* Frees what the transfer holds; idempotent. Also the __gc of its userdata, so that a raise while the results are
+ * pushed leaks nothing. */
 static void media_release(media_xfer *x)
 {
     if (x->easy != NULL) curl_easy_cleanup(x->easy);
+    x->easy = NULL;
     curl_slist_free_all(x->headers);
+    x->headers = NULL;
     if (x->in != NULL) fclose(x->in);
+    x->in = NULL;
     if (x->out != NULL) fclose(x->out);
+    x->out = NULL;
     free(x->buf);
+    x->buf = NULL;
+    if (x->global_ref) {
+        x->global_ref = 0;
+        curl_global_cleanup();
+    }
+}
+
+static int l_media_gc(lua_State *L)
+{
+    media_release(luaL_checkudata(L, 1, MEDIA_MT));
+    return 0;
 }
 
 /* Runs inside curl_easy_perform: trouble is recorded and the transfer stopped, never raised across libcurl. */
@@ -124,7 +141,7 @@ static int media_is_content(media_xfer *x)
     if (status != 200 && status != 206) return 0;
     const char *ct = x->hdr[HDR_CONTENT_TYPE];
     while (*ct == ' ') ct++;
-    return strncmp(ct, "application/json", 16) != 0 && strncmp(ct, "text/", 5) != 0;
+    return strncasecmp(ct, "application/json", 16) != 0 && strncasecmp(ct, "text/", 5) != 0;
 }
 
 static size_t media_write(char *data, size_t size, size_t nmemb, void *ud)
@@ -134,9 +151,9 @@ static size_t media_write(char *data, size_t size, size_t nmemb, void *ud)
     if (n == 0) return 0;
     if (!x->decided) {
         x->decided = 1;
-        int content = media_is_content(x);
-        if (!content) x->max = x->other_max;
-        if (x->sink != NULL && content) {
+        x->content = media_is_content(x);
+        if (!x->content) x->max = x->other_max;
+        if (x->sink != NULL && x->content) {
             x->to_sink = 1;
             x->out = fopen(x->sink, "wb");
             if (x->out == NULL) {
@@ -203,44 +220,21 @@ static int cstring_ok(const char *s, size_t len)
     return s == NULL || strlen(s) == len;
 }
 
-static const char *media_reason(CURLcode rc)
-{
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT: return "connect";
-    case CURLE_OPERATION_TIMEDOUT: return "timeout";
-    case CURLE_COULDNT_RESOLVE_HOST: return "resolve";
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CACERT_BADFILE: return "tls";
-    case CURLE_SEND_ERROR:
-    case CURLE_ABORTED_BY_CALLBACK:
-    case CURLE_READ_ERROR: return "send";
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE: return "recv";
-    default: return "other";
-    }
-}
-
 /* Pushes nil, reason, message; the message is cut at a '?' so a URL's query (the access token) never shows. */
 static int media_fail(lua_State *L, const char *reason, const char *msg)
 {
     lua_pushnil(L);
     lua_pushstring(L, reason);
-    size_t n = strcspn(msg, "?\r\n");
-    while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == ':')) n--;
-    if (n == 0) lua_pushliteral(L, "transfer failed");
-    else lua_pushlstring(L, msg, n);
+    wcurl_push_message(L, msg);
     return 3;
 }
 
 #define MSETOPT(opt, val)                                                                                   \
     do {                                                                                                    \
-        if (rc == CURLE_OK) rc = curl_easy_setopt(x.easy, (opt), (val));                                    \
+        if (rc == CURLE_OK) rc = curl_easy_setopt(x->easy, (opt), (val));                                    \
     } while (0)
 
-/* core.curl_media(opts, req) -> status, body | nil, size, headers  |  nil, reason, message
+/* core.curl_media(opts, req) -> status, body | nil, size, headers, content  |  nil, reason, message
  * opts: timeout, connect_timeout, cafile, ssl_verify, user_agent (the curl transport's options);
  * req: url, method ("GET" | "POST"), max (content bytes at most), other_max (bytes at most of another answer:
  * WeCom's JSON, an error page), range (a Range header value), sink (a file path:
@@ -287,83 +281,79 @@ static int l_curl_media(lua_State *L)
     if (data != NULL && (double)data_len != size)
         return wechat_argerror(L, "curl_media", 2, "size must be the length of data");
 
-    media_xfer x;
-    memset(&x, 0, sizeof x);
-    x.sink = sink;
-    x.max = (curl_off_t)max;
-    x.other_max = (curl_off_t)other_max;
+    /* a userdata with __gc: whatever raises from here on, nothing it holds is lost */
+    media_xfer *x = lua_newuserdata(L, sizeof *x);
+    memset(x, 0, sizeof *x);
+    luaL_getmetatable(L, MEDIA_MT);
+    lua_setmetatable(L, -2);
+    x->sink = sink;
+    x->max = (curl_off_t)max;
+    x->other_max = (curl_off_t)other_max;
     if (upload) {
-        x.part[0] = head;
-        x.part_len[0] = head_len;
-        x.part[1] = data != NULL ? data : "";
-        x.part_len[1] = data != NULL ? data_len : 0;
-        x.part[2] = tail;
-        x.part_len[2] = tail_len;
+        x->part[0] = head;
+        x->part_len[0] = head_len;
+        x->part[1] = data != NULL ? data : "";
+        x->part_len[1] = data != NULL ? data_len : 0;
+        x->part[2] = tail;
+        x->part_len[2] = tail_len;
         if (path != NULL) {
-            x.in = fopen(path, "rb");
-            if (x.in == NULL) {
+            x->in = fopen(path, "rb");
+            if (x->in == NULL) {
                 int e = errno;
                 lua_pushnil(L);
                 lua_pushliteral(L, "other");
                 lua_pushfstring(L, "cannot open the file to upload: %s", strerror(e));
                 return 3;
             }
-            x.in_left = (curl_off_t)size;
+            x->in_left = (curl_off_t)size;
         }
     }
 
     CURLcode rc = CURLE_OK;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        media_release(&x);
+        media_release(x);
         return media_fail(L, "other", "curl_global_init failed");
     }
-    x.easy = curl_easy_init();
-    if (x.easy == NULL) rc = CURLE_OUT_OF_MEMORY;
+    x->global_ref = 1;
+    x->easy = curl_easy_init();
+    if (x->easy == NULL) rc = CURLE_OUT_OF_MEMORY;
 
     char line[MEDIA_MAX_HEADER + 64];
     /* An empty "Expect:" keeps libcurl from waiting for 100-continue before the body. */
     const char *lines[3] = {"Expect:", NULL, NULL};
+    int n = 0;
     if (upload) {
-        snprintf(line, sizeof line, "Content-Type: %s", content_type);
+        n = snprintf(line, sizeof line, "Content-Type: %s", content_type);
         lines[1] = line;
     } else if (range != NULL) {
-        snprintf(line, sizeof line, "Range: %s", range);
+        n = snprintf(line, sizeof line, "Range: %s", range);
         lines[1] = line;
     }
+    if (n < 0 || (size_t)n >= sizeof line) {
+        media_release(x);
+        return media_fail(L, "other", "the Content-Type or Range header is too long");
+    }
     for (int i = 0; i < 3 && lines[i] != NULL && rc == CURLE_OK; i++) {
-        struct curl_slist *h = curl_slist_append(x.headers, lines[i]);
+        struct curl_slist *h = curl_slist_append(x->headers, lines[i]);
         if (h == NULL) rc = CURLE_OUT_OF_MEMORY;
-        else x.headers = h;
+        else x->headers = h;
     }
 
-    MSETOPT(CURLOPT_ERRORBUFFER, x.errbuf);
-    MSETOPT(CURLOPT_NOSIGNAL, 1L);
-    MSETOPT(CURLOPT_NOPROGRESS, 1L);
-    MSETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    MSETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    MSETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
+    if (rc == CURLE_OK) rc = wcurl_common_opts(x->easy, x->errbuf, user_agent, ssl_verify, cafile, connect_timeout);
     MSETOPT(CURLOPT_URL, url);
     /* The whole exchange may take long for 20 MB: the timeout bounds a stall (no progress), not the transfer. */
-    MSETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
     MSETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
     MSETOPT(CURLOPT_LOW_SPEED_TIME, (long)(timeout < 1.0 ? 1.0 : timeout + 0.5));
-    MSETOPT(CURLOPT_USERAGENT, user_agent != NULL ? user_agent : MEDIA_USER_AGENT);
-    MSETOPT(CURLOPT_SSL_VERIFYPEER, ssl_verify ? 1L : 0L);
-    MSETOPT(CURLOPT_SSL_VERIFYHOST, ssl_verify ? 2L : 0L);
-    if (cafile != NULL) MSETOPT(CURLOPT_CAINFO, cafile);
-    MSETOPT(CURLOPT_HTTPHEADER, x.headers);
+    MSETOPT(CURLOPT_HTTPHEADER, x->headers);
     MSETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(max > other_max ? max : other_max));
     MSETOPT(CURLOPT_HEADERFUNCTION, media_header);
-    MSETOPT(CURLOPT_HEADERDATA, (void *)&x);
+    MSETOPT(CURLOPT_HEADERDATA, (void *)x);
     MSETOPT(CURLOPT_WRITEFUNCTION, media_write);
-    MSETOPT(CURLOPT_WRITEDATA, (void *)&x);
+    MSETOPT(CURLOPT_WRITEDATA, (void *)x);
     if (upload) {
         MSETOPT(CURLOPT_POST, 1L);
         MSETOPT(CURLOPT_READFUNCTION, media_read);
-        MSETOPT(CURLOPT_READDATA, (void *)&x);
+        MSETOPT(CURLOPT_READDATA, (void *)x);
         MSETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(head_len + tail_len) + (curl_off_t)size);
     } else if (post) {
         MSETOPT(CURLOPT_POSTFIELDS, "");
@@ -372,68 +362,64 @@ static int l_curl_media(lua_State *L)
         MSETOPT(CURLOPT_HTTPGET, 1L);
     }
     if (rc != CURLE_OK) {
-        int n = media_fail(L, "other", curl_easy_strerror(rc));
-        media_release(&x);
-        curl_global_cleanup();
-        return n;
+        media_release(x);
+        return media_fail(L, "other", curl_easy_strerror(rc));
     }
 
-    rc = curl_easy_perform(x.easy);
+    rc = curl_easy_perform(x->easy);
     long status = 0;
-    if (rc == CURLE_OK && curl_easy_getinfo(x.easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+    if (rc == CURLE_OK && curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
         rc = CURLE_FAILED_INIT;
-    if (x.out != NULL) {
-        FILE *out = x.out;
-        x.out = NULL;
+    if (x->out != NULL) {
+        FILE *out = x->out;
+        x->out = NULL;
         if (fclose(out) != 0 && rc == CURLE_OK) {
-            x.out_failed = 1;
-            x.out_errno = errno;
+            x->out_failed = 1;
+            x->out_errno = errno;
             rc = CURLE_WRITE_ERROR;
         }
     }
     int nret;
     if (rc == CURLE_OK) {
         lua_pushinteger(L, (lua_Integer)status);
-        if (x.to_sink) lua_pushnil(L);
-        else lua_pushlstring(L, x.buf != NULL ? x.buf : "", x.len);
-        lua_pushnumber(L, (lua_Number)x.received);
+        if (x->to_sink) lua_pushnil(L);
+        else lua_pushlstring(L, x->buf != NULL ? x->buf : "", x->len);
+        lua_pushnumber(L, (lua_Number)x->received);
         lua_createtable(L, 0, HDR_COUNT);
         for (int i = 0; i < HDR_COUNT; i++) {
-            if (x.hdr[i][0] == '\0') continue;
-            lua_pushstring(L, x.hdr[i]);
+            if (x->hdr[i][0] == '\0') continue;
+            lua_pushstring(L, x->hdr[i]);
             lua_setfield(L, -2, HDR_NAMES[i]);
         }
-        nret = 4;
-    } else if (x.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+        /* content (not WeCom's JSON or text): said here once, so the client need not judge the headers again */
+        lua_pushboolean(L, x->decided ? x->content : media_is_content(x));
+        nret = 5;
+    } else if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         char limit[32];
-        snprintf(limit, sizeof limit, "%.0f", (double)x.max);
+        snprintf(limit, sizeof limit, "%.0f", (double)x->max);
         lua_pushnil(L);
         lua_pushliteral(L, "too_large");
         lua_pushfstring(L, "response too large (over %s bytes)", limit);
         nret = 3;
-    } else if (x.out_failed) {
+    } else if (x->out_failed) {
         lua_pushnil(L);
         lua_pushliteral(L, "other");
-        lua_pushfstring(L, "cannot write the downloaded file: %s", strerror(x.out_errno));
+        lua_pushfstring(L, "cannot write the downloaded file: %s", strerror(x->out_errno));
         nret = 3;
-    } else if (x.in_failed) {
+    } else if (x->in_failed) {
         lua_pushnil(L);
         lua_pushliteral(L, "send");
         lua_pushliteral(L, "the file to upload ended early or could not be read");
         nret = 3;
-    } else if (x.no_memory) {
+    } else if (x->no_memory) {
         nret = media_fail(L, "other", "not enough memory for the response");
     } else {
-        long sent = 1;
-        const char *reason = media_reason(rc);
-        /* nothing of the request went out before the timeout: a connect failure, which any request may retry */
-        if (rc == CURLE_OPERATION_TIMEDOUT && curl_easy_getinfo(x.easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK &&
-            sent == 0)
-            reason = "connect";
-        nret = media_fail(L, reason, x.errbuf[0] != '\0' ? x.errbuf : curl_easy_strerror(rc));
+        /* the read callback stopped the upload: the file, not the network */
+        const char *reason = rc == CURLE_ABORTED_BY_CALLBACK || rc == CURLE_READ_ERROR ? "send"
+                                                                                      : wcurl_reason(x->easy, rc);
+        nret = media_fail(L, reason, x->errbuf[0] != '\0' ? x->errbuf : curl_easy_strerror(rc));
     }
-    media_release(&x);
-    curl_global_cleanup();
+    media_release(x);
     return nret;
 }
 
@@ -444,5 +430,12 @@ static const luaL_Reg media_funcs[] = {
 
 void wechat_open_curl_media(lua_State *L)
 {
+    if (luaL_newmetatable(L, MEDIA_MT)) {
+        lua_pushcfunction(L, l_media_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushliteral(L, MEDIA_MT);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
     wechat_setfuncs(L, media_funcs);
 }

@@ -100,25 +100,26 @@ static int l_multi_limit(lua_State *L)
     return 1;
 }
 
-/* multi:add(id, handle, method, url[, body]) -> true | nil, reason, message, false
+/* multi:add(id, handle, method, url[, body[, fresh]]) -> true | nil, reason, message, false
  * Starts a transfer on handle (a wechat.curl handle not in use); id (an integer) names it in perform's answers.
- * The body is copied: the caller's string may go before the transfer ends. */
+ * The body is copied: the caller's string may go before the transfer ends. fresh: as for handle:request. */
 static int l_multi_add(lua_State *L)
 {
     wmulti *m = wmulti_check(L);
     if (!wechat_isinteger(L, 2)) return wechat_argerror(L, "add", 1, "integer id expected");
     lua_Integer id = (lua_Integer)wechat_tointeger(L, 2);
-    lua_remove(L, 2); /* handle, method, url, body now at 2..5, as wcurl_check_request takes them with shift 1 */
-    wcurl *c = wcurl_check_idle(L, 2);
+    wcurl *c = wcurl_check_idle(L, 3);
     int post;
     const char *url, *body;
     size_t url_len, body_len;
-    wcurl_check_request(L, "add", 1, &post, &url, &url_len, &body, &body_len);
+    /* method, url, body at 4..6: the arguments #3..#5 of add */
+    wcurl_check_request(L, "add", 2, &post, &url, &url_len, &body, &body_len);
     if (m->n >= MAX_TRANSFERS) return luaL_error(L, "curl multi handle: more than %d transfers", MAX_TRANSFERS);
+    c->fresh = lua_toboolean(L, 7);
     CURLcode rc = wcurl_begin(c, post, url, url_len, body, body_len);
     if (rc == CURLE_OK && post) rc = curl_easy_setopt(c->easy, CURLOPT_COPYPOSTFIELDS, body);
     if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_PRIVATE, (void *)c);
-    if (rc != CURLE_OK) return wcurl_finish(L, c, rc);
+    if (rc != CURLE_OK) return wcurl_finish(L, c, rc, 0);
     CURLMcode mc = curl_multi_add_handle(m->multi, c->easy);
     if (mc != CURLM_OK) {
         lua_pushnil(L);
@@ -152,7 +153,7 @@ static int l_multi_perform(lua_State *L)
 {
     wmulti *m = wmulti_check(L);
     double wait = luaL_checknumber(L, 2);
-    int wait_ms = wait <= 0 ? 0 : wait * 1000 >= MAX_WAIT_MS ? MAX_WAIT_MS : (int)(wait * 1000 + 0.5);
+    int wait_ms = !(wait > 0) ? 0 : wait * 1000 >= MAX_WAIT_MS ? MAX_WAIT_MS : (int)(wait * 1000 + 0.5);
     lua_newtable(L);
     int done = 0;
     for (int round = 0; round < 2; round++) {
@@ -170,11 +171,12 @@ static int l_multi_perform(lua_State *L)
             lua_Integer id = 0;
             for (int i = 0; i < m->n; i++)
                 if (m->running[i] == c) id = m->ids[i];
-            wmulti_detach(m, c);
             lua_createtable(L, 0, 5);
             lua_pushinteger(L, id);
             lua_setfield(L, -2, "id");
-            set_result(L, wcurl_finish(L, c, rc));
+            /* finished while still in the multi handle: only there can libcurl tell whether the connection stays */
+            set_result(L, wcurl_finish(L, c, rc, 1));
+            wmulti_detach(m, c);
             lua_rawseti(L, -2, ++done);
         }
         if (done > 0 || m->n == 0 || round == 1 || wait_ms == 0) break;
@@ -192,7 +194,7 @@ static int l_multi_abort(lua_State *L)
         wcurl *c = m->running[0];
         wmulti_detach(m, c);
         lua_settop(L, 1);
-        (void)wcurl_finish(L, c, CURLE_ABORTED_BY_CALLBACK);
+        (void)wcurl_finish(L, c, CURLE_ABORTED_BY_CALLBACK, 1);
     }
     return 0;
 }

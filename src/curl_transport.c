@@ -16,7 +16,6 @@
 #define MIN_BUFFER 16384
 /* A buffer grown past this for one large answer is given back, so an idle transport stays small. */
 #define KEEP_BUFFER (1024 * 1024)
-#define DEFAULT_USER_AGENT "lua-wechat-work/0.1.0"
 static void wcurl_forget_url(wcurl_url *u)
 {
     curl_url_cleanup(u->parsed);
@@ -149,6 +148,29 @@ static void opt_check_keys(lua_State *L)
     }
 }
 
+/* --- shared with the media transfers (curl_media.c) ------------------------------------------------------ */
+
+CURLcode wcurl_common_opts(CURL *easy, char *errbuf, const char *user_agent, int ssl_verify, const char *cafile,
+                           double connect_timeout)
+{
+    CURLcode rc = curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 1L);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(easy, CURLOPT_USERAGENT, user_agent != NULL ? user_agent : WCURL_USER_AGENT);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, ssl_verify ? 1L : 0L);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, ssl_verify ? 2L : 0L);
+    if (rc == CURLE_OK && cafile != NULL) rc = curl_easy_setopt(easy, CURLOPT_CAINFO, cafile);
+    return rc;
+}
+
 /* --- constructor --------------------------------------------------------------------------------------- */
 
 #define SETOPT(c, opt, val)                                                                                 \
@@ -234,27 +256,17 @@ static int l_curl_new(lua_State *L)
     if (h == NULL) goto no_memory;
     c->post_headers = h;
 
-    SETOPT(c, CURLOPT_ERRORBUFFER, c->errbuf);
-    SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+    if (wcurl_common_opts(c->easy, c->errbuf, user_agent, ssl_verify, cafile, connect_timeout) != CURLE_OK) {
+        failed = "the common options";
+        goto fail;
+    }
     SETOPT(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    SETOPT(c, CURLOPT_NOPROGRESS, 1L);
-    SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    SETOPT(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
     SETOPT(c, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000.0 + 0.5));
-    SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000.0 + 0.5));
     /* Stops early when the server announces a Content-Length over the limit; the write callback catches the
      * rest (chunked or lying answers). */
     SETOPT(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_response);
     SETOPT(c, CURLOPT_WRITEFUNCTION, wcurl_write);
     SETOPT(c, CURLOPT_WRITEDATA, (void *)c);
-    SETOPT(c, CURLOPT_USERAGENT, user_agent != NULL ? user_agent : DEFAULT_USER_AGENT);
-    SETOPT(c, CURLOPT_SSL_VERIFYPEER, ssl_verify ? 1L : 0L);
-    SETOPT(c, CURLOPT_SSL_VERIFYHOST, ssl_verify ? 2L : 0L);
-    if (cafile != NULL) SETOPT(c, CURLOPT_CAINFO, cafile);
     return 1;
 
 no_memory:
@@ -309,9 +321,18 @@ static const char *reason_of(CURLcode rc)
     }
 }
 
-/* Pushes the failure message. The URL's query carries the access token: libcurl's messages name hosts, not
- * URLs, but anything from a '?' on is cut all the same, so a token can never reach a log line. */
-static void push_message(lua_State *L, const char *msg)
+const char *wcurl_reason(CURL *easy, CURLcode rc)
+{
+    /* A timeout before any byte of the request went out (connect or TLS handshake) is a connect failure: nothing
+     * reached WeCom, so any request may go again. */
+    long sent = 1;
+    if (rc == CURLE_OPERATION_TIMEDOUT && curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK &&
+        sent == 0)
+        return "connect";
+    return reason_of(rc);
+}
+
+void wcurl_push_message(lua_State *L, const char *msg)
 {
     size_t n = strcspn(msg, "?\r\n");
     while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == ':')) n--;
@@ -385,17 +406,21 @@ CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const 
     return rc;
 }
 
-int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc)
+int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc, int started)
 {
     /* libcurl sends a request again by itself, on a new connection, when a kept-alive one died under it. When a
      * request that could have reused the connection the last one left open needed a new one, it may have gone out
-     * twice already (or libcurl found the idle connection closed before sending: it cannot tell us which). */
-    long connects = 0;
-    if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
-    int maybe_resent = !c->fresh && c->kept && connects > 0;
-    curl_socket_t open_socket = CURL_SOCKET_BAD;
-    c->kept = curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &open_socket) == CURLE_OK &&
-              open_socket != CURL_SOCKET_BAD;
+     * twice already (or libcurl found the idle connection closed before sending: it cannot tell us which). A
+     * transfer that never started (its setup failed) made no connection: the last one's counts stay as they are. */
+    int maybe_resent = 0;
+    if (started) {
+        long connects = 0;
+        if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) c->connects += connects;
+        maybe_resent = !c->fresh && c->kept && connects > 0;
+        curl_socket_t open_socket = CURL_SOCKET_BAD;
+        c->kept = curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &open_socket) == CURLE_OK &&
+                  open_socket != CURL_SOCKET_BAD;
+    }
     c->fresh = 0;
     /* Forget the pointer into the Lua string, which may be collected before the next request. */
     if (c->post && curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (char *)NULL) != CURLE_OK && rc == CURLE_OK)
@@ -420,15 +445,8 @@ int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc)
             lua_pushliteral(L, "other");
             lua_pushliteral(L, "not enough memory for the response");
         } else {
-            /* A timeout before any byte of the request went out (connect or TLS handshake) is a connect failure:
-             * nothing reached WeCom, so any request may go again. */
-            long sent = 1;
-            if (rc == CURLE_OPERATION_TIMEDOUT &&
-                curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0)
-                lua_pushliteral(L, "connect");
-            else
-                lua_pushstring(L, reason_of(rc));
-            push_message(L, c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
+            lua_pushstring(L, wcurl_reason(c->easy, rc));
+            wcurl_push_message(L, c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
         }
         lua_pushboolean(L, maybe_resent);
         nret = 4;
@@ -443,7 +461,7 @@ int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc)
 }
 
 /* Checks the arguments of request at 2, 3, 4 (method, url, body) for the handle at 1 and for the multi handle's
- * add, whose arguments sit one further: shift 1. */
+ * add, whose id and handle come first: shift 2). */
 void wcurl_check_request(lua_State *L, const char *fname, int shift, int *post, const char **url, size_t *url_len,
                          const char **body, size_t *body_len)
 {
@@ -480,8 +498,8 @@ static int l_curl_request(lua_State *L)
     c->fresh = lua_toboolean(L, 5);
     /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
     CURLcode rc = wcurl_begin(c, post, url, url_len, body, body_len);
-    if (rc == CURLE_OK) rc = curl_easy_perform(c->easy);
-    return wcurl_finish(L, c, rc);
+    if (rc != CURLE_OK) return wcurl_finish(L, c, rc, 0);
+    return wcurl_finish(L, c, curl_easy_perform(c->easy), 1);
 }
 
 /* handle:stats() -> {requests = N, connects = M}: connects counts new connections (CURLINFO_NUM_CONNECTS

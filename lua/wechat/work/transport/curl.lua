@@ -78,7 +78,8 @@ function Transport:request(req)
   local code, res, msg, resent
   local batch = self.batch
   if batch and batch[running()] then
-    code, res, msg, resent = yield(method, url, body) -- the transfer runs in Transport:run's multi handle
+    -- the transfer runs in Transport:run's multi handle
+    code, res, msg, resent = yield(method, url, body, req.fresh == true)
   else
     code, res, msg, resent = self.handle:request(method, url, body, req.fresh == true)
   end
@@ -162,7 +163,7 @@ function Transport:run(tasks, limit)
   self.batch = batch
 
   -- Runs co until it yields a request or a pause, or ends; a request is added to the multi handle.
-  local function step(co, ok, a, b, c)
+  local function step(co, ok, a, b, c, d)
     local i = batch[co]
     while true do
       if not ok then
@@ -181,7 +182,7 @@ function Transport:run(tasks, limit)
       local handle, msg = take_handle(self)
       local added, reason, message, resent
       if handle then
-        added, reason, message, resent = multi:add(i, handle, a, b, c)
+        added, reason, message, resent = multi:add(i, handle, a, b, c, d)
       else
         reason, message = "other", msg
       end
@@ -192,7 +193,7 @@ function Transport:run(tasks, limit)
       if handle then
         self.free[#self.free + 1] = handle
       end
-      ok, a, b, c = resume(co, nil, reason, message, resent)
+      ok, a, b, c, d = resume(co, nil, reason, message, resent)
     end
   end
 
@@ -251,7 +252,8 @@ end
 --   `wechat.work.transport.request.check_media`); `max` bounds content (a 200 or 206 that is not JSON or text),
 --   default the transport's `max_response`, which bounds any other answer.
 -- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
---   ["content-range"] = } }`: `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
+--   ["content-range"] = }, content = true | false }` (content: a 200 or 206 that is neither JSON nor text):
+--   `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
 --   text); or nil and a "transport" error (reasons as for `request`)
 -- @raise on a wrong request table, or when the transport is closed
 function Transport:media(req)
@@ -269,12 +271,12 @@ function Transport:media(req)
     spec.head, spec.tail, spec.content_type = core.multipart_frame(upload.name, upload.filename, upload.size)
     spec.path, spec.data, spec.size = upload.path, upload.data, upload.size
   end
-  local code, body, size, headers = core.curl_media(self.picked, spec)
+  local code, body, size, headers, content = core.curl_media(self.picked, spec)
   if not code then
     local reason, message = body, size
     return nil, errors.new(errors.TRANSPORT, message, { reason = reason })
   end
-  return { status = code, body = body, size = size, headers = headers }
+  return { status = code, body = body, size = size, headers = headers, content = content }
 end
 
 --- Counts since the transport was made: `{requests = N, connects = M}`, where `connects` is the number of
