@@ -75,8 +75,8 @@ function M.known_customer(external_userid)
 end
 
 --- nil when the API may send to this session now, else errcode, errmsg. A session the stand-in was never told
--- of may be sent to (specs that send without a session rely on it); the 48-hour / 5-message window is
--- standin/window.lua's.
+-- of is not refused here: whether the customer wrote (95031 when not) is standin/window.lua's, with the
+-- 48-hour / 5-message window.
 function M.check_send(open_kfid, external_userid)
   local s = M.get(open_kfid, external_userid)
   if s == nil or SENDABLE[s] then
