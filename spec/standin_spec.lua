@@ -346,9 +346,16 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmOLD")) })
     end)
 
+    -- with window_strict the account and the customer must be known (95004, 40096) before the window is looked at
+    local function known_elsewhere(user)
+      standin.kf_account{ open_kfid = "wkKF" }
+      standin.sync{ messages = { { open_kfid = "wkOTHER", external_userid = user } } }
+    end
+
     it("opens no window for events and servicer messages", function()
       local token = standin.token()
       wrote("wmS", os.time(), 5)
+      known_elsewhere("wmS")
       standin.config{ window_strict = true }
       assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
         { post(SEND, token, text_to("wmS")) })
@@ -357,9 +364,36 @@ describe("wecom stand-in", function()
     it("lets a customer it never saw write pass, unless window_strict is set", function()
       local token = standin.token()
       assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmNEW")) })
+      known_elsewhere("wmNEW")
       standin.config{ window_strict = true }
       assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
         { post(SEND, token, text_to("wmNEW")) })
+    end)
+
+    it("with window_strict answers 95004 for an account and 40096 for a customer it does not know", function()
+      local token = standin.token()
+      standin.config{ window_strict = true }
+      assert.are.same({ 200, err(95004, "open_kfid not exist") }, { post(SEND, token, text_to("wmNOBODY")) })
+      standin.kf_account{ open_kfid = "wkKF" }
+      assert.are.same({ 200, err(40096, "invalid external userid") }, { post(SEND, token, text_to("wmNOBODY")) })
+      -- a customer's message makes both known; a deleted account is gone again
+      wrote("wmNOBODY", os.time())
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmNOBODY")) })
+      standin.sync{ messages = { { open_kfid = "wkNEW", external_userid = "wmNOBODY" } } }
+      local new_kf = '{"touser":"wmNOBODY","open_kfid":"wkNEW","msgtype":"text","text":{"content":"x"}}'
+      assert.are.same({ 200, ok_msgid("standin-msg-2") }, { post(SEND, token, new_kf) })
+      assert.are.same({ 200, '{"errcode":0,"errmsg":"ok"}' },
+        { post("/cgi-bin/kf/account/del", token, '{"open_kfid":"wkKF"}') })
+      assert.are.same({ 200, err(95004, "open_kfid not exist") }, { post(SEND, token, text_to("wmNOBODY")) })
+      assert.are.equal(2, #standin.delivered())
+    end)
+
+    it("refuses an open_kfid over 64 bytes with 95000, as the account calls do", function()
+      local token = standin.token()
+      local body = '{"touser":"wmU","open_kfid":"' .. rep("k", 65) .. '","msgtype":"text","text":{"content":"x"}}'
+      assert.are.same({ 200, err(95000, "invalid open_kfid") }, { post(SEND, token, body) })
+      body = '{"touser":"wmU","open_kfid":"' .. rep("k", 64) .. '","msgtype":"text","text":{"content":"x"}}'
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, body) })
     end)
   end)
 

@@ -151,6 +151,7 @@ function M.del(method, args, body)
   end
   DICT:delete("acct:" .. open_kfid)
   DICT:delete("svc:" .. open_kfid)
+  DICT:delete("kfid:" .. open_kfid) -- a deleted account is gone for send_msg too (standin/session.lua)
   return ok_with()
 end
 

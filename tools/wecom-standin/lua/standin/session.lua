@@ -56,6 +56,8 @@ function M.set(open_kfid, external_userid, service_state, servicer_userid)
     return nil, err
   end
   DICT:safe_add("cust:" .. external_userid, open_kfid)
+  -- a session on an account means WeCom has that account (customers write only to accounts that exist)
+  DICT:safe_add("kfid:" .. open_kfid, true)
   return true
 end
 
@@ -72,6 +74,12 @@ end
 --- True when the customer is known to the stand-in (a session, any state, with any account).
 function M.known_customer(external_userid)
   return DICT:get("cust:" .. external_userid) ~= nil
+end
+
+--- True when the KF account exists for the stand-in: made by account/add or /_standin/kf_account, or a
+-- session on it is known (a customer wrote to it, a control call or trans set one).
+function M.known_account(open_kfid)
+  return DICT:get("acct:" .. open_kfid) ~= nil or DICT:get("kfid:" .. open_kfid) ~= nil
 end
 
 --- nil when the API may send to this session now, else errcode, errmsg. A session the stand-in was never told
