@@ -223,6 +223,31 @@ describe("wecom stand-in: the KF desk", function()
       assert.equal(0, send())
     end)
 
+    it("ends a session 48 hours after the customer's last message, whatever its state", function()
+      local function wrote(user, ago)
+        standin.sync{ messages = { { open_kfid = KFID, external_userid = user, send_time = os.time() - ago,
+          msgtype = "text", text = { content = "在吗" } } } }
+      end
+      local function get(user)
+        local got = call("/cgi-bin/kf/service_state/get", { open_kfid = KFID, external_userid = user })
+        return got.service_state, got.servicer_userid
+      end
+      wrote(TO, 48 * 3600)
+      assert.same({ 4, "" }, { get(TO) })
+      assert.same({ 4, "" }, { standin.session(KFID, TO) })
+      assert.same({ 95016, "invalid service state transition 4 -> 1" }, { trans(1) })
+      wrote(TO, 60) -- a newer message starts a new session
+      assert.same({ 0, "" }, { get(TO) })
+      assert.equal(0, trans(3, "zhangsan"))
+      assert.same({ 3, "zhangsan" }, { get(TO) })
+      -- a human's session ends too
+      standin.set_session{ open_kfid = KFID, external_userid = "wmOLD", service_state = 3,
+        servicer_userid = "zhangsan" }
+      assert.same({ 3, "zhangsan" }, { get("wmOLD") })
+      wrote("wmOLD", 48 * 3600 + 1)
+      assert.same({ 4, "" }, { get("wmOLD") })
+    end)
+
     it("refuses bad control calls", function()
       for _, c in ipairs{
         { { open_kfid = KFID, external_userid = TO, service_state = 3 },

@@ -4,6 +4,7 @@
 -- 2 queue, 3 human, 4 ended / not started.
 local cjson = require "cjson.safe"
 local state = require "standin.state"
+local window = require "standin.window"
 
 local ngx = ngx
 local type, tonumber = type, tonumber
@@ -37,15 +38,25 @@ local function key(open_kfid, external_userid)
   return "sess:" .. open_kfid .. "\0" .. external_userid
 end
 
---- The session's state and servicer (servicer_userid "" unless human), or nil when the stand-in was never told
--- of that session.
-function M.get(open_kfid, external_userid)
+-- The state as last set, not aged.
+local function stored(open_kfid, external_userid)
   local rec = DICT:get(key(open_kfid, external_userid))
   if not rec then
     return nil
   end
   local s, servicer = rec:match("^(%d)|(.*)$")
   return tonumber(s), servicer
+end
+
+--- The session's state and servicer (servicer_userid "" unless human), or nil when the stand-in was never told
+-- of that session. A session lasts 48 hours from the customer's last message (kf-family.md §3): after that it is
+-- 4, whatever it was.
+function M.get(open_kfid, external_userid)
+  local s, servicer = stored(open_kfid, external_userid)
+  if s and s ~= M.ENDED and window.over(open_kfid, external_userid) then
+    return M.ENDED, ""
+  end
+  return s, servicer
 end
 
 --- Sets a session's state (and servicer, for 3). Returns true, or nil, err when the dict is full.
@@ -86,7 +97,8 @@ end
 -- of may be sent to (specs that send without a session rely on it); the 48-hour / 5-message window is
 -- standin/window.lua's.
 function M.check_send(open_kfid, external_userid)
-  local s = M.get(open_kfid, external_userid)
+  -- not aged: a session ended by the 48 hours is answered by the window's own 95002 (standin/window.lua)
+  local s = stored(open_kfid, external_userid)
   if s == nil or SENDABLE[s] then
     return nil
   end

@@ -32,6 +32,17 @@ function M.customer_wrote(open_kfid, user, send_time)
   return true
 end
 
+--- The send_time of the customer's last message to the account, or nil when none is known.
+function M.last_message(open_kfid, user)
+  return DICT:get("win:t:" .. key(open_kfid, user))
+end
+
+--- True when the customer's last message to the account is 48 hours old or older (WeCom's session and window end).
+function M.over(open_kfid, user)
+  local t = M.last_message(open_kfid, user)
+  return t ~= nil and ngx.time() >= t + WINDOW
+end
+
 -- Counts a send to the customer: nil when it may go (then a count was taken: give it back with `give_back` if
 -- the send is not delivered after all), else errcode, errmsg.
 function M.take(open_kfid, user)
