@@ -264,7 +264,13 @@ describe("wecom stand-in: the KF desk", function()
   end)
 
   describe("customers and upgrade service", function()
+    local function wrote(user, ago, kfid)
+      standin.sync{ messages = { { open_kfid = kfid or KFID, external_userid = user,
+        send_time = os.time() - (ago or 0), msgtype = "text", text = { content = "在吗" } } } }
+    end
+
     before_each(function()
+      wrote(TO)
       standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
       standin.upgrade_config{ userid_list = { "zhangsan" }, chat_id_list = { "wrCHAT" } }
     end)
@@ -279,6 +285,33 @@ describe("wecom stand-in: the KF desk", function()
       refused(40058, "invalid external_userid_list", GET, { external_userid_list = many })
       refused(40058, "invalid need_enter_session_context", GET,
         { external_userid_list = { TO }, need_enter_session_context = 2 })
+    end)
+
+    it("knows only customers who wrote within 48 hours: batchget lists the others as invalid", function()
+      wrote("wmOLD", 48 * 3600)
+      wrote("wmELSEWHERE", 60, "wkOTHER")
+      standin.set_session{ open_kfid = KFID, external_userid = "wmSET", service_state = 1 }
+      local got = call("/cgi-bin/kf/customer/batchget",
+        { external_userid_list = { TO, "wmOLD", "wmELSEWHERE", "wmSET" } })
+      local listed = {}
+      for i, c in ipairs(got.customer_list) do
+        listed[i] = c.external_userid
+      end
+      assert.same({ { TO, "wmELSEWHERE" }, { "wmOLD", "wmSET" } }, { listed, got.invalid_external_userid })
+    end)
+
+    it("upgrades only a customer who wrote to the account within 48 hours (40096 otherwise)", function()
+      local UP = "/cgi-bin/kf/customer/upgrade_service"
+      local function up(user)
+        return { open_kfid = KFID, external_userid = user, type = 1, member = { userid = "zhangsan" } }
+      end
+      wrote("wmOLD", 48 * 3600)
+      wrote("wmELSEWHERE", 60, "wkOTHER")
+      standin.set_session{ open_kfid = KFID, external_userid = "wmSET", service_state = 1 }
+      for _, user in ipairs{ "wmOLD", "wmELSEWHERE", "wmSET" } do
+        refused(40096, "invalid external userid", UP, up(user))
+      end
+      assert.equal(0, (codes(UP, up(TO))))
     end)
 
     it("upgrades only to a member or group chat of the configuration", function()

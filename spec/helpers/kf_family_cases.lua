@@ -52,8 +52,10 @@ local function human_session(standin)
   standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 3, servicer_userid = SERVICER }
 end
 
+-- the customer wrote (WeCom knows customers by their messages of the last 48 hours) and the assistant took it
 local function customer(standin)
   account(standin, { SERVICER })
+  standin.sync{ messages = { { open_kfid = KFID, external_userid = TO, msgtype = "text", text = { content = "在吗" } } } }
   standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
   standin.upgrade_config{ userid_list = { SERVICER }, department_id_list = { 2 }, chat_id_list = { "wrCHAT" } }
 end

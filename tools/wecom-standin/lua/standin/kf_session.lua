@@ -9,6 +9,7 @@ local kf = require "standin.kf"
 local kf_account = require "standin.kf_account"
 local session = require "standin.session"
 local state = require "standin.state"
+local window = require "standin.window"
 
 local ngx = ngx
 local type, ipairs, floor = type, ipairs, math.floor
@@ -101,7 +102,8 @@ function M.batchget(method, args, body)
     if type(id) ~= "string" or id == "" then
       return http.wecom_error(40058, "invalid external_userid_list")
     end
-    if session.known_customer(id) then
+    -- WeCom: only customers who wrote within 48 hours; the others are invalid (kf-family.md §4)
+    if window.wrote_lately(nil, id) then
       local c = { external_userid = id, nickname = "standin-" .. id, avatar = "", gender = 0, unionid = "" }
       if context == 1 then
         c.enter_session_context = { scene = "", scene_param = "" }
@@ -157,7 +159,7 @@ function M.upgrade_service(method, args, body)
   if not obj then
     return http.wecom_error(kfid, user)
   end
-  if not session.known_customer(user) then
+  if not window.wrote_lately(kfid, user) then
     return http.wecom_error(40096, "invalid external userid")
   end
   local kind = obj.type
