@@ -223,6 +223,35 @@ describe("wecom stand-in: the KF desk", function()
       assert.equal(0, send())
     end)
 
+    it("hands a session only to a servicer who is receiving (95019 when stopped or suspended)", function()
+      local LIST = "/cgi-bin/kf/servicer/list"
+      local function list()
+        local status, body = standin.request("GET", LIST .. "?access_token=" .. token .. "&open_kfid=" .. KFID)
+        assert.equal(200, status)
+        return cjson.decode(body).servicer_list
+      end
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
+      standin.servicer_status("zhangsan", 1, 1)
+      assert.same({ { userid = "zhangsan", status = 1, stop_type = 1 } }, list())
+      assert.same({ 95019, "servicer has stopped receiving or is suspended" }, { trans(3, "zhangsan") })
+      standin.servicer_status("zhangsan", 1)
+      assert.same({ { userid = "zhangsan", status = 1, stop_type = 0 } }, list())
+      assert.same({ 95019, "servicer has stopped receiving or is suspended" }, { trans(3, "zhangsan") })
+      assert.same({ 1, "" }, { standin.session(KFID, TO) })
+      standin.servicer_status("zhangsan", 0)
+      assert.same({ { userid = "zhangsan", status = 0 } }, list())
+      assert.equal(0, trans(3, "zhangsan"))
+      for _, c in ipairs{
+        { { userid = "zhangsan", status = 2 }, "status must be 0 (receiving) or 1 (stopped)" },
+        { { userid = "zhangsan", status = 0, stop_type = 1 }, "stop_type must be 0 or 1, and only with status 1" },
+        { { status = 0 }, "userid must be a non-empty string" },
+        { { userid = "zhangsan", status = 0, x = 1 }, "unknown servicer_status key: x" },
+      } do
+        local status, body = standin.request("POST", "/_standin/servicer_status", cjson.encode(c[1]))
+        assert.same({ 400, { error = c[2] } }, { status, cjson.decode(body) })
+      end
+    end)
+
     it("ends a session 48 hours after the customer's last message, whatever its state", function()
       local function wrote(user, ago)
         standin.sync{ messages = { { open_kfid = KFID, external_userid = user, send_time = os.time() - ago,

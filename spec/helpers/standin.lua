@@ -267,6 +267,11 @@ function M.kf_account(spec)
   control("POST", "/_standin/kf_account", spec)
 end
 
+-- A servicer's reception status for every account: 0 receiving, 1 stopped (stop_type 0 stopped, 1 suspended).
+function M.servicer_status(userid, status, stop_type)
+  control("POST", "/_standin/servicer_status", { userid = userid, status = status, stop_type = stop_type })
+end
+
 -- Sets a session's state, as a servicer or the customer would: { open_kfid =, external_userid =,
 -- service_state =, servicer_userid = (exactly for 3) }.
 function M.set_session(spec)

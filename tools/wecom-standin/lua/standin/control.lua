@@ -387,6 +387,34 @@ local function seed_account(_, body)
   return http.json(OK)
 end
 
+local SERVICER_STATUS_KEYS = { userid = true, status = true, stop_type = true }
+
+-- A servicer's reception status, as the servicer sets it in the KF tool.
+local function set_servicer_status(_, body)
+  local obj = keyed_body(body, SERVICER_STATUS_KEYS, "servicer_status")
+  if not obj then
+    return
+  end
+  if not is_string(obj.userid) then
+    return http.control_error(400, "userid must be a non-empty string")
+  end
+  if obj.status ~= 0 and obj.status ~= 1 then
+    return http.control_error(400, "status must be 0 (receiving) or 1 (stopped)")
+  end
+  local stop_type = obj.stop_type
+  if obj.status == 1 and stop_type == nil then
+    stop_type = 0
+  end
+  if (obj.status == 1) ~= (stop_type == 0 or stop_type == 1) then
+    return http.control_error(400, "stop_type must be 0 or 1, and only with status 1")
+  end
+  local ok, err = kf_account.set_servicer_status(obj.userid, obj.status, stop_type)
+  if not ok then
+    return http.control_error(500, "cannot store the status: " .. err)
+  end
+  return http.json(OK)
+end
+
 local UPGRADE_KEYS = { userid_list = true, department_id_list = true, chat_id_list = true }
 
 local function set_upgrade_config(_, body)
@@ -434,6 +462,7 @@ local ROUTES = {
   ["/_standin/session"] = { GET = get_session, POST = set_session },
   ["/_standin/kf_account"] = { POST = seed_account },
   ["/_standin/upgrade_config"] = { POST = set_upgrade_config },
+  ["/_standin/servicer_status"] = { POST = set_servicer_status },
 }
 
 function M.handle()

@@ -250,6 +250,25 @@ function M.is_servicer(open_kfid, userid)
   return false
 end
 
+--- Sets a servicer's reception status, for every account (the control API): 0 receiving (接待中), 1 stopped
+-- (停止接待) with stop_type 0 stopped or 1 suspended (暂时挂起). Returns true or nil, err.
+function M.set_servicer_status(userid, status, stop_type)
+  if status == 0 then
+    DICT:delete("svcstop:" .. userid)
+    return true
+  end
+  return DICT:safe_set("svcstop:" .. userid, stop_type)
+end
+
+--- A servicer's status and, when it is 1, stop_type (servicer/list's fields). Receiving (0) unless set.
+function M.servicer_status(userid)
+  local stop_type = DICT:get("svcstop:" .. userid)
+  if stop_type == nil then
+    return 0
+  end
+  return 1, stop_type
+end
+
 --- Adds servicers by userid (the control API seeds them this way). Returns true or nil, err.
 function M.seed_servicers(open_kfid, userids)
   local list = servicers(open_kfid)
@@ -349,7 +368,8 @@ function M.servicer_list(method, args)
   local items = {}
   for _, s in ipairs(servicers(open_kfid)) do
     if s.userid then
-      items[#items + 1] = cjson.encode({ userid = s.userid, status = 0 })
+      local status, stop_type = M.servicer_status(s.userid)
+      items[#items + 1] = cjson.encode({ userid = s.userid, status = status, stop_type = stop_type })
     else
       items[#items + 1] = cjson.encode({ department_id = s.department_id })
     end

@@ -75,7 +75,13 @@ function M.trans(method, args, body)
     return http.wecom_error(40058, "servicer_userid only with service_state 3")
   end
   local msg_code, code, msg = session.trans(kfid, user, to, servicer, function(userid)
-    return kf_account.is_servicer(kfid, userid)
+    if not kf_account.is_servicer(kfid, userid) then
+      return 95014, "user is not servicer"
+    end
+    -- the servicer must be receiving (接待中), kf-family.md §3
+    if kf_account.servicer_status(userid) ~= 0 then
+      return 95019, "servicer has stopped receiving or is suspended"
+    end
   end)
   if msg_code == false then
     return http.wecom_error(code, msg)

@@ -105,18 +105,21 @@ function M.check_send(open_kfid, external_userid)
   return 95018, "send msg session status invalid"
 end
 
---- Moves a session as service_state/trans does. `is_servicer(userid)` says whether a userid may receive the
--- account's sessions. Returns the msg_code (nil when the move gives none), or false, errcode, errmsg.
--- A session never seen counts as untreated. msg_code comes on a move to 2 or 4, and to 3 from another state
--- (a hand-over 3 -> 3 gives none): WeCom's "初次变更为2和3时 ... 为4时".
-function M.trans(open_kfid, external_userid, to, servicer_userid, is_servicer)
+--- Moves a session as service_state/trans does. `check_servicer(userid)` answers nil when a userid may receive
+-- the account's sessions now, else errcode, errmsg. Returns the msg_code (nil when the move gives none), or
+-- false, errcode, errmsg. A session never seen counts as untreated. msg_code comes on a move to 2 or 4, and to 3
+-- from another state (a hand-over 3 -> 3 gives none): WeCom's "初次变更为2和3时 ... 为4时".
+function M.trans(open_kfid, external_userid, to, servicer_userid, check_servicer)
   local from, servicer = M.get(open_kfid, external_userid)
   from = from or M.UNTREATED
   if not MOVES[from][to] or (from == M.HUMAN and to == M.HUMAN and servicer == servicer_userid) then
     return false, 95016, format("invalid service state transition %d -> %d", from, to)
   end
-  if to == M.HUMAN and not is_servicer(servicer_userid) then
-    return false, 95014, "user is not servicer"
+  if to == M.HUMAN then
+    local code, msg = check_servicer(servicer_userid)
+    if code then
+      return false, code, msg
+    end
   end
   local ok, err = M.set(open_kfid, external_userid, to, servicer_userid)
   if not ok then
