@@ -151,6 +151,33 @@ describe("wecom stand-in: the KF desk", function()
       refused(95004, "open_kfid not exist", ADD, { open_kfid = "wkNONE", userid_list = { "a" } })
     end)
 
+    it("adds only members and departments in the app's visible range (60011 for the others)", function()
+      local function add()
+        return call("/cgi-bin/kf/servicer/add", { open_kfid = KFID, userid_list = { "wangwu", "zhaoliu" },
+          department_id_list = { 2, 3 } }).result_list
+      end
+      local NOT_VISIBLE = "not in the app's visible range"
+      assert.same({
+        { userid = "wangwu", errcode = 60011, errmsg = NOT_VISIBLE },
+        { userid = "zhaoliu", errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 2, errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 3, errcode = 60011, errmsg = NOT_VISIBLE },
+      }, add())
+      standin.visible_range{ userid_list = { "wangwu" }, department_id_list = { 3 } }
+      assert.same({
+        { userid = "wangwu", errcode = 0, errmsg = "success" },
+        { userid = "zhaoliu", errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 2, errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 3, errcode = 0, errmsg = "success" },
+      }, add())
+      local _, listed = standin.request("GET", "/cgi-bin/kf/servicer/list?access_token=" .. token
+        .. "&open_kfid=" .. KFID)
+      assert.same({ { userid = "zhangsan", status = 0 }, { userid = "wangwu", status = 0 }, { department_id = 3 } },
+        cjson.decode(listed).servicer_list)
+      local status, body = standin.request("POST", "/_standin/visible_range", '{"userid_list":[1]}')
+      assert.same({ 400, { error = "userid_list must be a list of strings" } }, { status, cjson.decode(body) })
+    end)
+
     it("answers list to GET only", function()
       refused(43001, "require GET method", "/cgi-bin/kf/servicer/list", "{}")
       local status, body = standin.request("GET", "/cgi-bin/kf/servicer/list?access_token=" .. token)

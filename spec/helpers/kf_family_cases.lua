@@ -104,7 +104,10 @@ M.cases = {
     '{"open_kfid":"wkKF01","scene":"spring_sale-1"}',
     ok{ url = "https://work.weixin.qq.com/kf/kfcstandin1?enc_scene=ENCd2tLRjAxfHNwcmluZ19zYWxlLTE" },
     KFID, "spring_sale-1"),
-  case("servicer.add", "servicer", "add", function(standin) account(standin, { "lisi" }) end,
+  case("servicer.add", "servicer", "add", function(standin)
+      account(standin, { "lisi" })
+      standin.visible_range{ userid_list = { "zhangsan", "lisi" }, department_id_list = { 2 } }
+    end,
     "/cgi-bin/kf/servicer/add", '{"open_kfid":"wkKF01","userid_list":["zhangsan","lisi"],"department_id_list":[2]}',
     ok{ result_list = {
       { userid = "zhangsan", errcode = 0, errmsg = "success" },

@@ -267,6 +267,11 @@ function M.kf_account(spec)
   control("POST", "/_standin/kf_account", spec)
 end
 
+-- The app's visible range, the members and departments servicer/add takes: { userid_list =, department_id_list = }.
+function M.visible_range(spec)
+  control("POST", "/_standin/visible_range", spec)
+end
+
 -- A servicer's reception status for every account: 0 receiving, 1 stopped (stop_type 0 stopped, 1 suspended).
 function M.servicer_status(userid, status, stop_type)
   control("POST", "/_standin/servicer_status", { userid = userid, status = status, stop_type = stop_type })

@@ -415,6 +415,32 @@ local function set_servicer_status(_, body)
   return http.json(OK)
 end
 
+local VISIBLE_KEYS = { userid_list = true, department_id_list = true }
+
+-- The app's visible range: the members and departments servicer/add takes.
+local function set_visible_range(_, body)
+  local obj = keyed_body(body, VISIBLE_KEYS, "visible_range")
+  if not obj then
+    return
+  end
+  local users, departments = obj.userid_list or {}, obj.department_id_list or {}
+  if not string_list(users) then
+    return http.control_error(400, "userid_list must be a list of strings")
+  end
+  local ok = type(departments) == "table"
+  for i = 1, ok and #departments or 0 do
+    ok = ok and is_integer(departments[i]) and departments[i] > 0
+  end
+  if not ok then
+    return http.control_error(400, "department_id_list must be a list of ids")
+  end
+  local stored, err = kf_account.set_visible_range({ userid_list = users, department_id_list = departments })
+  if not stored then
+    return http.control_error(500, "cannot store the visible range: " .. err)
+  end
+  return http.json(OK)
+end
+
 local UPGRADE_KEYS = { userid_list = true, department_id_list = true, chat_id_list = true }
 
 local function set_upgrade_config(_, body)
@@ -463,6 +489,7 @@ local ROUTES = {
   ["/_standin/kf_account"] = { POST = seed_account },
   ["/_standin/upgrade_config"] = { POST = set_upgrade_config },
   ["/_standin/servicer_status"] = { POST = set_servicer_status },
+  ["/_standin/visible_range"] = { POST = set_visible_range },
 }
 
 function M.handle()

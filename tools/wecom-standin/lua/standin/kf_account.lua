@@ -278,6 +278,23 @@ function M.seed_servicers(open_kfid, userids)
   return DICT:safe_set("svc:" .. open_kfid, cjson.encode(list))
 end
 
+--- Sets the app's visible range (the control API): { userid_list = {...}, department_id_list = {...} }.
+function M.set_visible_range(range)
+  return DICT:safe_set("visible", cjson.encode(range))
+end
+
+-- True when the user or department (field "userid" or "department_id") is in the app's visible range, which is
+-- empty until the control API sets it: WeCom takes as servicers only members the app can see (kf-family.md).
+local function visible(field, id)
+  local range = cjson.decode(DICT:get("visible") or "{}")
+  for _, v in ipairs(range[field .. "_list"] or {}) do
+    if v == id then
+      return true
+    end
+  end
+  return false
+end
+
 -- userid_list / department_id_list of a servicer body: the lists, or nil, errcode, errmsg.
 local function id_lists(obj, raw)
   local lists = {}
@@ -321,6 +338,10 @@ local function change_servicers(method, args, body, adding)
   local current = servicers(open_kfid)
   local results = {}
   local function change(field, id)
+    if adding and not visible(field, id) then
+      results[#results + 1] = cjson.encode({ [field] = id, errcode = 60011, errmsg = "not in the app's visible range" })
+      return
+    end
     local at
     for i, s in ipairs(current) do
       if s[field] == id then
