@@ -517,6 +517,10 @@ describe("wecom stand-in", function()
         { { cursor = 3 }, err(40058, "invalid cursor") },
         { { cursor = "SC" .. rep("1", 63) }, err(40058, "invalid cursor") },
         { { token = rep("t", 129) }, err(95007, "invalid token") },
+        -- only a token of a callback the stand-in sent
+        { { token = rep("t", 128) }, err(95007, "invalid token") },
+        { { token = "standin-sync-token-1" }, err(95007, "invalid token") },
+        { { token = "" }, err(95007, "invalid token") },
         { { limit = 0 }, err(40058, "invalid limit") },
         { { limit = 1001 }, err(40058, "invalid limit") },
         { { limit = 1.5 }, err(40058, "invalid limit") },
@@ -526,7 +530,8 @@ describe("wecom stand-in", function()
       for _, case in ipairs(cases) do
         assert.are.same({ 200, case[2] }, { post(SYNC, token, cjson.encode(case[1])) })
       end
-      local ok = pull(token, { token = rep("t", 128), limit = 1000, voice_format = 1, open_kfid = "wkKF" })
+      local ok = pull(token, { token = standin.sync_token("wkKF"), limit = 1000, voice_format = 1,
+        open_kfid = "wkKF" })
       assert.are.same({ 0, 0 }, { ok.errcode, ok.has_more })
     end)
   end)

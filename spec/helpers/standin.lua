@@ -267,6 +267,14 @@ function M.kf_account(spec)
   control("POST", "/_standin/kf_account", spec)
 end
 
+-- A sync_msg token the stand-in issued for open_kfid, as a kf_msg_or_event callback carries one (WeCom takes no
+-- other, and one for 10 minutes): a customer_writes with no messages to a callback URL nobody listens on (port 9),
+-- so the callback fails and only the token is left.
+function M.sync_token(open_kfid)
+  return control("POST", "/_standin/customer_writes", { callback_url = "http://127.0.0.1:9/", token = "standin",
+    encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", open_kfid = open_kfid }).token
+end
+
 -- The app's visible range, the members and departments servicer/add takes: { userid_list =, department_id_list = }.
 function M.visible_range(spec)
   control("POST", "/_standin/visible_range", spec)

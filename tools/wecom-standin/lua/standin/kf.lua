@@ -420,7 +420,9 @@ function M.sync_msg(method, args, body)
       return http.wecom_error(40058, "invalid cursor")
     end
   end
-  if not absent(sync_token) and (type(sync_token) ~= "string" or #sync_token > MAX_SYNC_TOKEN) then
+  -- only a token of a callback this stand-in sent, within its 10 minutes (WeCom: "msgtoken有时效性")
+  if not absent(sync_token) and (type(sync_token) ~= "string" or #sync_token > MAX_SYNC_TOKEN
+      or not state.live_sync_token(sync_token)) then
     return http.wecom_error(95007, "invalid token")
   end
   if not absent(limit) and not (is_integer(limit) and limit >= 1 and limit <= MAX_LIMIT) then
