@@ -112,8 +112,24 @@ static void call_builder(int idx, int args, int nargs, int volatile_)
     if (expect != -1) {
         /* the body's msgid follows opts.msgid's rules; a made one goes into a copy, which decodes to another table */
         int rule = fz_raw_msgid_rule(L, args, args + 2);
-        if (rule == 0) expect = 0;
-        else if (rule == -1 && expect == 1) expect = -1;
+        if (rule == 0) {
+            expect = 0;
+        } else if (rule == -1) {
+            /* the body sent is a copy with a msgid added, so judge that copy: `{}` alone is no object, with a msgid
+             * it is; the made msgid's value is not known here, any valid one judges the same */
+            lua_newtable(L);
+            lua_pushnil(L);
+            while (lua_next(L, args + 2)) {
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_rawset(L, -4);
+            }
+            lua_pushliteral(L, "msgid");
+            lua_pushliteral(L, "0123456789abcdef0123456789abcdef");
+            lua_rawset(L, -3);
+            expect = fz_encodable(L, -1, 1) == 0 ? 0 : -1;
+            lua_pop(L, 1);
+        }
     }
     fz_reset_counters(L);
     fz_push_core(L);

@@ -30,6 +30,21 @@ describe("wechat.work.material over libcurl", function()
     return cases.cases[name](client, cases.DIR, arg)
   end)
 
+  it("names the caller's line in an argument error, also for checks made by a helper", function()
+    local material = require "wechat.work.material"
+    local line = debug.getinfo(1, "l").currentline
+    local ok1, err1 = pcall(material.upload, nil, cases.AGENT, "image", "x")
+    local ok2, err2 = pcall(function() material.upload(client, cases.AGENT, "gif", "x") end)
+    local ok3, err3 = pcall(function() material.get(client, cases.AGENT, "M", { max = 0 }) end)
+    assert.are.same({ false, false, false }, { ok1, ok2, ok3 })
+    -- a function called by pcall itself has no Lua caller line to name
+    assert.are.equal("bad argument #1 to 'upload' (wechat.work client expected, got no value)", err1)
+    assert.are.equal(("spec/material_spec.lua:%d: bad argument #3 to 'upload' (\"image\", \"voice\", \"video\" or "
+      .. "\"file\" expected, got \"gif\")"):format(line + 2), err2)
+    assert.are.equal(("spec/material_spec.lua:%d: bad argument #4 to 'get' (opts.max: integer >= 1 expected, got 0)")
+      :format(line + 3), err3)
+  end)
+
   it("uploads and downloads over HTTPS, verifying the stand-in's certificate against its CA", function()
     local agents = { [cases.AGENT] = { secret = standin.KF_SECRET } }
     local https = work.client{ corp_id = standin.CORPID, agents = agents, base_url = standin.https_url(),

@@ -339,8 +339,8 @@ describe("wechat.work.transport.curl", function()
       local results = t:run({ function()
         return t:request(sync_msg(standin.https_url())), t:request(sync_msg(localhost)), t:request(fresh)
       end }, 1)
-      assert.same({ n = 3, { status = 200, body = INVALID_TOKEN }, { status = 200, body = INVALID_TOKEN, resent = true },
-        { status = 200, body = INVALID_TOKEN } }, results[1])
+      assert.same({ n = 3, { status = 200, body = INVALID_TOKEN },
+        { status = 200, body = INVALID_TOKEN, resent = true }, { status = 200, body = INVALID_TOKEN } }, results[1])
       assert.same({ ["/cgi-bin/kf/sync_msg"] = 3 }, standin.counts())
     end)
 

@@ -101,11 +101,11 @@ describe("kf.window", function()
 
   for _, name in ipairs{ "memory", "redis" } do
     describe("in a " .. name .. " store", function()
-      local client
+      local client, store
       local driver = {}
 
       before_each(function()
-        local store = stores[name]()
+        store = stores[name]()
         client = new_client(store)
         for k, v in pairs(driver_for(client, new_client(store, 0.5))) do
           driver[k] = v
@@ -127,6 +127,20 @@ describe("kf.window", function()
           "bad argument #4 to 'get' (external_userid: non-empty string expected, got empty string)")
         assert.has_error(function() window.get(new_client(nil), "kf", KFID, "wmX") end,
           "bad argument #1 to 'get' (the client was made without the window option)")
+      end)
+
+      it("gives the count back after a failed TLS handshake: nothing reached WeCom", function()
+        standin.sync{ messages = { cases.customer_message("wmTLS") } }
+        assert.are.equal(1, pull(client))
+        -- the stand-in's CA not trusted: the handshake fails before any byte of a request goes out
+        local untrusted = work.client{ corp_id = "wwCORP", agents = { kf = { secret = "KF_SECRET" } },
+          base_url = standin.https_url(), timeout = 60, window = store }
+        local res, err = kf.send_text(untrusted, "kf", "wmTLS", KFID, "x")
+        untrusted:close()
+        assert.is_nil(res)
+        assert.are.same({ "transport", "tls" }, { err.kind, err.reason })
+        assert.is_nil(err.maybe_sent)
+        assert.are.equal(5, window.get(client, "kf", KFID, "wmTLS").remaining)
       end)
 
       it("tracks the raw form of send_message, which takes force as its 4th argument", function()

@@ -15,7 +15,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "wechat_core.h"
 
@@ -382,7 +381,7 @@ static int l_callback_encrypt(lua_State *L)
     cipher = (unsigned char *)lua_newuserdata(L, total);
     if (random16 != NULL) {
         memcpy(plain, random16, WECHAT_CB_RANDOM_BYTES);
-    } else if (RAND_bytes(plain, WECHAT_CB_RANDOM_BYTES) != 1) {
+    } else if (!wechat_random_take(L, plain, WECHAT_CB_RANDOM_BYTES)) {
         return push_fail(L, "no random bytes available");
     }
     plain[16] = (unsigned char)(msglen >> 24);

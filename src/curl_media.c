@@ -32,7 +32,7 @@ typedef struct {
     /* the answer */
     const char *sink;
     FILE *out;
-    int to_sink, decided, out_failed, out_errno, too_large, no_memory;
+    int to_sink, decided, content, out_failed, out_errno, too_large, no_memory;
     char *buf;
     size_t len, cap;
     curl_off_t received, max, other_max; /* max for content, other_max for any other answer (WeCom's JSON) */
@@ -151,9 +151,9 @@ static size_t media_write(char *data, size_t size, size_t nmemb, void *ud)
     if (n == 0) return 0;
     if (!x->decided) {
         x->decided = 1;
-        int content = media_is_content(x);
-        if (!content) x->max = x->other_max;
-        if (x->sink != NULL && content) {
+        x->content = media_is_content(x);
+        if (!x->content) x->max = x->other_max;
+        if (x->sink != NULL && x->content) {
             x->to_sink = 1;
             x->out = fopen(x->sink, "wb");
             if (x->out == NULL) {
@@ -234,7 +234,7 @@ static int media_fail(lua_State *L, const char *reason, const char *msg)
         if (rc == CURLE_OK) rc = curl_easy_setopt(x->easy, (opt), (val));                                    \
     } while (0)
 
-/* core.curl_media(opts, req) -> status, body | nil, size, headers  |  nil, reason, message
+/* core.curl_media(opts, req) -> status, body | nil, size, headers, content  |  nil, reason, message
  * opts: timeout, connect_timeout, cafile, ssl_verify, user_agent (the curl transport's options);
  * req: url, method ("GET" | "POST"), max (content bytes at most), other_max (bytes at most of another answer:
  * WeCom's JSON, an error page), range (a Range header value), sink (a file path:
@@ -391,7 +391,9 @@ static int l_curl_media(lua_State *L)
             lua_pushstring(L, x->hdr[i]);
             lua_setfield(L, -2, HDR_NAMES[i]);
         }
-        nret = 4;
+        /* content (not WeCom's JSON or text): said here once, so the client need not judge the headers again */
+        lua_pushboolean(L, x->decided ? x->content : media_is_content(x));
+        nret = 5;
     } else if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         char limit[32];
         snprintf(limit, sizeof limit, "%.0f", (double)x->max);

@@ -194,6 +194,12 @@ static size_t jw_format_fixed(char *buf, double d)
     return 0;
 }
 
+const char *jw_int_text(char *buf, long long n)
+{
+    buf[jw_format_int(buf, n)] = '\0';
+    return buf;
+}
+
 size_t jw_format_num(char *buf, const jw_num *num)
 {
     if (num->isint) return jw_format_int(buf, num->i);

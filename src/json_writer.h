@@ -43,6 +43,10 @@ int jw_num_special(const jw_num *num);
  * length, or 0 when the C library failed. */
 size_t jw_format_num(char *buf, const jw_num *num);
 
+/* An integer as jw_format_num writes it, for error messages (lua_pushfstring's %d is an int, and %f differs between
+ * 5.4 and LuaJIT); returns buf (JW_NUMBUF bytes). */
+const char *jw_int_text(char *buf, long long n);
+
 /* The output: [buf, p) is written, [p, end) may be written at once. */
 typedef struct jw_box jw_box;
 #define JW_INLINE 4096

@@ -44,17 +44,10 @@
  * ambiguous failure only when it carries a msgid, which WeCom delivers once (a repeat is refused). An empty msgid
  * is an error to WeCom, not "none": the builders refuse "" (opts.msgid, msg_id, a raw body's msgid: must not be
  * empty). A msgid given as `true`, or left out while the client (argument 1) has `auto_msgid = true` (its
- * default), is made here: 32 random hex digits (128 bits from RAND_bytes). */
-/* mmap's MAP_ANONYMOUS and madvise's MADV_WIPEONFORK (the msgid pool) are not in POSIX 2008 */
-#define _DEFAULT_SOURCE
+ * default), is made here: 32 random hex digits (128 bits from core's random pool, random.c). */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "json_writer.h"
 
@@ -242,12 +235,6 @@ static const char *kf_numstr(char *buf, const jw_num *num)
     return buf;
 }
 
-static const char *kf_sizestr(char *buf, size_t n)
-{
-    jw_num num = {1, (long long)n, (lua_Number)n};
-    return kf_numstr(buf, &num);
-}
-
 /* ---------------------------------------------------------------------------------------------------------------
  * Checks (phase one) */
 
@@ -294,12 +281,6 @@ static int kf_url_ok(const char *s, size_t len)
     return h > host;
 }
 
-static int kf_msgid_char(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-           ch == '-';
-}
-
 /* An integral value, also from a 5.4 float such as 10.0; 0 when num has a fraction or is out of range. */
 static int kf_integral(const jw_num *num, long long *out)
 {
@@ -314,96 +295,13 @@ static int kf_integral(const jw_num *num, long long *out)
     return 0;
 }
 
-/* Random bytes for msgids, drawn from OpenSSL a pool at a time: one RAND_bytes call costs about 2 us, ten times a
- * whole body, and every send makes a msgid by default. One pool per Lua state (a userdata in its registry, so no C
- * global). A forked process (nginx workers of one master) must never hand out its parent's bytes: the pool lives in
- * a page the kernel zeroes in the child (MADV_WIPEONFORK, Linux 4.14), so `ready` reads 0 there; where that is not
- * available, the pid is compared on every msgid instead (a system call, ~0.7 us here). */
-#define KF_POOL 4000
-typedef struct kf_random {
-    int ready;
-    pid_t pid;
-    size_t used;
-    unsigned char bytes[KF_POOL];
-} kf_random;
-
-typedef struct kf_random_box {
-    kf_random *r; /* an mmap'd page, or malloc'd when mmap fails; NULL after __gc */
-    int mapped;
-    int wipes; /* the kernel zeroes *r in a child */
-} kf_random_box;
-
-static const char KF_RANDOM_KEY[] = "wechat.core.msgid_random";
-
-static int kf_random_gc(lua_State *L)
-{
-    kf_random_box *box = (kf_random_box *)lua_touserdata(L, 1);
-    if (box != NULL && box->r != NULL) {
-        OPENSSL_cleanse(box->r, sizeof *box->r);
-        if (box->mapped)
-            (void)munmap(box->r, sizeof *box->r);
-        else
-            free(box->r);
-        box->r = NULL;
-    }
-    return 0;
-}
-
-static kf_random_box *kf_random_pool(lua_State *L)
-{
-    luaL_checkstack(L, 3, "wechat.core: msgid");
-    lua_getfield(L, LUA_REGISTRYINDEX, KF_RANDOM_KEY);
-    kf_random_box *box = (kf_random_box *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (box != NULL) return box;
-    box = (kf_random_box *)lua_newuserdata(L, sizeof *box);
-    box->r = NULL;
-    box->mapped = box->wipes = 0;
-    lua_newtable(L);
-    lua_pushcfunction(L, kf_random_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    void *page = mmap(NULL, sizeof(kf_random), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (page != MAP_FAILED) {
-        box->r = (kf_random *)page;
-        box->mapped = 1;
-#ifdef MADV_WIPEONFORK
-        box->wipes = madvise(page, sizeof(kf_random), MADV_WIPEONFORK) == 0;
-#endif
-    } else {
-        box->r = (kf_random *)malloc(sizeof(kf_random));
-        if (box->r == NULL) luaL_error(L, "wechat.core: not enough memory for msgids");
-    }
-    box->r->ready = 0;
-    lua_setfield(L, LUA_REGISTRYINDEX, KF_RANDOM_KEY); /* the registry keeps it: box stays valid */
-    return box;
-}
-
-static void kf_random_bytes(const kf_ctx *c, unsigned char *out, size_t n)
-{
-    kf_random_box *box = kf_random_pool(c->L);
-    kf_random *r = box->r;
-    pid_t pid = box->wipes ? 0 : getpid();
-    if (!r->ready || r->pid != pid || KF_POOL - r->used < n) {
-        r->ready = 0;
-        if (RAND_bytes(r->bytes, KF_POOL) != 1) luaL_error(c->L, "%s: no random bytes for a msgid", c->fname);
-        r->ready = 1;
-        r->pid = pid;
-        r->used = 0;
-    }
-    memcpy(out, r->bytes + r->used, n);
-    /* handed out once: nothing of a msgid stays behind to be read again */
-    OPENSSL_cleanse(r->bytes + r->used, n);
-    r->used += n;
-}
-
 /* Replaces the value at idx with a new msgid and points v at it. The slot keeps the string alive until the body
  * is written; the caller's tables are not touched. */
 static void kf_make_msgid(const kf_ctx *c, int idx, kf_val *v)
 {
     unsigned char raw[16];
     char id[2 * sizeof raw];
-    kf_random_bytes(c, raw, sizeof raw);
+    wechat_random_fill(c->L, c->fname, raw, sizeof raw);
     luaL_checkstack(c->L, 2, "wechat.core: msgid");
     wechat_hex(id, raw, sizeof raw);
     lua_pushlstring(c->L, id, sizeof id);
@@ -452,12 +350,13 @@ static void kf_check(const kf_ctx *c, const kf_spec *f, int idx, kf_val *v)
         v->s = lua_tolstring(L, idx, &v->len);
         if (v->len == 0 && f->kind != K_TEXT) KF_VFAIL(c, v, "must not be empty");
         if (f->max > 0 && v->len > f->max)
-            KF_VFAIL(c, v, "at most %s bytes, got %s", kf_sizestr(a, f->max), kf_sizestr(b, v->len));
+            KF_VFAIL(c, v, "at most %s bytes, got %s", jw_int_text(a, (long long)f->max),
+                     jw_int_text(b, (long long)v->len));
         if (f->kind == K_URL && !kf_url_ok(v->s, v->len))
             KF_VFAIL(c, v, "http:// or https:// URL with a host expected");
         if (f->kind == K_MSGID) {
             for (size_t i = 0; i < v->len; i++)
-                if (!kf_msgid_char((unsigned char)v->s[i])) KF_VFAIL(c, v, "only [0-9a-zA-Z_-] allowed");
+                if (!wechat_id_char((unsigned char)v->s[i])) KF_VFAIL(c, v, "only [0-9a-zA-Z_-] allowed");
         }
         break;
     case K_LAT:
@@ -597,18 +496,9 @@ static void kf_gather_list(const kf_ctx *c, const kf_val *lv, kf_body *b)
     int list = lv->sidx;
     char a[JW_NUMBUF];
     size_t n = wechat_rawlen(L, list);
-    if (n > KF_MAX_ITEMS) KF_VFAIL(c, lv, "at most %d items, got %s", KF_MAX_ITEMS, kf_sizestr(a, n));
-    size_t count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, list)) {
-        long long k;
-        if (!wechat_isinteger(L, -2) || (k = wechat_tointeger(L, -2)) < 1 || (size_t)k > n)
-            KF_VFAIL(c, lv, "sequence expected");
-        count++;
-        lua_pop(L, 1);
-    }
-    if (count != n) KF_VFAIL(c, lv, "sequence expected");
+    if (n > KF_MAX_ITEMS) KF_VFAIL(c, lv, "at most %d items, got %s", KF_MAX_ITEMS, jw_int_text(a, (long long)n));
     luaL_checkstack(L, (int)n + 4, "wechat.core: menu list");
+    if (!wechat_is_sequence(L, list, n)) KF_VFAIL(c, lv, "sequence expected");
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, list, (int)i);
         kf_gather_item(c, lua_gettop(L), (int)i, lv->argn, &b->items[i - 1]);
@@ -685,7 +575,7 @@ static void kf_put_str(const kf_ctx *c, jw_out *w, const kf_val *v)
     size_t bad = jw_string(w, v->s, v->len);
     if (bad != 0) {
         char a[JW_NUMBUF];
-        KF_VFAIL(c, v, "invalid UTF-8 at byte %s", kf_sizestr(a, bad));
+        KF_VFAIL(c, v, "invalid UTF-8 at byte %s", jw_int_text(a, (long long)bad));
     }
 }
 

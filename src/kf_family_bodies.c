@@ -135,13 +135,6 @@ struct fam_op {
 /* ---------------------------------------------------------------------------------------------------------------
  * Errors */
 
-static const char *fam_num(char *buf, long long n)
-{
-    jw_num num = {1, n, (lua_Number)n};
-    if (jw_format_num(buf, &num) == 0) memcpy(buf, "?", 2);
-    return buf;
-}
-
 /* A value that stands for a whole argument or table, to name it in a message. */
 static fam_val fam_named(int argn, const char *head)
 {
@@ -163,7 +156,7 @@ static int fam_fail(const fam_ctx *c, const fam_val *v, size_t idx, int whole, c
     if (whole) return wechat_argerror(L, c->op->fname, v->argn, "%s", msg);
     char a[JW_NUMBUF];
     const char *path = lua_pushfstring(L, "%s%s%s%s%s%s", v->head, v->field ? "." : "", v->field ? v->field : "",
-                                       idx > 0 ? "[" : "", idx > 0 ? fam_num(a, (long long)idx) : "",
+                                       idx > 0 ? "[" : "", idx > 0 ? jw_int_text(a, (long long)idx) : "",
                                        idx > 0 ? "]" : "");
     return wechat_argerror(L, c->op->fname, v->argn, "%s: %s", path, msg);
 }
@@ -189,12 +182,6 @@ static const char *fam_kindname(lua_State *L, int kind)
 /* ---------------------------------------------------------------------------------------------------------------
  * Checks (phase one) */
 
-static int fam_scene_char(unsigned char ch)
-{
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-           ch == '-';
-}
-
 /* UTF-8 characters: bytes that do not continue a sequence (validity is checked when the string is written). */
 static size_t fam_chars(const char *s, size_t len)
 {
@@ -213,13 +200,14 @@ static void fam_string(const fam_ctx *c, const fam_field *f, int idx, const fam_
     if (f->kind == F_NAME) {
         size_t n = fam_chars(*s, *len);
         if ((long long)n > f->max)
-            fam_fail(c, v, item, 0, "at most %s characters, got %s", fam_num(a, f->max), fam_num(b, (long long)n));
+            fam_fail(c, v, item, 0, "at most %s characters, got %s", jw_int_text(a, f->max),
+                     jw_int_text(b, (long long)n));
     } else if (f->max > 0 && (long long)*len > f->max) {
-        fam_fail(c, v, item, 0, "at most %s bytes, got %s", fam_num(a, f->max), fam_num(b, (long long)*len));
+        fam_fail(c, v, item, 0, "at most %s bytes, got %s", jw_int_text(a, f->max), jw_int_text(b, (long long)*len));
     }
     if (f->kind == F_SCENE)
         for (size_t i = 0; i < *len; i++)
-            if (!fam_scene_char((unsigned char)(*s)[i])) fam_fail(c, v, item, 0, "only [0-9a-zA-Z_-] allowed");
+            if (!wechat_id_char((unsigned char)(*s)[i])) fam_fail(c, v, item, 0, "only [0-9a-zA-Z_-] allowed");
 }
 
 static void fam_uint(const fam_ctx *c, const fam_field *f, int idx, const fam_val *v, size_t item, jw_num *num)
@@ -236,8 +224,8 @@ static void fam_uint(const fam_ctx *c, const fam_field *f, int idx, const fam_va
         fam_fail(c, v, item, 0, "integer expected, got %s", d);
     }
     if (num->i < f->min || num->i > f->max)
-        fam_fail(c, v, item, 0, "must be between %s and %s, got %s", fam_num(a, f->min), fam_num(b, f->max),
-                 fam_num(d, num->i));
+        fam_fail(c, v, item, 0, "must be between %s and %s, got %s", jw_int_text(a, f->min), jw_int_text(b, f->max),
+                 jw_int_text(d, num->i));
 }
 
 /* A list at idx (a table): keys exactly 1..n, min..max items, each left on the stack and checked. */
@@ -246,20 +234,11 @@ static void fam_list(const fam_ctx *c, const fam_field *f, int idx, fam_val *v, 
     lua_State *L = c->L;
     char a[JW_NUMBUF], d[JW_NUMBUF];
     size_t n = wechat_rawlen(L, idx);
-    if ((long long)n > f->max) fam_fail(c, v, 0, 0, "at most %s items, got %s", fam_num(a, f->max),
-                                        fam_num(d, (long long)n));
-    size_t count = 0;
+    if ((long long)n > f->max) fam_fail(c, v, 0, 0, "at most %s items, got %s", jw_int_text(a, f->max),
+                                        jw_int_text(d, (long long)n));
     luaL_checkstack(L, 4, "wechat.core: list");
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        long long k;
-        if (!wechat_isinteger(L, -2) || (k = wechat_tointeger(L, -2)) < 1 || (size_t)k > n)
-            fam_fail(c, v, 0, 0, "sequence expected");
-        count++;
-        lua_pop(L, 1);
-    }
-    if (count != n) fam_fail(c, v, 0, 0, "sequence expected");
-    if ((long long)n < f->min) fam_fail(c, v, 0, 0, "at least %s item expected", fam_num(a, f->min));
+    if (!wechat_is_sequence(L, idx, n)) fam_fail(c, v, 0, 0, "sequence expected");
+    if ((long long)n < f->min) fam_fail(c, v, 0, 0, "at least %s item expected", jw_int_text(a, f->min));
     /* items: non-empty strings without a published limit, or uint32 ids */
     fam_field item = {f->name, f->kind == F_IDS ? F_ID : F_UINT, 1, 0, f->kind == F_IDS ? 0 : FAM_UINT32, NULL};
     v->items = b->pool[b->nlists++];
@@ -376,7 +355,7 @@ static void rule_trans(const fam_ctx *c, fam_body *b)
     fam_val *s = &b->v[3][0];
     if (state == 3 && !s->present) fam_fail(c, s, 0, 1, "servicer_userid required when service_state is 3 (HUMAN)");
     if (state != 3 && s->present)
-        fam_fail(c, s, 0, 1, "servicer_userid only with service_state 3 (HUMAN), got %s", fam_num(a, state));
+        fam_fail(c, s, 0, 1, "servicer_userid only with service_state 3 (HUMAN), got %s", jw_int_text(a, state));
 }
 
 /* upgrade_service: type 1 a member { userid, wording }, 2 a group chat { chat_id, wording }. */
@@ -407,7 +386,7 @@ static void rule_statistic(const fam_ctx *c, fam_body *b)
     if (end < start) fam_fail(c, &q[last], 0, 0, "must not be before query.start_time");
     if (end - start > FAM_MAX_SPAN_DAYS * FAM_DAY)
         fam_fail(c, &q[last], 0, 0, "at most %s s (%d days) after query.start_time, got %s s",
-                 fam_num(a, FAM_MAX_SPAN_DAYS * FAM_DAY), FAM_MAX_SPAN_DAYS, fam_num(d, end - start));
+                 jw_int_text(a, FAM_MAX_SPAN_DAYS * FAM_DAY), FAM_MAX_SPAN_DAYS, jw_int_text(d, end - start));
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -440,7 +419,7 @@ static void fam_put_str(const fam_ctx *c, jw_out *w, const char *s, size_t len, 
     size_t bad = jw_string(w, s, len);
     if (bad != 0) {
         char a[JW_NUMBUF];
-        fam_fail(c, v, item, 0, "invalid UTF-8 at byte %s", fam_num(a, (long long)bad));
+        fam_fail(c, v, item, 0, "invalid UTF-8 at byte %s", jw_int_text(a, (long long)bad));
     }
 }
 

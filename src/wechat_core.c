@@ -18,6 +18,29 @@ int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, 
     return lua_error(L);
 }
 
+int wechat_id_char(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+           ch == '-';
+}
+
+int wechat_is_sequence(lua_State *L, int idx, size_t n)
+{
+    size_t count = 0;
+    if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        long long k;
+        lua_pop(L, 1);
+        if (!wechat_isinteger(L, -1) || (k = wechat_tointeger(L, -1)) < 1 || (size_t)k > n) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    return count == n;
+}
+
 void wechat_hex(char *out, const unsigned char *in, size_t n)
 {
     static const char HEX[] = "0123456789abcdef";

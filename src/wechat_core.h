@@ -29,11 +29,21 @@ void wechat_open_random(lua_State *L);
  * operation whatever the call site looked like (a table lookup, a tail call, LuaJIT or 5.4). */
 int wechat_argerror(lua_State *L, const char *fname, int argn, const char *fmt, ...);
 
+/* A character WeCom allows in a msgid or a contact way's scene: [0-9a-zA-Z_-]. */
+int wechat_id_char(unsigned char ch);
+
+/* Whether the table at idx has exactly the keys 1..n (n = its raw length), with nothing else: a sequence. Needs 2
+ * free stack slots; leaves the stack as it was. */
+int wechat_is_sequence(lua_State *L, int idx, size_t n);
+
 /* Writes 2n lowercase hex digits of in[0..n) to out (no NUL). */
 void wechat_hex(char *out, const unsigned char *in, size_t n);
 
-/* Writes 2n lowercase hex digits of n random bytes (OpenSSL's CSPRNG, n <= 256) to out (no NUL); raises
- * "fname: ..." when OpenSSL has no randomness to give. The one writer of random bytes in core. */
+/* Random bytes (OpenSSL's CSPRNG through a per-state pool that a forked child never shares; n <= 256), the one
+ * source of them in core. take: 1, or 0 when OpenSSL has none to give (or n is too large). fill raises "fname: ..."
+ * then instead; hex writes 2n lowercase hex digits to out (no NUL) and raises alike. */
+int wechat_random_take(lua_State *L, unsigned char *out, size_t n);
+void wechat_random_fill(lua_State *L, const char *fname, unsigned char *out, size_t n);
 void wechat_random_hex(lua_State *L, const char *fname, char *out, size_t n);
 
 #pragma GCC visibility pop

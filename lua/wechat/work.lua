@@ -294,6 +294,28 @@ function M.is_client(value)
   return type(value) == "table" and getmetatable(value) == Client
 end
 
+--- The type of `value` as argument errors name it ("no value" for nil).
+function M.type_name(value)
+  local t = type(value)
+  return t == "nil" and "no value" or t
+end
+
+--- Raises `bad argument #1 to 'name' (...)` when `client` is not a client, `bad argument #2 ...` when `agent` is
+-- not the name of one of its agents: the check every API function makes first.
+-- @param level as error() counts it from here; default 3: the caller of the public function that calls this
+function M.check_client_and_agent(name, client, agent, level)
+  level = level or 3
+  if not M.is_client(client) then
+    error(format("bad argument #1 to '%s' (wechat.work client expected, got %s)", name, M.type_name(client)), level)
+  end
+  if type(agent) ~= "string" then
+    error(format("bad argument #2 to '%s' (agent name expected, got %s)", name, M.type_name(agent)), level)
+  end
+  if not client.agents[agent] then
+    error(format("bad argument #2 to '%s' (unknown agent '%s')", name, agent), level)
+  end
+end
+
 --- The agent record `{ name = , secret = }` of `name`, or nil when the client was not made with that agent.
 -- The KF calls use it to check their agent argument.
 function Client:agent(name)
@@ -326,15 +348,6 @@ local function restore_integers(value)
   end
 end
 
--- A media answer that is content (a 200 or 206 that is neither JSON nor text), not WeCom's JSON.
-local function is_content(res)
-  if res.status ~= 200 and res.status ~= 206 then
-    return false
-  end
-  local content_type = (res.headers and res.headers["content-type"] or ""):lower()
-  return not (find(content_type, "^application/json") or find(content_type, "^text/"))
-end
-
 -- One HTTP exchange decoded into WeCom's JSON object; errcode ~= 0 becomes an "api" error. A table `body` is a
 -- media request (see Client:media): its content answer comes back as the transport's answer, its JSON answer as
 -- that answer with `json` set. `fresh`: over a new connection (a request that must not be sent twice).
@@ -361,7 +374,8 @@ local function exchange(self, method, url, body, op, fresh, ...)
     err.op = op
     return nil, scrub(err, ...)
   end
-  if media and is_content(res) then
+  -- the transport judged the answer content (a 200 or 206 that is neither JSON nor text), not WeCom's JSON
+  if media and res.content then
     return res
   end
   if res.status ~= 200 then
@@ -440,9 +454,8 @@ end
 -- refused token: `tries.attempts` every exchange, `tries.sent` those WeCom may have acted on. An exchange the
 -- transport sent twice itself (err.resent: a kept-alive connection died under it) counts twice; one WeCom answered
 -- 40001/40014/42001 counts not at all, since WeCom refused it without acting on it. `tries.unknown` becomes true
--- once an exchange's fate is unknown; after that, WeCom refusing the send's msgid (`tries.msgid`) as used means
--- that an earlier exchange delivered it: the call succeeded, `duplicate = true`. A request that is not idempotent
--- goes over a new connection, which the transport never sends twice.
+-- once an exchange's fate is unknown (see `call_ended`). A request that is not idempotent goes over a new
+-- connection, which the transport never sends twice.
 local function exchange_retrying(self, method, url, body, op, idempotent, tries, ...)
   while true do
     local data, err = exchange(self, method, url, body, op, not idempotent, ...)
@@ -451,9 +464,6 @@ local function exchange_retrying(self, method, url, body, op, idempotent, tries,
       return data
     end
     err.attempts = tries.attempts
-    if tries.msgid and duplicate_refused(err) and (tries.unknown or err.resent) then
-      return { errcode = 0, errmsg = "ok", msgid = tries.msgid, duplicate = true }
-    end
     if fate_unknown(err) then
       tries.unknown = true
     end
@@ -589,14 +599,19 @@ function Client:invalidate_token(agent_name, token)
   self.spare:delete(key, token)
 end
 
--- The error that ends a call whose request has an effect (`acts`): `maybe_sent` when an exchange may have reached
--- WeCom; `reason = "duplicate_msgid"` when WeCom refused the msgid as used and no earlier try can have used it.
-local function call_failed(err, tries, acts)
-  if acts and tries.unknown then
-    err.maybe_sent = true
-  elseif tries.msgid and duplicate_refused(err) then
+-- How a call ends whose last exchange failed with err. WeCom refusing the send's msgid (`tries.msgid`) as used
+-- after an exchange whose fate was unknown means that exchange delivered it: the call succeeded, `duplicate =
+-- true`. Else the error, with `reason = "duplicate_msgid"` when no earlier try can have used the msgid, and
+-- `maybe_sent` when the request has an effect (`acts`) and an exchange may have reached WeCom.
+local function call_ended(err, tries, acts)
+  if tries.msgid and duplicate_refused(err) then
+    if tries.unknown then
+      return { errcode = 0, errmsg = "ok", msgid = tries.msgid, duplicate = true }
+    end
     err.reason = "duplicate_msgid"
     err.message = "msgid " .. tries.msgid .. " already used on this KF account"
+  elseif acts and tries.unknown then
+    err.maybe_sent = true
   end
   return nil, err
 end
@@ -611,7 +626,7 @@ local function call(self, agent, method, path, query, body, op, idempotent, msgi
   while true do
     local token, err = self:token(agent_name, op)
     if not token then
-      return call_failed(err, tries, acts)
+      return call_ended(err, tries, acts)
     end
     -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
     if self.escaped_for ~= token then
@@ -624,7 +639,7 @@ local function call(self, agent, method, path, query, body, op, idempotent, msgi
       return data
     end
     if refreshed or not token_refused(err) then
-      return call_failed(err, tries, acts)
+      return call_ended(err, tries, acts)
     end
     refreshed = true
     self:invalidate_token(agent_name, token)

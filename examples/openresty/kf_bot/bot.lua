@@ -268,7 +268,7 @@ local function hand_to_human(msg)
   if type(moved.msg_code) ~= "string" or moved.msg_code == "" then
     return true
   end
-  return kf.send_text_on_event(bot.client, M.AGENT, moved.msg_code, M.HANDED, M.reply_msgid(msg))
+  return replied(msg, kf.send_text_on_event(bot.client, M.AGENT, moved.msg_code, M.HANDED, M.reply_msgid(msg)))
 end
 
 --- Answers one message from sync_msg. Returns true when it is done with (answered or deliberately left alone),

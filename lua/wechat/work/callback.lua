@@ -20,14 +20,14 @@
 -- texts in document order; an element given once stays a string.
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
+local nginx = require "wechat.work.nginx"
 local lxp = require "lxp"
 
-local error, ipairs, pairs, pcall, rawget, setmetatable, tonumber, tostring, type = error, ipairs, pairs, pcall,
-  rawget, setmetatable, tonumber, tostring, type
+local error, ipairs, pairs, pcall, setmetatable, tonumber, tostring, type = error, ipairs, pairs, pcall,
+  setmetatable, tonumber, tostring, type
 local concat = table.concat
 local format = string.format
 local floor = math.floor
-local time = os.time
 
 local M = {}
 
@@ -212,14 +212,7 @@ function M.new(opts)
     Callback)
 end
 
--- Seconds since the epoch: nginx's cached clock inside OpenResty, os.time() elsewhere.
-local function now()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and type(ngx.time) == "function" then
-    return ngx.time()
-  end
-  return time()
-end
+local now = nginx.time
 
 -- nil when max_age is off or the signed timestamp lies within it of now; else the reason to refuse.
 local function stale(self, timestamp)
@@ -350,7 +343,7 @@ local function seal(self, fname, msg, timestamp, nonce, random16)
   if #msg > M.MAX_MSG then
     argerror(fname, 1, format("at most %d bytes, got %d", M.MAX_MSG, #msg))
   end
-  timestamp = check_word(fname, 2, "timestamp", timestamp == nil and time() or timestamp)
+  timestamp = check_word(fname, 2, "timestamp", timestamp == nil and now() or timestamp)
   nonce = check_word(fname, 3, "nonce", nonce == nil and default_nonce() or nonce)
   local encrypt, err = core.callback_encrypt(self.encoding_aes_key, msg, self.corp_id, random16)
   if not encrypt then

@@ -27,30 +27,17 @@ local GET = "/cgi-bin/media/get"
 local MAX_FILENAME = 255
 local MAX_MEDIA_ID = 256
 
-local function type_name(value)
-  local t = type(value)
-  return t == "nil" and "no value" or t
-end
+local type_name, check_client_and_agent = work.type_name, work.check_client_and_agent
 
-local function argerror(fname, argn, fmt, ...)
-  error(format("bad argument #%d to '%s' (%s)", argn, fname, format(fmt, ...)), 3)
-end
-
-local function check_client_and_agent(fname, client, agent)
-  if not work.is_client(client) then
-    argerror(fname, 1, "wechat.work client expected, got %s", type_name(client))
-  end
-  if type(agent) ~= "string" then
-    argerror(fname, 2, "agent name expected, got %s", type_name(agent))
-  end
-  if not client:agent(agent) then
-    argerror(fname, 2, "unknown agent '%s'", agent)
-  end
+-- Raises at the caller of the public function fname; depth: how many functions of this file stand between this
+-- one and that public function (0: it calls argerror itself).
+local function argerror(depth, fname, argn, fmt, ...)
+  error(format("bad argument #%d to '%s' (%s)", argn, fname, format(fmt, ...)), 3 + depth)
 end
 
 local function check_type(fname, media_type)
   if type(media_type) ~= "string" or not M.MAX_SIZE[media_type] then
-    argerror(fname, 3, "\"image\", \"voice\", \"video\" or \"file\" expected, got %s",
+    argerror(1, fname, 3, "\"image\", \"voice\", \"video\" or \"file\" expected, got %s",
       type(media_type) == "string" and ('"' .. media_type .. '"') or type_name(media_type))
   end
 end
@@ -98,7 +85,7 @@ function M.upload(client, agent, media_type, path)
   check_client_and_agent("upload", client, agent)
   check_type("upload", media_type)
   if type(path) ~= "string" or path == "" then
-    argerror("upload", 4, "file path expected, got %s", path == "" and "empty string" or type_name(path))
+    argerror(0, "upload", 4, "file path expected, got %s", path == "" and "empty string" or type_name(path))
   end
   local filename = match(path, "([^/]+)$")
   if not filename then
@@ -136,15 +123,15 @@ function M.upload_data(client, agent, media_type, filename, data)
   check_client_and_agent("upload_data", client, agent)
   check_type("upload_data", media_type)
   if type(filename) ~= "string" or filename == "" or #filename > MAX_FILENAME or match(filename, "%z") then
-    argerror("upload_data", 4, "file name of 1 to %d bytes without NUL expected, got %s", MAX_FILENAME,
+    argerror(0, "upload_data", 4, "file name of 1 to %d bytes without NUL expected, got %s", MAX_FILENAME,
       type(filename) == "string" and (#filename .. " bytes") or type_name(filename))
   end
   if type(data) ~= "string" then
-    argerror("upload_data", 5, "string expected, got %s", type_name(data))
+    argerror(0, "upload_data", 5, "string expected, got %s", type_name(data))
   end
   local max = M.MAX_SIZE[media_type]
   if #data < M.MIN_SIZE or #data > max then
-    argerror("upload_data", 5, "%d to %d bytes expected for %s, got %d", M.MIN_SIZE, max, media_type, #data)
+    argerror(0, "upload_data", 5, "%d to %d bytes expected for %s, got %d", M.MIN_SIZE, max, media_type, #data)
   end
   return upload_answer(client:media(agent, "POST", UPLOAD, { type = media_type },
     { upload = { name = "media", filename = filename, data = data, size = #data } }, "upload_data", false))
@@ -171,11 +158,10 @@ local function disposition_filename(value)
   end
   return match(value, "[Ff][Ii][Ll][Ee][Nn][Aa][Mm][Ee]%s*=%s*([^;%s]+)")
 end
-M._disposition_filename = disposition_filename
 
 local function check_integer(fname, argn, what, value, min_value)
   if type(value) ~= "number" or value ~= floor(value) or value < min_value or value > 2 ^ 53 then
-    argerror(fname, argn, "%s: integer >= %d expected, got %s", what, min_value,
+    argerror(1, fname, argn, "%s: integer >= %d expected, got %s", what, min_value,
       type(value) == "number" and tostring(value) or type_name(value))
   end
 end
@@ -195,16 +181,16 @@ end
 function M.get(client, agent, media_id, opts)
   check_client_and_agent("get", client, agent)
   if type(media_id) ~= "string" or media_id == "" or #media_id > MAX_MEDIA_ID then
-    argerror("get", 3, "media_id of 1 to %d bytes expected, got %s", MAX_MEDIA_ID,
+    argerror(0, "get", 3, "media_id of 1 to %d bytes expected, got %s", MAX_MEDIA_ID,
       type(media_id) == "string" and (#media_id .. " bytes") or type_name(media_id))
   end
   if opts ~= nil and type(opts) ~= "table" then
-    argerror("get", 4, "table or nil expected, got %s", type(opts))
+    argerror(0, "get", 4, "table or nil expected, got %s", type(opts))
   end
   opts = opts or {}
   local path, max, range = opts.path, opts.max, opts.range
   if path ~= nil and (type(path) ~= "string" or path == "" or match(path, "%z")) then
-    argerror("get", 4, "opts.path: file path expected, got %s", type_name(path))
+    argerror(0, "get", 4, "opts.path: file path expected, got %s", type_name(path))
   end
   if max ~= nil then
     check_integer("get", 4, "opts.max", max, 1)
@@ -212,7 +198,7 @@ function M.get(client, agent, media_id, opts)
   local range_header
   if range ~= nil then
     if type(range) ~= "table" then
-      argerror("get", 4, "opts.range: { from, to } expected, got %s", type(range))
+      argerror(0, "get", 4, "opts.range: { from, to } expected, got %s", type(range))
     end
     check_integer("get", 4, "opts.range[1] (from)", range[1], 0)
     if range[2] ~= nil then

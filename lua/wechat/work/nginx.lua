@@ -1,6 +1,7 @@
 --- What the library knows about the nginx (OpenResty) it may run inside, in one place: whether it runs there,
 -- and which phases may use cosockets and ngx.sleep.
 local rawget, type = rawget, type
+local os_time = os.time
 
 local M = {}
 
@@ -26,6 +27,24 @@ function M.get()
   if type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function" then
     return ngx
   end
+end
+
+--- Seconds since the epoch, whole: nginx's cached clock inside OpenResty (no system call), os.time() elsewhere.
+function M.time()
+  local ngx = M.get()
+  if ngx then
+    return ngx.time()
+  end
+  return os_time()
+end
+
+--- Seconds since the epoch with nginx's milliseconds inside OpenResty (ngx.now), os.time() elsewhere.
+function M.now()
+  local ngx = M.get()
+  if ngx then
+    return ngx.now()
+  end
+  return os_time()
 end
 
 --- The current phase's name, and whether cosockets (and ngx.sleep) work in it.

@@ -19,10 +19,7 @@ local DEFAULT_CONCURRENCY = 16
 local MAX_CONCURRENCY = 256
 local MAX_CALLS = 100000
 
-local function type_name(value)
-  local t = type(value)
-  return t == "nil" and "no value" or t
-end
+local type_name = work.type_name
 
 -- Raises at the caller of batch; depth: how many functions of this file are between argerror and batch.
 local function argerror(depth, argn, fmt, ...)
@@ -128,15 +125,7 @@ end
 --   bad argument #5 to 'send_text' (...))`
 function M.batch(client, agent, calls, opts)
   message = message or require "wechat.work.kf.message"
-  if not work.is_client(client) then
-    argerror(0, 1, "wechat.work client expected, got %s", type_name(client))
-  end
-  if type(agent) ~= "string" then
-    argerror(0, 2, "agent name expected, got %s", type_name(agent))
-  end
-  if not client:agent(agent) then
-    argerror(0, 2, "unknown agent '%s'", agent)
-  end
+  work.check_client_and_agent("batch", client, agent)
   if type(calls) ~= "table" then
     argerror(0, 3, "table expected, got %s", type_name(calls))
   end

@@ -112,7 +112,8 @@ local function send_args(name, ...)
         error(format("bad argument #4 to '%s' (opts: unknown option '%s')", name, tostring(next(rest))), 3)
       end
     end
-    return force, given.touser, given.open_kfid, { n = 1, given }
+    -- the builder takes the body alone: opts, if any, stay here
+    return force, given.touser, given.open_kfid, opts ~= nil and { n = 1, given } or nil
   end
   local opts_at = OPTS_AT[name]
   local opts = select(opts_at, ...)

@@ -3,29 +3,13 @@
 local core = require "wechat.core"
 local work = require "wechat.work"
 
-local error, pairs, type = error, pairs, type
-local format = string.format
+local pairs = pairs
 
 local M = {}
 
-local function type_name(value)
-  local t = type(value)
-  return t == "nil" and "no value" or t
-end
-
 --- Raises, at the caller of the public function `name`, when `client` is not a client or `agent` not one of its
--- agents.
-function M.check_client_and_agent(name, client, agent)
-  if not work.is_client(client) then
-    error(format("bad argument #1 to '%s' (wechat.work client expected, got %s)", name, type_name(client)), 3)
-  end
-  if type(agent) ~= "string" then
-    error(format("bad argument #2 to '%s' (agent name expected, got %s)", name, type_name(agent)), 3)
-  end
-  if not client:agent(agent) then
-    error(format("bad argument #2 to '%s' (unknown agent '%s')", name, agent), 3)
-  end
-end
+-- agents (`wechat.work.check_client_and_agent`).
+M.check_client_and_agent = work.check_client_and_agent
 
 local check = M.check_client_and_agent
 

@@ -38,13 +38,7 @@ local WINDOW_CODES = { [95001] = "quota", [95002] = "closed", [95031] = "closed"
 -- msg_send_fail fail_type: 4 session expired (48 h), 6 over the 5-message limit.
 local FAIL_TYPES = { [4] = "closed", [6] = "quota" }
 
-local function now()
-  local ngx = nginx.get()
-  if ngx then
-    return ngx.time()
-  end
-  return os.time()
-end
+local now = nginx.time
 
 -- The backend of a store, one per store object (so clients sharing a store share the windows).
 local function backend_of(store)
@@ -72,20 +66,11 @@ local function key_of(client, open_kfid, external_userid)
   return "wechat:kf:window:" .. client.corp_id .. ":" .. open_kfid .. ":" .. external_userid
 end
 
-local function type_name(value)
-  local t = type(value)
-  return t == "nil" and "no value" or t
-end
+local type_name = work.type_name
 
 -- Raises naming the argument; `level` is the caller's, as error() counts it from check.
 local function check(fname, level, client, agent, open_kfid, external_userid)
-  if not work.is_client(client) then
-    error(format("bad argument #1 to '%s' (wechat.work client expected, got %s)", fname, type_name(client)), level)
-  end
-  if type(agent) ~= "string" or not client:agent(agent) then
-    error(format("bad argument #2 to '%s' (%s)", fname, type(agent) == "string" and
-      "unknown agent '" .. agent .. "'" or "agent name expected, got " .. type_name(agent)), level)
-  end
+  work.check_client_and_agent(fname, client, agent, level + 1)
   if type(open_kfid) ~= "string" or open_kfid == "" then
     error(format("bad argument #3 to '%s' (open_kfid: non-empty string expected, got %s)", fname,
       open_kfid == "" and "empty string" or type_name(open_kfid)), level)
@@ -255,16 +240,10 @@ function M.before_send(client, open_kfid, to, force, op)
   return { backend = backend, key = key }
 end
 
--- Whether a failed send surely did not reach WeCom, or WeCom refused it: then its count is given back.
+-- Whether a failed send surely did not reach WeCom, or WeCom refused it: then its count is given back. The client
+-- says so on every failed send (`err.maybe_sent`, see Client:post), which this does not work out again.
 local function not_sent(err)
-  if err.maybe_sent ~= nil then
-    return not err.maybe_sent
-  end
-  local kind = err.kind
-  if kind == errors.API or kind == errors.PHASE or kind == errors.STORE then
-    return true
-  end
-  return kind == errors.TRANSPORT and (err.reason == "connect" or err.reason == "resolve")
+  return not err.maybe_sent
 end
 
 --- After the send of a `before_send` ticket: learns from WeCom's answer, gives the count back when the send

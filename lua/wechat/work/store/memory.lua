@@ -7,13 +7,7 @@ local M = {}
 local Store = {}
 Store.__index = Store
 
-local function default_clock()
-  local ngx = rawget(_G, "ngx")
-  if ngx and ngx.now then
-    return ngx.now()
-  end
-  return os.time()
-end
+local default_clock = require("wechat.work.nginx").now
 
 --- Makes a store.
 -- @param opts optional: `clock` (function returning seconds, for tests)

@@ -403,13 +403,23 @@ local function open(self, dest, fresh)
   return sock, reused
 end
 
+-- What a cosocket says when the peer had closed a pooled connection before our request: a send on it fails so, or
+-- the answer's first read does (for a read, only when not one byte came).
+local function stale_send(err)
+  return err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+end
+
+local function stale_receive(err)
+  return err == "closed" or err == "connection reset by peer"
+end
+
 -- Sends the request and reads the answer; the connection goes back to the pool when `keep` is true and HTTP
 -- allows. On failure also returns true when nothing at all came back and the failure looks like the peer having
 -- closed the connection while it sat in the pool.
 local function exchange(self, sock, head, keep)
   local ok, err = sock:send(head)
   if not ok then
-    local stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+    local stale = stale_send(err)
     local _, e = io_fail(sock, "send", err, "send")
     return nil, e, stale
   end
@@ -418,7 +428,7 @@ local function exchange(self, sock, head, keep)
   repeat
     status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES, KEPT_HEADERS)
     if not status then
-      local stale = first and (http11 == "closed" or http11 == "connection reset by peer")
+      local stale = first and stale_receive(http11)
       local _, e = io_fail(sock, "receive", http11, "recv")
       return nil, e, stale
     end
@@ -497,10 +507,13 @@ local function exchange_resending(self, dest, run_exchange, head, fresh, req)
     return nil, err
   end
   res, err = run_exchange(self, sock, head, false, req)
-  if not res then
-    err.resent = true -- the request may have reached the server twice already
+  -- the request may have reached the server twice already
+  if res then
+    res.resent = true
+  else
+    err.resent = true
   end
-  return res, err, true
+  return res, err
 end
 
 -- Destinations kept per transport: a client posts to a few URLs, each the same until the token changes.
@@ -567,11 +580,7 @@ function Transport:request(req)
     head = dest.get_head
   end
 
-  local res, err, resent = exchange_resending(self, dest, exchange, head, req.fresh == true)
-  if res and resent then
-    res.resent = true -- the request may have reached the server twice already
-  end
-  return res, err
+  return exchange_resending(self, dest, exchange, head, req.fresh == true)
 end
 
 --- Lets the other light threads of this worker run for a moment (1 ms), e.g. while another one fetches the
@@ -675,7 +684,7 @@ local function send_upload(sock, head, upload, tail)
     ok, err = sock:send(tail)
   end
   if not ok then
-    local stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+    local stale = stale_send(err)
     local _, e = io_fail(sock, "send", err, "send")
     return nil, e, stale
   end
@@ -774,7 +783,7 @@ local function media_exchange(self, sock, head, keep, req)
   else
     ok, err = sock:send(head)
     if not ok then
-      stale = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+      stale = stale_send(err)
       ok, err = io_fail(sock, "send", err, "send")
     end
   end
@@ -786,7 +795,7 @@ local function media_exchange(self, sock, head, keep, req)
     status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES, MEDIA_KEPT_HEADERS)
     if not status then
       -- an upload sent whole may have been acted on: it is never sent again on a new connection
-      stale = not upload and first and (http11 == "closed" or http11 == "connection reset by peer")
+      stale = not upload and first and stale_receive(http11)
       local _, e = io_fail(sock, "receive", http11, "recv")
       return nil, e, stale
     end
@@ -847,6 +856,7 @@ local function media_exchange(self, sock, head, keep, req)
     status = status,
     body = not file and concat(parts, "", 1, n) or nil,
     size = size,
+    content = content,
     headers = {
       ["content-type"] = headers["content-type"],
       ["content-disposition"] = headers["content-disposition"],
@@ -862,7 +872,8 @@ end
 --   `wechat.work.transport.request.check_media`); `max` bounds content (a 200 or 206 that is not JSON or text),
 --   default the transport's `max_response`, which bounds any other answer.
 -- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
---   ["content-range"] = } }`: `body` is nil when the answer went to `sink`; or nil and an error as `request`
+--   ["content-range"] = }, content = true | false }` (content: a 200 or 206 that is neither JSON nor text):
+--   `body` is nil when the answer went to `sink`; or nil and an error as `request`
 --   returns
 -- @raise on a wrong request table
 function Transport:media(req)
@@ -897,8 +908,7 @@ function Transport:media(req)
   end
   head = concat(head)
 
-  local res, err = exchange_resending(self, dest, media_exchange, head, false, exchange_req)
-  return res, err
+  return exchange_resending(self, dest, media_exchange, head, false, exchange_req)
 end
 
 --- Counts since the transport was made, in this worker: `{requests = N, connects = M}`, where `connects` is

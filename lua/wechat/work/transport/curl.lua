@@ -252,7 +252,8 @@ end
 --   `wechat.work.transport.request.check_media`); `max` bounds content (a 200 or 206 that is not JSON or text),
 --   default the transport's `max_response`, which bounds any other answer.
 -- @return `{ status = N, body = string | nil, size = N, headers = { ["content-type"] =, ["content-disposition"] =,
---   ["content-range"] = } }`: `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
+--   ["content-range"] = }, content = true | false }` (content: a 200 or 206 that is neither JSON nor text):
+--   `body` is nil when the answer went to `sink` (a 200 or 206 that is not JSON or
 --   text); or nil and a "transport" error (reasons as for `request`)
 -- @raise on a wrong request table, or when the transport is closed
 function Transport:media(req)
@@ -270,12 +271,12 @@ function Transport:media(req)
     spec.head, spec.tail, spec.content_type = core.multipart_frame(upload.name, upload.filename, upload.size)
     spec.path, spec.data, spec.size = upload.path, upload.data, upload.size
   end
-  local code, body, size, headers = core.curl_media(self.picked, spec)
+  local code, body, size, headers, content = core.curl_media(self.picked, spec)
   if not code then
     local reason, message = body, size
     return nil, errors.new(errors.TRANSPORT, message, { reason = reason })
   end
-  return { status = code, body = body, size = size, headers = headers }
+  return { status = code, body = body, size = size, headers = headers, content = content }
 end
 
 --- Counts since the transport was made: `{requests = N, connects = M}`, where `connects` is the number of

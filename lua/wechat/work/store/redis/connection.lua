@@ -219,10 +219,15 @@ function Connection:run(fn)
     else
       red:set_timeout(t)
     end
-    -- connections differ by db and credentials (AUTH and SELECT happen only on new ones): one pool each
-    local pool = format("wechat:%s:%d:%d", self.host, self.port, self.db or 0)
-    if self.password then
-      pool = pool .. ":" .. sub(ngx.md5((self.username or "") .. "\0" .. self.password), 1, 16)
+    -- connections differ by db and credentials (AUTH and SELECT happen only on new ones): one pool each; named
+    -- once per store, since with a window on Redis this runs on every send
+    local pool = self.pool_name
+    if not pool then
+      pool = format("wechat:%s:%d:%d", self.host, self.port, self.db or 0)
+      if self.password then
+        pool = pool .. ":" .. sub(ngx.md5((self.username or "") .. "\0" .. self.password), 1, 16)
+      end
+      self.pool_name = pool
     end
     local connected, cerr
     ok, connected, cerr = pcall(red.connect, red, self.host, self.port, { pool = pool, pool_size = self.pool_size })
