@@ -312,6 +312,19 @@ local function string_list(v)
   return true
 end
 
+-- A list of department ids (positive integers).
+local function id_list(v)
+  if type(v) ~= "table" then
+    return false
+  end
+  for i = 1, #v do
+    if not (is_integer(v[i]) and v[i] > 0) then
+      return false
+    end
+  end
+  return true
+end
+
 -- The body as a decoded object with only known keys, or nil after answering 400 ("unknown <what> key: k").
 local function keyed_body(body, known, what)
   local obj = object_body(body)
@@ -427,11 +440,7 @@ local function set_visible_range(_, body)
   if not string_list(users) then
     return http.control_error(400, "userid_list must be a list of strings")
   end
-  local ok = type(departments) == "table"
-  for i = 1, ok and #departments or 0 do
-    ok = ok and is_integer(departments[i]) and departments[i] > 0
-  end
-  if not ok then
+  if not id_list(departments) then
     return http.control_error(400, "department_id_list must be a list of ids")
   end
   local stored, err = kf_account.set_visible_range({ userid_list = users, department_id_list = departments })
@@ -451,13 +460,8 @@ local function set_upgrade_config(_, body)
   local config = {}
   for name in pairs(UPGRADE_KEYS) do
     local list = obj[name] or {}
-    local ok = name == "department_id_list" and type(list) == "table" or string_list(list)
-    if ok and name == "department_id_list" then
-      for i = 1, #list do
-        ok = ok and is_integer(list[i]) and list[i] > 0
-      end
-    end
-    if not ok then
+    local check = name == "department_id_list" and id_list or string_list
+    if not check(list) then
       return http.control_error(400, name .. " must be a list of " .. (name == "department_id_list" and "ids" or
         "strings"))
     end
