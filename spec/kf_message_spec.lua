@@ -27,6 +27,9 @@ describe("wechat.work.kf.message over libcurl", function()
 
   for _, c in ipairs(cases.cases) do
     it(c.name .. " posts the documented body", function()
+      if c.setup then
+        c.setup(standin)
+      end
       local res, err = kf[c.op](client, cases.AGENT, cases.args(c))
       assert.is_nil(err)
       assert.same(c.result, res)

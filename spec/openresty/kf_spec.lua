@@ -113,6 +113,9 @@ describe("KF operations inside nginx content handlers #openresty", function()
 
   for i, c in ipairs(cases.cases) do
     it(c.name .. ": the exact body at the stand-in, the exact answer back", function()
+      if c.setup then
+        c.setup(standin)
+      end
       local out = run_case(i, "http")
       assert.same({ result = c.result }, out)
       assert.same({ c.body }, standin.bodies(c.path))
