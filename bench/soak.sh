@@ -80,7 +80,7 @@ cleanup() {
   if [[ $started_standin = 1 ]]; then
     "$standin" stop >/dev/null || true
   else
-    curl -fsS -o /dev/null -X POST -d '{"record":true}' "$url/_standin/config" || true
+    curl -fsS -o /dev/null -X POST -d '{"record":true,"window_strict":true}' "$url/_standin/config" || true
   fi
 }
 trap cleanup EXIT
@@ -91,7 +91,9 @@ send_msg_count() {
 }
 reset_standin() {
   curl -fsS -o /dev/null -X POST "$url/_standin/reset"
-  curl -fsS -o /dev/null -X POST -d '{"record":false}' "$url/_standin/config"
+  # window_strict false: the bench sends thousands of messages to one customer, who never wrote (WeCom
+  # would take 5); what is measured is the exchange, not the window (spec/window_spec.lua has that)
+  curl -fsS -o /dev/null -X POST -d '{"record":false,"window_strict":false}' "$url/_standin/config"
 }
 
 status=0

@@ -2,8 +2,9 @@
 --
 -- Two ways to run it:
 --
--- * `tools/demo`: against the local WeCom stand-in, no credentials. It replies with every message type, using
---   made-up media ids that only the stand-in takes.
+-- * `tools/demo`: against the local WeCom stand-in, no credentials. It replies with every message type it has a
+--   media id for (tools/demo uploads examples/media/logo.png for the image, link and mini program replies; the
+--   stand-in, like WeCom, refuses a media id it never issued).
 --
 -- * Against WeCom: set WECOM_CORP_ID, WECOM_KF_SECRET and WECOM_OPEN_KFID (WECOM_SYNC_TOKEN: the Token of the
 --   latest kf_msg_or_event callback; without it sync_msg is strictly rate limited). WeCom lets a business send a
@@ -39,13 +40,10 @@ local client = work.client{
 }
 local open_kfid = getenv("WECOM_OPEN_KFID") or "wkDEMO"
 
--- A media id from the environment; the stand-in demo makes one up, WeCom needs a real one.
-local function media(name, made_up)
+-- A media id from the environment (uploaded first: WeCom and the stand-in refuse one they never issued), or nil.
+local function media(name)
   local id = getenv(name)
-  if id and id ~= "" then
-    return id
-  end
-  return not AGAINST_WECOM and made_up or nil
+  return id ~= "" and id or nil
 end
 
 local function show(what, res, err)
@@ -110,10 +108,10 @@ print()
 
 -- 3. Replies to the customer who wrote last, most useful first; a type whose media id is missing is left out.
 local customer = last and last.external_userid
-local thumb = media("WECOM_MEDIA_THUMB", "MEDIA-THUMB")
+local thumb = media("WECOM_MEDIA_THUMB")
 local appid = getenv("WECOM_MINIPROGRAM_APPID") or (not AGAINST_WECOM and "wx0000000000000000" or nil)
-local image, voice = media("WECOM_MEDIA_IMAGE", "MEDIA-IMAGE"), media("WECOM_MEDIA_VOICE", "MEDIA-VOICE")
-local video, file = media("WECOM_MEDIA_VIDEO", "MEDIA-VIDEO"), media("WECOM_MEDIA_FILE", "MEDIA-INVOICE-PDF")
+local image, voice = media("WECOM_MEDIA_IMAGE"), media("WECOM_MEDIA_VOICE")
+local video, file = media("WECOM_MEDIA_VIDEO"), media("WECOM_MEDIA_FILE")
 local REPLIES = {
   { "send_text", true, function()
     -- msgid = true: a random msgid, so the library may send it again after a timeout without a duplicate
@@ -155,7 +153,8 @@ if not customer then
 elseif AGAINST_WECOM and os.time() - last.send_time > WINDOW then
   print(customer .. " last wrote more than 48 hours ago: WeCom takes no reply until they write again")
 else
-  print("Replying to " .. customer .. (AGAINST_WECOM and " (at most 5 messages)" or " with every message type"))
+  print("Replying to " .. customer
+    .. (AGAINST_WECOM and " (at most 5 messages)" or " with every message type it has a media id for"))
   local sent = 0
   for _, reply in ipairs(REPLIES) do
     local name, possible, send = reply[1], reply[2], reply[3]

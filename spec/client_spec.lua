@@ -35,7 +35,10 @@ end
 
 describe("wechat.work client", function()
   setup(standin.start)
-  before_each(standin.reset)
+  before_each(function()
+    standin.reset()
+    standin.wrote("wkK", "wmC")
+  end)
 
   describe("options", function()
     it("names the option that is wrong", function()

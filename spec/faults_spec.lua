@@ -91,7 +91,11 @@ end
 
 describe("faults over libcurl", function()
   setup(standin.start)
-  before_each(standin.reset)
+  before_each(function()
+    standin.reset()
+    standin.wrote("wkKF", "wmCUSTOMER")
+    standin.wrote("wkK", "wmC")
+  end)
   -- a spec that failed before its own settle() leaves no sleeping request behind for the next one
   after_each(settle)
 
@@ -391,6 +395,7 @@ describe("faults over libcurl", function()
       assert.is_true(out[1] < CAP + 16 * MB, "the stand-in wrote " .. out[1] .. " bytes")
       -- and the client goes on: a new connection, a normal answer
       standin.reset()
+      standin.wrote("wkKF", "wmCUSTOMER")
       assert.are.same({ errcode = 0, errmsg = "ok", msgid = "m-after" }, send(client, "m-after"))
     end)
 

@@ -23,10 +23,16 @@ local function new_client(opts)
   }
 end
 
+-- WeCom takes 5 sends per customer message: the i-th call goes to customer i, who wrote (before_each)
+local CUSTOMERS = {}
+for i = 1, 30 do
+  CUSTOMERS[i] = "wmCUSTOMER" .. i
+end
+
 local function sends(n, prefix)
   local calls = {}
   for i = 1, n do
-    calls[i] = { "send_text", "wmCUSTOMER", "wkKF", "hello " .. i, { msgid = prefix .. i } }
+    calls[i] = { "send_text", CUSTOMERS[i], "wkKF", "hello " .. i, { msgid = prefix .. i } }
   end
   return calls
 end
@@ -50,7 +56,11 @@ end
 describe("kf.batch (libcurl multi)", function()
   setup(standin.start)
   teardown(standin.stop)
-  before_each(standin.reset)
+  before_each(function()
+    standin.reset()
+    standin.wrote("wkKF", CUSTOMERS)
+    standin.wrote("wkKF", { "wmA", "wmB" })
+  end)
 
   local client
   after_each(function()
@@ -81,6 +91,8 @@ describe("kf.batch (libcurl multi)", function()
 
   it("gives each call what it alone would give: an API error, a timeout, successes", function()
     client = new_client{ timeout = 1 }
+    local image = standin.media_id("image")
+    local before = standin.counts()
     assert(message.send_text_on_event(client, "kf", "USED", "welcome", "w0")) -- the code is used up
     -- every sync_msg is held past the client's timeout, until released at the end
     standin.script(SYNC_MSG, { delay = 60, until_released = true }, -1)
@@ -88,7 +100,7 @@ describe("kf.batch (libcurl multi)", function()
       { "send_text", "wmA", "wkKF", "one", { msgid = "m1" } },
       { "send_text_on_event", "USED", "again", "w1" },
       { "sync_msg", { limit = 10 } },
-      { "send_image", "wmB", "wkKF", "MEDIA", { msgid = "m4" } },
+      { "send_image", "wmB", "wkKF", image, { msgid = "m4" } },
     }, { concurrency = 4 })
     assert.are.equal(4, #results)
     assert.same({ errcode = 0, errmsg = "ok", msgid = "m1" }, results[1].res)
@@ -111,7 +123,8 @@ describe("kf.batch (libcurl multi)", function()
     assert.same({ timeout.kind, timeout.reason, timeout.op, timeout.attempts },
       { err.kind, err.reason, err.op, err.attempts })
     assert.are.equal(2, standin.release())
-    assert.same({ [GETTOKEN] = 1, [SEND_MSG] = 2, [SEND_MSG_ON_EVENT] = 2, [SYNC_MSG] = 4 }, standin.counts())
+    assert.same({ [GETTOKEN] = 1, [SEND_MSG] = 2, [SEND_MSG_ON_EVENT] = 2, [SYNC_MSG] = 4 },
+      standin.counts_since(before))
   end)
 
   it("fetches a token WeCom refused once for all the calls that saw it refused", function()
@@ -193,8 +206,9 @@ describe("kf.batch (libcurl multi)", function()
 
   it("sends a call's trailing nil arguments when n says so", function()
     client = new_client()
+    local video = standin.media_id("video")
     local results = kf.batch(client, "kf", {
-      { "send_video", "wmA", "wkKF", "MEDIA", nil, nil, { msgid = "v1" } },
+      { "send_video", "wmA", "wkKF", video, nil, nil, { msgid = "v1" } },
       { "send_text", "wmA", "wkKF", "two", n = 4 },
     })
     assert.same({ "v1" }, { results[1].res.msgid })

@@ -60,6 +60,7 @@ describe("the KF desk over libcurl", function()
   describe("a session handed to a human", function()
     before_each(function()
       standin.kf_account{ open_kfid = cases.KFID, servicers = { cases.SERVICER } }
+      standin.wrote(cases.KFID, cases.TO)
       standin.set_session{ open_kfid = cases.KFID, external_userid = cases.TO, service_state = 1 }
     end)
 

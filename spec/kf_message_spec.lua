@@ -13,6 +13,8 @@ describe("wechat.work.kf.message over libcurl", function()
   -- A reset stand-in forgets its tokens, so each spec gets a client of its own.
   before_each(function()
     standin.reset()
+    standin.wrote(cases.KFID, cases.TO)
+    standin.wrote("wk1", "wm1")
     client = work.client{
       corp_id = standin.CORPID,
       agents = { [cases.AGENT] = { secret = standin.KF_SECRET } },
@@ -30,10 +32,11 @@ describe("wechat.work.kf.message over libcurl", function()
       if c.setup then
         c.setup(standin)
       end
-      local res, err = kf[c.op](client, cases.AGENT, cases.args(c))
+      local ids = cases.media_ids(c, standin.media_id)
+      local res, err = kf[c.op](client, cases.AGENT, cases.args(c, ids))
       assert.is_nil(err)
       assert.same(c.result, res)
-      assert.same({ c.body }, standin.bodies(c.path))
+      assert.same({ cases.body(c, ids) }, standin.bodies(c.path))
       assert.equal(1, standin.counts()[c.path])
     end)
   end
@@ -48,13 +51,14 @@ describe("wechat.work.kf.message over libcurl", function()
   -- kf_cases compares decoded bodies; these are the bytes, so nothing is there that should not be (no "list":[]
   -- or "title":"" made up for a field left out).
   it("leaves optional fields out of the bytes: miniprogram title, menu list and tail", function()
+    local thumb = standin.media_id("image")
     assert.truthy(kf.send_mini_program(client, cases.AGENT, "wm1", "wk1",
-      { appid = "wx1", thumb_media_id = "T", pagepath = "p" }, { msgid = "m1" }))
+      { appid = "wx1", thumb_media_id = thumb, pagepath = "p" }, { msgid = "m1" }))
     assert.truthy(kf.send_menu(client, cases.AGENT, "wm1", "wk1", { head_content = "稍等" }, { msgid = "h1" }))
     assert.truthy(kf.send_menu_on_event(client, cases.AGENT, "CODE9", { tail_content = "谢谢" }, "t1"))
     local sent = standin.requests("/cgi-bin/kf/send_msg")
     assert.equal('{"touser":"wm1","open_kfid":"wk1","msgid":"m1","msgtype":"miniprogram","miniprogram":{"appid":"wx1",'
-      .. '"thumb_media_id":"T","pagepath":"p"}}', sent[1].body)
+      .. '"thumb_media_id":"' .. thumb .. '","pagepath":"p"}}', sent[1].body)
     assert.equal('{"touser":"wm1","open_kfid":"wk1","msgid":"h1","msgtype":"msgmenu","msgmenu":'
       .. '{"head_content":"稍等"}}', sent[2].body)
     assert.equal('{"code":"CODE9","msgid":"t1","msgtype":"msgmenu","msgmenu":{"tail_content":"谢谢"}}',

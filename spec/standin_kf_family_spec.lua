@@ -121,19 +121,21 @@ describe("wecom stand-in: the KF desk", function()
     end
 
     before_each(function()
+      standin.wrote(KFID, TO)
       standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
     end)
 
-    it("takes any media_id by default, and with config media_strict only one it issued (40007)", function()
-      assert.same({ 0, 0 }, { (image("MEDIA_M")), (link("THUMB_M")) })
-      standin.config{ media_strict = true }
-      assert.same({ 40007, "invalid media_id" }, { image("MEDIA_M") })
-      assert.same({ 40007, "invalid media_id" }, { link("THUMB_M") })
-      assert.same({ 40007, "invalid media_id" }, { send_media{ msgtype = "video", video = { media_id = "V" } } })
-      local id = upload("image", "a.png", cases.AVATAR_PNG)
-      assert.same({ 0, 0 }, { (image(id)), (link(id)) })
-      assert.equal(4, #standin.delivered())
-    end)
+    it("takes only a media_id it issued (40007 for any other, as WeCom); config media_strict false takes any",
+      function()
+        assert.same({ 40007, "invalid media_id" }, { image("MEDIA_M") })
+        assert.same({ 40007, "invalid media_id" }, { link("THUMB_M") })
+        assert.same({ 40007, "invalid media_id" }, { send_media{ msgtype = "video", video = { media_id = "V" } } })
+        local id = upload("image", "a.png", cases.AVATAR_PNG)
+        assert.same({ 0, 0 }, { (image(id)), (link(id)) })
+        standin.config{ media_strict = false }
+        assert.same({ 0, 0 }, { (image("MEDIA_M")), (link("THUMB_M")) })
+        assert.equal(4, #standin.delivered())
+      end)
   end)
 
   describe("servicers", function()
@@ -192,6 +194,7 @@ describe("wecom stand-in: the KF desk", function()
     end)
 
     it("lets the API send in states 0 and 1 only; 2, 3 and 4 answer 95018", function()
+      standin.wrote(KFID, TO)
       for s = 0, 4 do
         standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = s,
           servicer_userid = s == 3 and "zhangsan" or nil }

@@ -103,8 +103,8 @@ describe("wecom stand-in", function()
 
     it("issues already expired tokens when expires_in is 0", function()
       assert.are.same({ expires_in = 0, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_strict = false, record = true, statistic_now = 0,
-        window_strict = false }, standin.config({ expires_in = 0 }))
+        media_strict = true, record = true, statistic_now = 0,
+        window_strict = true }, standin.config({ expires_in = 0 }))
       local status, body = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
       assert.are.equal(200, status)
       local reply = cjson.decode(body)
@@ -182,24 +182,25 @@ describe("wecom stand-in", function()
       { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[{"type":"click","click":{"id":"1","content":"a"},'
         .. '"view":{}}]}}', err(47001, "unknown key msgmenu.list[1].view") },
       { "{" .. HEAD .. '"msgtype":"file","file":{"media_id":false}}', err(40058, "invalid file.media_id") },
-      { "{" .. HEAD .. '"msgtype":"link","link":{"url":"https://a.example","thumb_media_id":"T"}}',
+      { "{" .. HEAD .. '"msgtype":"link","link":{"url":"https://a.example","thumb_media_id":"@IMAGE@"}}',
         err(41016, "link.title missing") },
-      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","thumb_media_id":"T"}}', err(41010, "link.url missing") },
-      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"a.example","thumb_media_id":"T"}}',
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","thumb_media_id":"@IMAGE@"}}',
+        err(41010, "link.url missing") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"a.example","thumb_media_id":"@IMAGE@"}}',
         err(40058, "invalid link.url") },
-      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"https://","thumb_media_id":"T"}}',
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"https://","thumb_media_id":"@IMAGE@"}}',
         err(40058, "invalid link.url") },
       { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"http://a.example"}}',
         err(41006, "link.thumb_media_id missing") },
-      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"title":"t","thumb_media_id":"T","pagepath":"p"}}',
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"title":"t","thumb_media_id":"@IMAGE@","pagepath":"p"}}',
         err(40058, "miniprogram.appid missing") },
-      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":7,"thumb_media_id":"T",'
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":7,"thumb_media_id":"@IMAGE@",'
         .. '"pagepath":"p"}}', err(40058, "invalid miniprogram.title") },
       { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"' .. rep("t", 65)
-        .. '","thumb_media_id":"T","pagepath":"p"}}', err(40058, "invalid miniprogram.title") },
+        .. '","thumb_media_id":"@IMAGE@","pagepath":"p"}}', err(40058, "invalid miniprogram.title") },
       { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","pagepath":"p"}}',
         err(41006, "miniprogram.thumb_media_id missing") },
-      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"T"}}',
+      { "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"@IMAGE@"}}',
         err(40058, "miniprogram.pagepath missing") },
       { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":{}}}', err(40058, "invalid msgmenu.list") },
       { "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"list":[' .. rep('{"type":"text","text":{"content":"x"}},', 10)
@@ -220,49 +221,73 @@ describe("wecom stand-in", function()
       { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":42}', err(40058, "invalid msgid") },
       -- an empty msgid is an error, not "none"
       { "{" .. HEAD .. '"msgtype":"text","text":{"content":"hi"},"msgid":""}', err(40058, "invalid msgid") },
+      -- a media_id the stand-in never issued, as WeCom refuses one it never issued
+      { "{" .. HEAD .. '"msgtype":"image","image":{"media_id":"MI"}}', err(40007, "invalid media_id") },
+      { "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","url":"https://a.example","thumb_media_id":"T"}}',
+        err(40007, "invalid media_id") },
     }
+
+    -- a body with the media ids the stand-in issued in place of @IMAGE@, @VOICE@, @VIDEO@ and @FILE@
+    local function issued(body)
+      return (body:gsub("@(%u+)@", function(name)
+        return standin.media_id(name:lower())
+      end))
+    end
+
+    -- the customer wrote: WeCom takes send_msg within 48 hours after, 5 of them
+    before_each(function()
+      standin.wrote("wkKF", "wmUSER")
+    end)
+
     for i, case in ipairs(cases) do
       it(format("rejects bad body %d: %s", i, case[2]), function()
         local token = standin.token()
-        assert.are.same({ 200, case[2] }, { post(SEND, token, case[1]) })
+        assert.are.same({ 200, case[2] }, { post(SEND, token, issued(case[1])) })
         assert.are.same({}, standin.delivered())
       end)
     end
 
     it("takes every message type and delivers the bodies in order, byte for byte", function()
-      local token = standin.token()
       local bodies = {
         "{" .. HEAD .. '"msgtype":"text","text":{"content":"你好 👋"}}',
-        "{" .. HEAD .. '"msgtype":"image","image":{"media_id":"MI"}}',
-        "{" .. HEAD .. '"msgtype":"voice","voice":{"media_id":"MV"}}',
-        "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"MD"}}',
-        "{" .. HEAD .. '"msgtype":"file","file":{"media_id":"MF"}}',
+        "{" .. HEAD .. '"msgtype":"image","image":{"media_id":"@IMAGE@"}}',
+        "{" .. HEAD .. '"msgtype":"voice","voice":{"media_id":"@VOICE@"}}',
+        "{" .. HEAD .. '"msgtype":"video","video":{"media_id":"@VIDEO@"}}',
+        "{" .. HEAD .. '"msgtype":"file","file":{"media_id":"@FILE@"}}',
         "{" .. HEAD .. '"msgtype":"link","link":{"title":"t","desc":"d","url":"https://a.example/x?y=1",'
-          .. '"thumb_media_id":"T"}}',
-        "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"T",'
+          .. '"thumb_media_id":"@IMAGE@"}}',
+        "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","title":"t","thumb_media_id":"@IMAGE@",'
           .. '"pagepath":"pages/index"}}',
         "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":"h","list":[],"tail_content":"t"}}',
         "{" .. HEAD .. '"msgtype":"location","location":{"name":"n","address":"a","latitude":39.123456789012345,'
           .. '"longitude":-116.4}}',
       }
+      for i = 1, #bodies do
+        bodies[i] = issued(bodies[i])
+      end
+      local token = standin.token()
+      local before = standin.counts()
       for i, body in ipairs(bodies) do
+        standin.wrote("wkKF", "wmUSER") -- the customer writes before each, so that 5 sends never run out
         assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, body) })
       end
       assert.are.same({ 200, "[" .. table.concat(bodies, ",") .. "]" }, { req("GET", "/_standin/delivered") })
       assert.are.equal("你好 👋", standin.delivered()[1].text.content)
-      assert.are.same({ [GETTOKEN] = 1, [SEND] = 9 }, standin.counts())
+      assert.are.same({ [SEND] = 9 }, standin.counts_since(before))
     end)
 
     it("takes what WeCom marks optional: miniprogram.title, msgmenu head_content, list and tail_content", function()
       local token = standin.token()
       local bodies = {
-        "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","thumb_media_id":"T","pagepath":"p"}}',
+        "{" .. HEAD .. '"msgtype":"miniprogram","miniprogram":{"appid":"wx1","thumb_media_id":"@IMAGE@",'
+          .. '"pagepath":"p"}}',
         "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"head_content":"h"}}',
         "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{"tail_content":"t"}}',
         "{" .. HEAD .. '"msgtype":"msgmenu","msgmenu":{}}',
       }
       for i, body in ipairs(bodies) do
-        assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, body) })
+        bodies[i] = issued(body)
+        assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, bodies[i]) })
       end
       assert.are.same({ 200, "[" .. table.concat(bodies, ",") .. "]" }, { req("GET", "/_standin/delivered") })
     end)
@@ -282,6 +307,8 @@ describe("wecom stand-in", function()
     end)
 
     it("keeps msgids per open_kfid: another KF account may use the same one", function()
+      standin.wrote("wkA", "wmUSER")
+      standin.wrote("wkB", "wmUSER")
       local token = standin.token()
       local body = '{"touser":"wmUSER","open_kfid":"wkA","msgtype":"text","text":{"content":"a"},"msgid":"m1"}'
       assert.are.same({ 200, ok_msgid("m1") }, { post(SEND, token, body) })
@@ -356,23 +383,41 @@ describe("wecom stand-in", function()
       local token = standin.token()
       wrote("wmS", os.time(), 5)
       known_elsewhere("wmS")
-      standin.config{ window_strict = true }
       assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
         { post(SEND, token, text_to("wmS")) })
     end)
 
-    it("lets a customer it never saw write pass, unless window_strict is set", function()
+    it("answers 95031 to a customer it never saw write, as WeCom; config window_strict false lets one pass", function()
       local token = standin.token()
-      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmNEW")) })
       known_elsewhere("wmNEW")
-      standin.config{ window_strict = true }
       assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
         { post(SEND, token, text_to("wmNEW")) })
+      standin.config{ window_strict = false }
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmNEW")) })
     end)
 
-    it("with window_strict answers 95004 for an account and 40096 for a customer it does not know", function()
+    it("opens windows with POST /_standin/customer_wrote, queueing nothing for sync_msg", function()
       local token = standin.token()
-      standin.config{ window_strict = true }
+      assert.are.same({ 200, '{"ok":true}' }, { req("POST", "/_standin/customer_wrote",
+        '{"open_kfid":"wkKF","external_userid":["wmA","wmB"]}') })
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmA")) })
+      assert.are.same({ 200, ok_msgid("standin-msg-2") }, { post(SEND, token, text_to("wmB")) })
+      -- a session that starts untreated, as after a message, and the window of that message's send_time
+      assert.are.same({ 0, "" }, { standin.session("wkKF", "wmA") })
+      standin.wrote("wkKF", "wmOLD", os.time() - 48 * 3600)
+      assert.are.same({ 200, EXPIRED }, { post(SEND, token, text_to("wmOLD")) })
+      standin.wrote("wkKF", "wmOLD")
+      for i = 3, 7 do
+        assert.are.same({ 200, ok_msgid("standin-msg-" .. i) }, { post(SEND, token, text_to("wmOLD")) })
+      end
+      assert.are.same({ 200, QUOTA }, { post(SEND, token, text_to("wmOLD")) })
+      assert.are.same({ 200, '{"errcode":0,"errmsg":"ok","next_cursor":"SC0","has_more":0,"msg_list":[]}' },
+        { post(SYNC, token, "{}") })
+      assert.are.same({ [GETTOKEN] = 1, [SEND] = 9, [SYNC] = 1 }, standin.counts())
+    end)
+
+    it("answers 95004 for an account and 40096 for a customer it does not know (window_strict)", function()
+      local token = standin.token()
       assert.are.same({ 200, err(95004, "open_kfid not exist") }, { post(SEND, token, text_to("wmNOBODY")) })
       standin.kf_account{ open_kfid = "wkKF" }
       assert.are.same({ 200, err(40096, "invalid external userid") }, { post(SEND, token, text_to("wmNOBODY")) })
@@ -392,6 +437,7 @@ describe("wecom stand-in", function()
       local token = standin.token()
       local body = '{"touser":"wmU","open_kfid":"' .. rep("k", 65) .. '","msgtype":"text","text":{"content":"x"}}'
       assert.are.same({ 200, err(95000, "invalid open_kfid") }, { post(SEND, token, body) })
+      standin.wrote(rep("k", 64), "wmU")
       body = '{"touser":"wmU","open_kfid":"' .. rep("k", 64) .. '","msgtype":"text","text":{"content":"x"}}'
       assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, body) })
     end)
@@ -571,6 +617,7 @@ describe("wecom stand-in", function()
     end)
 
     it("delay, then answer normally", function()
+      standin.wrote("k", "u")
       local token = standin.token()
       standin.script(SEND, { delay = 0.2 })
       assert.are.same({ 200, ok_msgid("standin-msg-1") },
@@ -579,6 +626,7 @@ describe("wecom stand-in", function()
     end)
 
     it("delay until_released: held until POST /_standin/release, then answer normally", function()
+      standin.wrote("k", "u")
       local token = standin.token()
       standin.script(SEND, { delay = 60, until_released = true })
       local body = '{"touser":"u","open_kfid":"k","msgtype":"text","text":{"content":"held"}}'
@@ -690,6 +738,7 @@ describe("wecom stand-in", function()
 
     it("stops recording, but keeps counting, when record is false", function()
       standin.config({ record = false })
+      standin.wrote("k", "u")
       local token = standin.token()
       assert.are.same({ 200, ok_msgid("standin-msg-1") },
         { post(SEND, token, '{"touser":"u","open_kfid":"k","msgtype":"text","text":{"content":"x"}}') })
@@ -704,8 +753,8 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "{}" }, { req("GET", "/_standin/counts") })
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/delivered") })
       assert.are.same({ expires_in = 7200, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_strict = false, record = true, statistic_now = 0,
-        window_strict = false },
+        media_strict = true, record = true, statistic_now = 0,
+        window_strict = true },
         cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
     end)
 
@@ -717,6 +766,16 @@ describe("wecom stand-in", function()
         { "POST", "/_standin/sync", '{"messages":[1]}', 400, "messages[1] must be an object" },
         { "POST", "/_standin/sync", '{"page_size":0}', 400, "page_size must be an integer >= 1" },
         { "POST", "/_standin/sync", '{"empty_pages":-1}', 400, "empty_pages must be an integer >= 0" },
+        { "POST", "/_standin/customer_wrote", '{"external_userid":"wm1"}', 400,
+          "open_kfid must be a non-empty string" },
+        { "POST", "/_standin/customer_wrote", '{"open_kfid":"wk1","external_userid":[]}', 400,
+          "external_userid must be a non-empty string or a non-empty list of them" },
+        { "POST", "/_standin/customer_wrote", '{"open_kfid":"wk1","external_userid":["wm1",2]}', 400,
+          "external_userid must be a non-empty string or a non-empty list of them" },
+        { "POST", "/_standin/customer_wrote", '{"open_kfid":"wk1","external_userid":"wm1","send_time":1.5}', 400,
+          "send_time must be an integer >= 0" },
+        { "POST", "/_standin/customer_wrote", '{"open_kfid":"wk1","external_userid":"wm1","origin":3}', 400,
+          "unknown customer_wrote key: origin" },
         { "GET", "/_standin/reset", nil, 405, "GET not allowed on /_standin/reset" },
         { "GET", "/_standin/nothing", nil, 404, "no such control call: /_standin/nothing" },
       }

@@ -289,7 +289,10 @@ describe("wechat.work.transport.curl", function()
   describe("against the WeCom stand-in", function()
     setup(standin.start)
     teardown(standin.stop)
-    before_each(standin.reset)
+    before_each(function()
+      standin.reset()
+      standin.wrote("wkKF", "wmCUST")
+    end)
 
     local function token_body(token)
       return '{"errcode":0,"errmsg":"ok","access_token":"' .. token .. '","expires_in":7200}'

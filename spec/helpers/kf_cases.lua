@@ -3,13 +3,17 @@
 -- transport) and, when wanted, under Lua 5.4 and LuaJIT (curl transport). Each spec resets the stand-in before a
 -- case, so codes and msgids are used once each.
 --
+-- The media_ids in the cases are placeholders (M.MEDIA): WeCom refuses a media_id it never issued, so a spec
+-- uploads media of each type through the stand-in and the case's arguments and body take those ids.
+--
 --   local cases = require "helpers.kf_cases"
 --   for _, c in ipairs(cases) do
---     local res, err = kf[c.op](client, cases.AGENT, cases.args(c))
---     -- assert.same(c.result, res); assert.same({ c.body }, standin.bodies(c.path))
+--     local ids = cases.media_ids(c, standin.media_id)
+--     local res, err = kf[c.op](client, cases.AGENT, cases.args(c, ids))
+--     -- assert.same(c.result, res); assert.same({ cases.body(c, ids) }, standin.bodies(c.path))
 --   end
 local unpack = table.unpack or unpack -- luacheck: ignore 143
-local select = select
+local select, type, pairs = select, type, pairs
 
 local SEND_MSG = "/cgi-bin/kf/send_msg"
 local SEND_MSG_ON_EVENT = "/cgi-bin/kf/send_msg_on_event"
@@ -20,6 +24,12 @@ local M = {}
 M.AGENT = "kf"           -- the agent name the specs give the KF secret
 M.TO = "wmCUSTOMER01"    -- external_userid of the customer
 M.KFID = "wkKF01"        -- open_kfid of the KF account
+
+-- The media_id placeholders of the cases and the type of media each stands for.
+M.MEDIA = {
+  MEDIA_IMG = "image", MEDIA_IMG2 = "image", MEDIA_T = "image", MEDIA_M = "image",
+  MEDIA_VOICE = "voice", MEDIA_VIDEO = "video", MEDIA_VIDEO2 = "video", MEDIA_FILE = "file",
+}
 
 local function ok(msgid)
   return { errcode = 0, errmsg = "ok", msgid = msgid }
@@ -136,9 +146,42 @@ for _, c in ipairs(M.cases) do
   end
 end
 
---- The arguments of case `c` after client and agent, nils included.
-function M.args(c)
-  return unpack(c, 1, c.n)
+-- v with every media placeholder replaced by ids[placeholder] (tables copied, v itself left alone); each placeholder
+-- met is passed to seen.
+local function with_media(v, ids, seen)
+  if type(v) == "string" and M.MEDIA[v] then
+    if seen then
+      seen(v)
+    end
+    return ids and ids[v] or v
+  elseif type(v) ~= "table" then
+    return v
+  end
+  local copy = {}
+  for k, item in pairs(v) do
+    copy[k] = with_media(item, ids, seen)
+  end
+  return copy
+end
+
+--- { placeholder = media_id } for the placeholders case `c` uses, each id from issue(type) (standin.media_id).
+function M.media_ids(c, issue)
+  local ids = {}
+  with_media(c.body, nil, function(placeholder)
+    ids[placeholder] = issue(M.MEDIA[placeholder])
+  end)
+  return ids
+end
+
+--- The arguments of case `c` after client and agent, nils included, the media placeholders replaced by ids.
+function M.args(c, ids)
+  local args = with_media({ unpack(c, 1, c.n) }, ids)
+  return unpack(args, 1, c.n)
+end
+
+--- The decoded body the stand-in must see for case `c`, the media placeholders replaced by ids.
+function M.body(c, ids)
+  return with_media(c.body, ids)
 end
 
 --- Finds a case by name.

@@ -196,9 +196,63 @@ function M.media(media_id)
   return control("GET", "/_standin/media?media_id=" .. urlencode(media_id))
 end
 
+-- Customers wrote to open_kfid (user: an external_userid or a list of them) at send_time (default now): the
+-- stand-in opens their session and their 48-hour window, as after a message, with nothing queued for sync_msg.
+-- A spec that sends to a customer says first that the customer wrote, as WeCom answers 95031 otherwise.
+function M.wrote(open_kfid, user, send_time)
+  control("POST", "/_standin/customer_wrote", { open_kfid = open_kfid, external_userid = user, send_time = send_time })
+end
+
+-- The smallest files media/upload takes for each type: its magic bytes (standin/media.lua's check), then padding
+-- past the 5-byte minimum.
+local TINY_MEDIA = {
+  image = { "tiny.png", "\137PNG\r\n\26\n\0\0\0\rIHDR" },
+  voice = { "tiny.amr", "#!AMR\n\60\0\0\0" },
+  video = { "tiny.mp4", "\0\0\0\24ftypisom\0\0\0\0" },
+  file = { "tiny.txt", "tiny file\n" },
+}
+
+local media_ids = {} -- type -> the media_id uploaded last, checked against the stand-in before it is used again
+
+-- A media_id of type ("image", "voice", "video", "file") that the stand-in issued: an upload of a tiny file of that
+-- type through its media/upload (so a gettoken and a media/upload request, unless the last one is still known).
+-- Specs that send media use these, as WeCom refuses a media_id it never issued (40007).
+function M.media_id(media_type)
+  local known = media_ids[media_type]
+  if known and M.request("GET", "/_standin/media?media_id=" .. urlencode(known)) == 200 then
+    return known
+  end
+  local tiny = TINY_MEDIA[media_type] or error("standin.media_id: no tiny file for type " .. tostring(media_type), 2)
+  local boundary = "standin-tiny-media"
+  local body = "--" .. boundary .. "\r\n"
+    .. 'Content-Disposition: form-data; name="media"; filename="' .. tiny[1] .. '"; filelength=' .. #tiny[2]
+    .. "\r\nContent-Type: application/octet-stream\r\n\r\n" .. tiny[2] .. "\r\n--" .. boundary .. "--\r\n"
+  local status, resp = M.request("POST", "/cgi-bin/media/upload?access_token=" .. urlencode(M.token())
+    .. "&type=" .. media_type, body, { ["content-type"] = "multipart/form-data; boundary=" .. boundary })
+  local reply = status == 200 and cjson.decode(resp)
+  if not (reply and reply.errcode == 0) then
+    error("standin: media/upload of a tiny " .. media_type .. " failed: " .. tostring(status) .. " "
+      .. tostring(resp), 2)
+  end
+  media_ids[media_type] = reply.media_id
+  return reply.media_id
+end
+
 -- { ["/cgi-bin/gettoken"] = N, ... }
 function M.counts()
   return control("GET", "/_standin/counts")
+end
+
+-- The counts that grew since `before` (an earlier counts()), by how much: what a spec's own calls made, when it
+-- asked the stand-in for media ids (standin.media_id) or tokens first.
+function M.counts_since(before)
+  local grown = {}
+  for path, n in pairs(M.counts()) do
+    if n ~= (before[path] or 0) then
+      grown[path] = n - (before[path] or 0)
+    end
+  end
+  return grown
 end
 
 -- { in_flight, max_in_flight, connections } of the API requests since the last reset.

@@ -28,8 +28,9 @@ local SERVER = [[
         local state = ngx.shared.state
         local n, c, prefix = tonumber(ngx.var.arg_n), tonumber(ngx.var.arg_c), ngx.var.arg_p
         local calls = {}
+        -- WeCom takes 5 sends per customer message: the i-th call goes to customer i, who wrote (before_each)
         for i = 1, n do
-          calls[i] = { "send_text", "wmCUSTOMER", "wkKF", "hello " .. i, { msgid = prefix .. i } }
+          calls[i] = { "send_text", "wmCUSTOMER" .. i, "wkKF", "hello " .. i, { msgid = prefix .. i } }
         end
         state:incr("batches", 1, 0)
         local results = kf.batch(SPEC_CLIENT, "kf", calls, { concurrency = c })
@@ -69,6 +70,12 @@ local SERVER = [[
 local app
 local shell_quote = require("helpers.shell").quote
 
+-- the customers the batches send to (one a call), and wmA
+local CUSTOMERS = { "wmA" }
+for i = 1, 30 do
+  CUSTOMERS[#CUSTOMERS + 1] = "wmCUSTOMER" .. i
+end
+
 local function expected_lines(n, prefix)
   local out = {}
   for i = 1, n do
@@ -88,6 +95,7 @@ describe("kf.batch inside nginx #openresty", function()
   end)
   before_each(function()
     standin.reset()
+    standin.wrote("wkKF", CUSTOMERS)
     -- the reset forgot the stand-in's tokens: the client forgets its own, so each test starts with one gettoken
     assert.same({ 200, "ok" }, { app:request("GET", "/forget") })
   end)

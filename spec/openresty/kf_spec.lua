@@ -45,7 +45,8 @@ local SERVER = [[
         local cases = require "helpers.kf_cases"
         local kf = require "wechat.work.kf.message"
         local c = cases.cases[tonumber(ngx.var.arg_i)]
-        local res, err = kf[c.op](SPEC_CLIENTS[ngx.var.arg_client], cases.AGENT, cases.args(c))
+        -- the media ids the spec had the stand-in issue come as query arguments named by their placeholders
+        local res, err = kf[c.op](SPEC_CLIENTS[ngx.var.arg_client], cases.AGENT, cases.args(c, ngx.req.get_uri_args()))
         ngx.print(cjson.encode(res and { result = res }
           or { err = { kind = err.kind, errcode = err.errcode, message = err.message, text = tostring(err) } }))
       }
@@ -80,8 +81,12 @@ local function fill(text)
   return (text:gsub("@URL@", standin.url()):gsub("@HTTPS_URL@", standin.https_url()))
 end
 
-local function run_case(i, client)
-  local status, body = app:request("GET", "/case?i=" .. i .. "&client=" .. client)
+local function run_case(i, client, ids)
+  local query = ""
+  for placeholder, id in pairs(ids or {}) do
+    query = query .. "&" .. placeholder .. "=" .. id
+  end
+  local status, body = app:request("GET", "/case?i=" .. i .. "&client=" .. client .. query)
   assert.are.equal(200, status, body)
   return cjson.decode(body)
 end
@@ -108,6 +113,8 @@ describe("KF operations inside nginx content handlers #openresty", function()
   end)
   before_each(function()
     standin.reset()
+    standin.wrote(cases.KFID, cases.TO)
+    standin.wrote("wkK", "wmU")
     assert.same({ 200, "ok" }, { app:request("GET", "/forget_tokens") })
   end)
 
@@ -116,10 +123,12 @@ describe("KF operations inside nginx content handlers #openresty", function()
       if c.setup then
         c.setup(standin)
       end
-      local out = run_case(i, "http")
+      local ids = cases.media_ids(c, standin.media_id)
+      local before = standin.counts()
+      local out = run_case(i, "http", ids)
       assert.same({ result = c.result }, out)
-      assert.same({ c.body }, standin.bodies(c.path))
-      assert.same({ ["/cgi-bin/gettoken"] = 1, [c.path] = 1 }, standin.counts())
+      assert.same({ cases.body(c, ids) }, standin.bodies(c.path))
+      assert.same({ ["/cgi-bin/gettoken"] = 1, [c.path] = 1 }, standin.counts_since(before))
       local token = standin.token()
       assert.are.equal(token, standin.requests(c.path)[1].args.access_token)
     end)

@@ -27,7 +27,8 @@ local SERVER = [[
         local inflight = ngx.shared.inflight
         inflight:incr("n", 1, 0)
         local i = ngx.var.arg_i
-        local res, err = kf.send_text(SPEC_CLIENT, "kf", "wmCUSTOMER", "wkKF", "held " .. i, { msgid = "h" .. i })
+        -- WeCom takes 5 sends per customer message: request i goes to customer i, who wrote
+        local res, err = kf.send_text(SPEC_CLIENT, "kf", "wmCUSTOMER" .. i, "wkKF", "held " .. i, { msgid = "h" .. i })
         inflight:incr("n", -1, 0)
         ngx.header["X-Worker"] = ngx.worker.pid()
         if not res then
@@ -67,6 +68,11 @@ describe("a handler waiting on WeCom does not block its nginx worker #openresty"
 
   it("answers another location while 20 requests wait on a held send_msg", function()
     standin.reset()
+    local customers = {}
+    for i = 0, HELD do
+      customers[#customers + 1] = "wmCUSTOMER" .. i
+    end
+    standin.wrote("wkKF", customers)
     assert.same({ 200, "h0" }, { app:request("GET", "/send?i=0") }) -- the token is fetched outside the test
     -- held until released below (or 60 s), so a slow machine cannot let one through early
     standin.script(SEND_MSG, { delay = 60, until_released = true }, HELD)

@@ -98,7 +98,10 @@ describe("retries that cannot duplicate a message, inside nginx #openresty", fun
   teardown(function()
     if app then app:stop() end
   end)
-  before_each(standin.reset)
+  before_each(function()
+    standin.reset()
+    standin.wrote("wkKF", "wmCUSTOMER") -- the customer wrote, as WeCom requires before a send (95031 otherwise)
+  end)
   after_each(settle)
 
   describe("with a msgid", function()

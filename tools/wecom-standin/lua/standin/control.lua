@@ -192,6 +192,19 @@ local function with_defaults(raw, msg, open_kfid)
   return json_raw.prepend(raw, concat(head, ","))
 end
 
+-- A customer who writes starts (or restarts) a session, as on WeCom, and a window of 5 sends in 48 h from
+-- send_time (default now). Returns true, or nil, message.
+local function customer_wrote(open_kfid, external_userid, send_time)
+  local ok, err = session.customer_wrote(open_kfid, external_userid)
+  if ok then
+    ok, err = window.customer_wrote(open_kfid, external_userid, send_time or ngx.time())
+  end
+  if not ok then
+    return nil, "cannot open the customer's window: " .. err
+  end
+  return true
+end
+
 -- Queues the "messages" of a control body (body raw, obj decoded) for sync_msg. Shared by /_standin/sync and
 -- /_standin/customer_writes. Returns the number of messages queued in all, or nil, HTTP status, message.
 local function queue_messages(body, obj, open_kfid)
@@ -216,12 +229,10 @@ local function queue_messages(body, obj, open_kfid)
     if not ok then
       return nil, 500, "cannot queue message: " .. err
     end
-    -- a customer who writes starts (or restarts) a session, as on WeCom, and a window of 5 sends in 48 h
     if kfid and type(msg.external_userid) == "string" and (msg.origin == nil or msg.origin == 3) then
-      session.customer_wrote(kfid, msg.external_userid)
-      ok, err = window.customer_wrote(kfid, msg.external_userid, tonumber(msg.send_time) or ngx.time())
+      ok, err = customer_wrote(kfid, msg.external_userid, tonumber(msg.send_time))
       if not ok then
-        return nil, 500, "cannot open the customer's window: " .. err
+        return nil, 500, err
       end
     end
   end
@@ -337,6 +348,37 @@ local function keyed_body(body, known, what)
     return nil
   end
   return obj
+end
+
+local WROTE_KEYS = { open_kfid = true, external_userid = true, send_time = true }
+
+-- POST /_standin/customer_wrote: customers wrote to an account (one external_userid or a list), seen as by
+-- sync_msg's messages (session and 48 h window) but with nothing queued for sync_msg to return.
+local function wrote(_, body)
+  local obj = keyed_body(body, WROTE_KEYS, "customer_wrote")
+  if not obj then
+    return
+  end
+  local users = obj.external_userid
+  if is_string(users) then
+    users = { users }
+  end
+  if not is_string(obj.open_kfid) then
+    return http.control_error(400, "open_kfid must be a non-empty string")
+  end
+  if not string_list(users) or #users == 0 then
+    return http.control_error(400, "external_userid must be a non-empty string or a non-empty list of them")
+  end
+  if obj.send_time ~= nil and not (is_integer(obj.send_time) and obj.send_time >= 0) then
+    return http.control_error(400, "send_time must be an integer >= 0")
+  end
+  for i = 1, #users do
+    local ok, err = customer_wrote(obj.open_kfid, users[i], obj.send_time)
+    if not ok then
+      return http.control_error(500, err)
+    end
+  end
+  return http.json(OK)
 end
 
 local SESSION_KEYS = { open_kfid = true, external_userid = true, service_state = true, servicer_userid = true }
@@ -484,6 +526,7 @@ local ROUTES = {
   ["/_standin/script"] = { POST = add_script },
   ["/_standin/sync"] = { POST = sync },
   ["/_standin/customer_writes"] = { POST = customer_writes },
+  ["/_standin/customer_wrote"] = { POST = wrote },
   ["/_standin/auth_change"] = { POST = auth_change },
   ["/_standin/callback_again"] = { POST = callback_again },
   ["/_standin/callbacks"] = { GET = callbacks },

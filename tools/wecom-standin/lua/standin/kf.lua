@@ -114,7 +114,7 @@ local function first(...)
   end
 end
 
--- A media_id field; with config media_strict also one the stand-in issued (WeCom's 40007 for any other).
+-- A media_id field the stand-in issued (WeCom's 40007 for any other; config media_strict false lets any through).
 local function need_media(msg, key, path)
   local code, err = need_string(msg, key, path, 41006)
   if code then

@@ -94,8 +94,8 @@ function M.known_account(open_kfid)
 end
 
 --- nil when the API may send to this session now, else errcode, errmsg. A session the stand-in was never told
--- of may be sent to (specs that send without a session rely on it); the 48-hour / 5-message window is
--- standin/window.lua's.
+-- of is not refused here: whether the customer wrote (95031 when not) is standin/window.lua's, with the
+-- 48-hour / 5-message window.
 function M.check_send(open_kfid, external_userid)
   -- not aged: a session ended by the 48 hours is answered by the window's own 95002 (standin/window.lua)
   local s = stored(open_kfid, external_userid)

@@ -21,10 +21,10 @@ M.DEFAULTS = {
   expires_in = 7200,        -- seconds a new access token lives
   kf_secret_only = false,   -- true: tokens of OTHER_SECRET get 48002 on the KF API
   record = true,            -- false: no request log and no delivered list (benches), counts still kept
-  window_strict = false,    -- true: send_msg to a customer never seen writing answers 95031 (standin/window.lua)
+  window_strict = true,     -- send_msg to a customer never seen writing answers 95031 (standin/window.lua), as WeCom
   media_cut_after = -1,     -- >= 0: media/get stops after this many bytes of the body and closes the connection
   media_framing = "length", -- media/get's body: "length" (Content-Length), "chunked", or "close" (ends at close)
-  media_strict = false,     -- true: send_msg refuses a media_id the stand-in never issued (40007)
+  media_strict = true,      -- send_msg refuses a media_id the stand-in never issued (40007), as WeCom
   statistic_now = 0,        -- > 0: the time the statistics' range check takes as now (0: the clock)
 }
 

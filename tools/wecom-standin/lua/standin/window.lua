@@ -1,7 +1,7 @@
 -- WeCom's 48 h / 5-message rule for send_msg: after a customer's message (origin 3, queued by /_standin/sync or
--- customer_writes, with its send_time) the KF account may send that customer 5 messages within 48 hours of the
--- message's send_time; the next customer message starts over. send_msg_on_event is not counted.
--- A customer the stand-in never saw write passes, unless config window_strict is true (then 95031, as WeCom).
+-- customer_writes, or told by customer_wrote, with its send_time) the KF account may send that customer 5 messages
+-- within 48 hours of the message's send_time; the next customer message starts over. send_msg_on_event is not
+-- counted. A customer the stand-in never saw write gets 95031, as on WeCom (config window_strict false: passes).
 local state = require "standin.state"
 
 local ngx = ngx

@@ -3,7 +3,7 @@
 local rules = require "wechat.work.kf.window.rules"
 
 local next, setmetatable = next, setmetatable
-local LIMIT, WINDOW, GRACE, CLOSED, NOT_API = rules.LIMIT, rules.WINDOW, rules.GRACE, rules.CLOSED, rules.NOT_API
+local WINDOW, GRACE, NOT_API = rules.WINDOW, rules.GRACE, rules.NOT_API
 local blocks, refusal, ttl_of = rules.blocks, rules.refusal, rules.ttl
 
 local M = {}
@@ -78,11 +78,7 @@ function Backend:open(key, t, msgid, now)
     self.entries[key] = e
   end
   new_window(self, e, t, msgid, now)
-  if e.s == 4 then
-    e.s = 0        -- an ended session starts again when the customer writes
-  elseif e.s == NOT_API then
-    e.s = nil      -- which state 95018 meant is unknown: the customer's message may have changed it
-  end
+  e.s = rules.state_after_message(e.s)
   self.opens = self.opens + 1
   if self.opens >= SWEEP_EVERY then
     self.opens = 0
@@ -94,7 +90,7 @@ end
 --- Records the session state; with `unless_open`, only when no window is open (enter_session).
 function Backend:note_state(key, state, now, unless_open)
   local e = live(self, key, now)
-  if e and unless_open and e.t and now < e.t + WINDOW and e.n < CLOSED then
+  if e and unless_open and e.t and rules.is_open(e.t, e.n, now) then
     return true
   end
   if not e then
@@ -127,14 +123,10 @@ function Backend:mark(key, what, gen, now, since)
     e = e or {}
     self.entries[key] = e
     -- learned from a refusal alone: an hour's worth of knowing, no more
-    new_window(self, e, what == "closed" and now - WINDOW or now, nil, now)
+    new_window(self, e, rules.learned_start(what, now), nil, now)
     e.expires = now + GRACE
   end
-  if what == "quota" and e.n < LIMIT then
-    e.n = e.n + LIMIT
-  elseif what == "closed" and e.n < CLOSED then
-    e.n = e.n + CLOSED
-  end
+  e.n = e.n + rules.mark_add(what, e.n)
   return true
 end
 

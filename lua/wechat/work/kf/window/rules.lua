@@ -18,6 +18,45 @@ function M.blocks(state)
   return state ~= nil and state ~= 0 and state ~= 1
 end
 
+--- True while a window that opened at `t` with `n` sends counted is open: within 48 h and not marked closed.
+function M.is_open(t, n, now)
+  return now < t + M.WINDOW and n < M.CLOSED
+end
+
+--- The state a session is in after a new customer message, from the one it was in: an ended session (4) starts
+-- again; which state a 95018 meant (NOT_API) is unknown, and the message may have changed it, so it is forgotten
+-- (nil); any other stays.
+function M.state_after_message(s)
+  if s == 4 then
+    return 0
+  end
+  if s == M.NOT_API then
+    return nil
+  end
+  return s
+end
+
+--- The send_time to assume for a window learned from a refusal alone (no customer message seen): closed (95002,
+-- 95031, fail_type 4) means it opened at least WINDOW ago; quota (95001, fail_type 6) means it is open now.
+function M.learned_start(what, now)
+  if what == "closed" then
+    return now - M.WINDOW
+  end
+  return now
+end
+
+--- What a refusal adds to a window's count `n`: LIMIT for "quota" and CLOSED for "closed", once each (0 when
+-- the count already says so).
+function M.mark_add(what, n)
+  if what == "quota" and n < M.LIMIT then
+    return M.LIMIT
+  end
+  if what == "closed" and n < M.CLOSED then
+    return M.CLOSED
+  end
+  return 0
+end
+
 --- Seconds an entry whose customer last wrote at `t` lives from `now`: to the end of its window plus GRACE, and
 -- at least GRACE (a window learned when already closed).
 function M.ttl(t, now)
@@ -40,7 +79,7 @@ function M.refusal(rec, now)
   if not rec.t then
     return nil
   end
-  if now >= rec.t + M.WINDOW or rec.n >= M.CLOSED then
+  if not M.is_open(rec.t, rec.n, now) then
     return "expired"
   end
   if rec.n >= M.LIMIT then

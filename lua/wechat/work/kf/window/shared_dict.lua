@@ -13,7 +13,7 @@ local errors = require "wechat.work.errors"
 
 local setmetatable, tonumber = setmetatable, tonumber
 local match = string.match
-local LIMIT, WINDOW, GRACE, CLOSED, NOT_API = rules.LIMIT, rules.WINDOW, rules.GRACE, rules.CLOSED, rules.NOT_API
+local LIMIT, WINDOW, GRACE, NOT_API = rules.LIMIT, rules.WINDOW, rules.GRACE, rules.NOT_API
 local blocks, ttl_of, over = rules.blocks, rules.ttl, rules.over
 
 local M = {}
@@ -87,12 +87,15 @@ function Backend:open(key, t, msgid, now)
     return fail(self, "open", err)
   end
   local s = dict:get(S)
-  if s == 4 then
-    dict:safe_set(S, 0, ttl)     -- an ended session starts again when the customer writes
-  elseif s == NOT_API then
-    dict:delete(S)               -- which state 95018 meant is unknown: the message may have changed it
-  elseif s then
-    dict:expire(S, ttl)
+  if s then
+    local after = rules.state_after_message(s)
+    if after == nil then
+      dict:delete(S)
+    elseif after ~= s then
+      dict:safe_set(S, after, ttl)
+    else
+      dict:expire(S, ttl)
+    end
   end
   return true
 end
@@ -104,7 +107,7 @@ function Backend:note_state(key, state, now, unless_open)
   local ttl = WINDOW
   if w then
     local t = window_time(w)
-    if unless_open and now < t + WINDOW and (dict:get(N .. w) or 0) < CLOSED then
+    if unless_open and rules.is_open(t, dict:get(N .. w) or 0, now) then
       return true
     end
     ttl = ttl_of(t, now)
@@ -138,16 +141,15 @@ function Backend:mark(key, what, gen, now, since)
     ttl = ttl_of(t, now)
   else
     -- learned from a refusal alone: an hour's worth of knowing, no more
-    w, ttl = (what == "closed" and now - WINDOW or now) .. ":0", GRACE
+    w, ttl = rules.learned_start(what, now) .. ":0", GRACE
     local ok, err = dict:safe_set(W, w, ttl)
     if not ok then
       return fail(self, "mark", err)
     end
   end
   N = N .. w
-  local n = dict:get(N) or 0
-  local add = what == "quota" and n < LIMIT and LIMIT or what == "closed" and n < CLOSED and CLOSED
-  if add then
+  local add = rules.mark_add(what, dict:get(N) or 0)
+  if add > 0 then
     local ok, err = dict:incr(N, add, 0, ttl)
     if not ok then
       return fail(self, "mark", err)
