@@ -3,14 +3,16 @@
 -- library's generic encoder `core.encode`. Same inputs, same content; before timing, each pair is checked to
 -- decode to equal JSON so the comparison is fair.
 --
---   lua5.4 bench/bodies.lua [--n N] [--tsv] [--only BODY] [--desk]
---   luajit bench/bodies.lua [--n N] [--tsv] [--only BODY] [--desk]
+--   lua5.4 bench/bodies.lua [--n N] [--tsv] [--only BODY] [--desk] [--repeat N [--side core|cjson|encode]]
+--   luajit bench/bodies.lua ...
 --
 -- Each body: after a warm-up of N/10 calls each, the builder, table + cjson and table + encode are timed in turns,
 -- 40 batches of N/10 calls each, with os.clock (CPU time, so other processes on a shared machine disturb it less);
 -- each keeps its best batch. --tsv prints `name bytes core_per_s cjson_per_s encode_per_s` lines for bench/run;
 -- --only runs the bodies whose name contains BODY (e.g. under a profiler); --desk adds three bodies of the KF desk
 -- (servicer add, service_state trans, customer batchget), which bench/run leaves out: its aim is for messages.
+-- --repeat N times nothing: it makes each chosen body N times one way (--side, default core: the builder) and
+-- prints nothing, so that bench/callgrind.sh can count instructions a body from two values of N.
 local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
 local variant = rawget(_G, "jit") and "jit" or "5.4"
 package.path = root .. "/lua/?.lua;" .. package.path
@@ -27,6 +29,8 @@ local N = 200000
 local TSV = false
 local ONLY
 local DESK = false
+local REPEAT
+local SIDE = "core"
 do
   local i = 1
   while arg and arg[i] do
@@ -47,8 +51,21 @@ do
     elseif a == "--only" then
       ONLY = arg[i + 1]
       i = i + 2
+    elseif a == "--repeat" then
+      REPEAT = tonumber(arg[i + 1])
+      if not REPEAT or REPEAT < 0 then
+        error("bad argument to --repeat: a number >= 0 expected", 0)
+      end
+      i = i + 2
+    elseif a == "--side" then
+      SIDE = arg[i + 1]
+      if SIDE ~= "core" and SIDE ~= "cjson" and SIDE ~= "encode" then
+        error("bad argument to --side: core, cjson or encode expected", 0)
+      end
+      i = i + 2
     else
-      error("unknown argument '" .. a .. "' (usage: bodies.lua [--n N] [--tsv] [--only BODY] [--desk])", 0)
+      error("unknown argument '" .. a .. "' (usage: bodies.lua [--n N] [--tsv] [--only BODY] [--desk]"
+        .. " [--repeat N [--side core|cjson|encode]])", 0)
     end
   end
 end
@@ -276,11 +293,22 @@ for _, case in ipairs(CASES) do
     os.exit(1)
   end
   collectgarbage()
-  local rates = best_rates{ case.core, via_cjson, via_encode }
-  results[#results + 1] = { name = case.name, bytes = #built, core = rates[1], cjson = rates[2], encode = rates[3] }
+  if REPEAT then
+    local f = ({ core = case.core, cjson = via_cjson, encode = via_encode })[SIDE]
+    for _ = 1, REPEAT do
+      f()
+    end
+  else
+    local rates = best_rates{ case.core, via_cjson, via_encode }
+    results[#results + 1] = { name = case.name, bytes = #built, core = rates[1], cjson = rates[2],
+      encode = rates[3] }
+  end
   ::continue::
 end
 
+if REPEAT then
+  return
+end
 local lua_name = rawget(_G, "jit") and rawget(_G, "jit").version or _VERSION
 if TSV then
   for _, r in ipairs(results) do

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Media upload throughput: wechat.work.material.upload (Lua 5.4, libcurl transport, the file streamed from disk)
 # against `curl -F` posting the same file, as the same one part with filelength, to the same stand-in, same run.
-# Rounds interleave the two sides; each side keeps its best round. Prints MB/s of both and their ratio.
+# Rounds interleave the two sides; each side keeps its best round. Prints MiB/s (1 MiB = 1,048,576 bytes) of both
+# and their ratio.
 #
-# Environment: BENCH_MB (file size, default 20), BENCH_UPLOADS (uploads per round and side, default 5),
+# Environment: BENCH_MB (file size in MiB, default 20), BENCH_UPLOADS (uploads per round and side, default 5),
 # BENCH_ROUNDS (default 3), BENCH_DIR (default /tmp/wechat-bench-media), and the stand-in's WECOM_STANDIN_*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,12 +60,12 @@ best_curl="" best_lua=""
 for round in $(seq "$rounds"); do
   c=$(curl_seconds)
   l=$(lua_seconds)
-  printf 'round %d: curl -F %.3f s, material.upload %.3f s (%d x %d MB each)\n' "$round" "$c" "$l" "$uploads" "$mb"
+  printf 'round %d: curl -F %.3f s, material.upload %.3f s (%d x %d MiB each)\n' "$round" "$c" "$l" "$uploads" "$mb"
   best_curl=$(awk -v a="$c" -v b="${best_curl:-$c}" 'BEGIN { print (a < b ? a : b) }')
   best_lua=$(awk -v a="$l" -v b="${best_lua:-$l}" 'BEGIN { print (a < b ? a : b) }')
 done
 awk -v n="$uploads" -v mb="$mb" -v c="$best_curl" -v l="$best_lua" -v r="$rounds" 'BEGIN {
-  printf "\n| | MB/s (best of %d rounds) |\n| --- | --- |\n", r
+  printf "\n| | MiB/s (best of %d rounds) |\n| --- | --- |\n", r
   printf "| curl -F | %.1f |\n| material.upload (Lua 5.4, libcurl) | %.1f |\n", n * mb / c, n * mb / l
   printf "| ratio material.upload / curl -F | %.2f |\n", c / l
 }'

@@ -151,7 +151,8 @@ if [[ -z $only || $only = nginx ]]; then
     sleep 0.1
   done
   [[ $rc = 0 ]] || die "the app's /send failed (curl exit $rc): $(tail -n 5 "$prefix/error.log")"
-  [[ $first = standin-msg-* ]] || die "unexpected answer from /send: $first"
+  # the msgid of the send: the client makes one (auto_msgid, the default), so any valid msgid will do
+  [[ $first =~ ^[0-9A-Za-z_-]{1,32}$ ]] || die "unexpected answer from /send: $first"
   master=$(cat "$prefix/nginx.pid")
   worker=$(ps -o pid= --ppid "$master" | tr -d ' ' | head -n1)
   [[ -n $worker ]] || die "no worker under nginx master $master"

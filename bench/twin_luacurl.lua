@@ -1,7 +1,9 @@
 --- The hand-written twin of send_text under libcurl: what a user writes without this library. LuaJIT, Debian's
 -- lua-curl (one easy handle, reused, so the connection stays alive) and lua-cjson: the body made as a Lua table
 -- and encoded with cjson.encode, the answer gathered by a write function and decoded with cjson.decode, errcode
--- checked. The same message, URL and headers as bench/send_text.lua.
+-- checked. The same message, URL and headers as bench/send_text.lua, and like the library's sends each carries its
+-- own msgid (the stand-in, like WeCom, refuses a repeated one and does the same work for both): a per-run prefix and
+-- a counter, the cheapest unique msgid a user would write.
 --
 --   luajit bench/twin_luacurl.lua --url URL --token TOKEN [--seconds D] [--cafile PEM]
 -- Prints one line: `calls seconds calls_per_s`.
@@ -50,9 +52,12 @@ easy:setopt(curl.OPT_WRITEFUNCTION, function(data)
   return #data
 end)
 
+local msgid_prefix, msgid_seq = string.format("t%d-%d-", os.time() % 1e8, math.floor(now() * 1e6) % 1e6), 0
+
 local function send_text(to, open_kfid, content)
-  easy:setopt(curl.OPT_POSTFIELDS, encode{ touser = to, open_kfid = open_kfid, msgtype = "text",
-    text = { content = content } })
+  msgid_seq = msgid_seq + 1
+  easy:setopt(curl.OPT_POSTFIELDS, encode{ touser = to, open_kfid = open_kfid, msgid = msgid_prefix .. msgid_seq,
+    msgtype = "text", text = { content = content } })
   n = 0
   local code, message = easy:perform()
   if code ~= 0 then

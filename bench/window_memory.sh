@@ -3,7 +3,7 @@
 # Starts an nginx (1 worker) with a 64m dict, fills it through the tracker's shared_dict backend with N customers
 # (default 100,000) in three shapes (window only; window + a counted send; window + count + session state), and
 # prints the dict's used bytes (capacity - free_space, whole 4 KiB pages), bytes per customer and the share of
-# 64 MB. Needs nginx + libnginx-mod-http-lua, curl, and tools/build (LuaJIT build).
+# the 64m dict (64 MiB = 67,108,864 bytes). Needs nginx + libnginx-mod-http-lua, curl, and tools/build (LuaJIT build).
 #
 # Environment: BENCH_N (default 100000), BENCH_APP_PORT (default 18411), BENCH_PREFIX (/tmp/wechat-bench-window).
 set -euo pipefail
@@ -35,7 +35,7 @@ sed -e "s|@USER@|$user|" -e "s|@PREFIX@|$prefix|g" -e "s|@ROOT@|$root|g" -e "s|@
 for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/fill?n=0&keys=1" && break; sleep 0.1; done
 
 limit=$((64 * 1024 * 1024))
-printf '%-34s %12s %10s %10s\n' "customers tracked in a 64m dict" "used bytes" "per cust." "of 64 MB"
+printf '%-34s %12s %10s %10s\n' "customers tracked in a 64m dict" "used bytes" "per cust." "of 64 MiB"
 for keys in 1 2 3; do
   read -r count used _ _ < <(curl -fsS "http://127.0.0.1:$port/fill?n=$n&keys=$keys")
   case $keys in

@@ -29,6 +29,9 @@ describe("wechat.work.kf.message over libcurl", function()
 
   for _, c in ipairs(cases.cases) do
     it(c.name .. " posts the documented body", function()
+      if c.setup then
+        c.setup(standin)
+      end
       local ids = cases.media_ids(c, standin.media_id)
       local res, err = kf[c.op](client, cases.AGENT, cases.args(c, ids))
       assert.is_nil(err)

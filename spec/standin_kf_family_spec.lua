@@ -210,6 +210,33 @@ describe("wecom stand-in: the KF desk", function()
       refused(95004, "open_kfid not exist", ADD, { open_kfid = "wkNONE", userid_list = { "a" } })
     end)
 
+    it("adds only members and departments in the app's visible range (60011 for the others)", function()
+      local function add()
+        return call("/cgi-bin/kf/servicer/add", { open_kfid = KFID, userid_list = { "wangwu", "zhaoliu" },
+          department_id_list = { 2, 3 } }).result_list
+      end
+      local NOT_VISIBLE = "not in the app's visible range"
+      assert.same({
+        { userid = "wangwu", errcode = 60011, errmsg = NOT_VISIBLE },
+        { userid = "zhaoliu", errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 2, errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 3, errcode = 60011, errmsg = NOT_VISIBLE },
+      }, add())
+      standin.visible_range{ userid_list = { "wangwu" }, department_id_list = { 3 } }
+      assert.same({
+        { userid = "wangwu", errcode = 0, errmsg = "success" },
+        { userid = "zhaoliu", errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 2, errcode = 60011, errmsg = NOT_VISIBLE },
+        { department_id = 3, errcode = 0, errmsg = "success" },
+      }, add())
+      local _, listed = standin.request("GET", "/cgi-bin/kf/servicer/list?access_token=" .. token
+        .. "&open_kfid=" .. KFID)
+      assert.same({ { userid = "zhangsan", status = 0 }, { userid = "wangwu", status = 0 }, { department_id = 3 } },
+        cjson.decode(listed).servicer_list)
+      local status, body = standin.request("POST", "/_standin/visible_range", '{"userid_list":[1]}')
+      assert.same({ 400, { error = "userid_list must be a list of strings" } }, { status, cjson.decode(body) })
+    end)
+
     it("answers list to GET only", function()
       refused(43001, "require GET method", "/cgi-bin/kf/servicer/list", "{}")
       local status, body = standin.request("GET", "/cgi-bin/kf/servicer/list?access_token=" .. token)
@@ -317,6 +344,60 @@ describe("wecom stand-in: the KF desk", function()
       assert.equal(0, send())
     end)
 
+    it("hands a session only to a servicer who is receiving (95019 when stopped or suspended)", function()
+      local LIST = "/cgi-bin/kf/servicer/list"
+      local function list()
+        local status, body = standin.request("GET", LIST .. "?access_token=" .. token .. "&open_kfid=" .. KFID)
+        assert.equal(200, status)
+        return cjson.decode(body).servicer_list
+      end
+      standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
+      standin.servicer_status("zhangsan", 1, 1)
+      assert.same({ { userid = "zhangsan", status = 1, stop_type = 1 } }, list())
+      assert.same({ 95019, "servicer has stopped receiving or is suspended" }, { trans(3, "zhangsan") })
+      standin.servicer_status("zhangsan", 1)
+      assert.same({ { userid = "zhangsan", status = 1, stop_type = 0 } }, list())
+      assert.same({ 95019, "servicer has stopped receiving or is suspended" }, { trans(3, "zhangsan") })
+      assert.same({ 1, "" }, { standin.session(KFID, TO) })
+      standin.servicer_status("zhangsan", 0)
+      assert.same({ { userid = "zhangsan", status = 0 } }, list())
+      assert.equal(0, trans(3, "zhangsan"))
+      for _, c in ipairs{
+        { { userid = "zhangsan", status = 2 }, "status must be 0 (receiving) or 1 (stopped)" },
+        { { userid = "zhangsan", status = 0, stop_type = 1 }, "stop_type must be 0 or 1, and only with status 1" },
+        { { status = 0 }, "userid must be a non-empty string" },
+        { { userid = "zhangsan", status = 0, x = 1 }, "unknown servicer_status key: x" },
+      } do
+        local status, body = standin.request("POST", "/_standin/servicer_status", cjson.encode(c[1]))
+        assert.same({ 400, { error = c[2] } }, { status, cjson.decode(body) })
+      end
+    end)
+
+    it("ends a session 48 hours after the customer's last message, whatever its state", function()
+      local function wrote(user, ago)
+        standin.sync{ messages = { { open_kfid = KFID, external_userid = user, send_time = os.time() - ago,
+          msgtype = "text", text = { content = "在吗" } } } }
+      end
+      local function get(user)
+        local got = call("/cgi-bin/kf/service_state/get", { open_kfid = KFID, external_userid = user })
+        return got.service_state, got.servicer_userid
+      end
+      wrote(TO, 48 * 3600)
+      assert.same({ 4, "" }, { get(TO) })
+      assert.same({ 4, "" }, { standin.session(KFID, TO) })
+      assert.same({ 95016, "invalid service state transition 4 -> 1" }, { trans(1) })
+      wrote(TO, 60) -- a newer message starts a new session
+      assert.same({ 0, "" }, { get(TO) })
+      assert.equal(0, trans(3, "zhangsan"))
+      assert.same({ 3, "zhangsan" }, { get(TO) })
+      -- a human's session ends too
+      standin.set_session{ open_kfid = KFID, external_userid = "wmOLD", service_state = 3,
+        servicer_userid = "zhangsan" }
+      assert.same({ 3, "zhangsan" }, { get("wmOLD") })
+      wrote("wmOLD", 48 * 3600 + 1)
+      assert.same({ 4, "" }, { get("wmOLD") })
+    end)
+
     it("refuses bad control calls", function()
       for _, c in ipairs{
         { { open_kfid = KFID, external_userid = TO, service_state = 3 },
@@ -333,7 +414,13 @@ describe("wecom stand-in: the KF desk", function()
   end)
 
   describe("customers and upgrade service", function()
+    local function wrote(user, ago, kfid)
+      standin.sync{ messages = { { open_kfid = kfid or KFID, external_userid = user,
+        send_time = os.time() - (ago or 0), msgtype = "text", text = { content = "在吗" } } } }
+    end
+
     before_each(function()
+      wrote(TO)
       standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
       standin.upgrade_config{ userid_list = { "zhangsan" }, chat_id_list = { "wrCHAT" } }
     end)
@@ -350,7 +437,34 @@ describe("wecom stand-in: the KF desk", function()
         { external_userid_list = { TO }, need_enter_session_context = 2 })
     end)
 
-    it("upgrades only to a member or group chat of the configuration, and a known customer only", function()
+    it("knows only customers who wrote within 48 hours: batchget lists the others as invalid", function()
+      wrote("wmOLD", 48 * 3600)
+      wrote("wmELSEWHERE", 60, "wkOTHER")
+      standin.set_session{ open_kfid = KFID, external_userid = "wmSET", service_state = 1 }
+      local got = call("/cgi-bin/kf/customer/batchget",
+        { external_userid_list = { TO, "wmOLD", "wmELSEWHERE", "wmSET" } })
+      local listed = {}
+      for i, c in ipairs(got.customer_list) do
+        listed[i] = c.external_userid
+      end
+      assert.same({ { TO, "wmELSEWHERE" }, { "wmOLD", "wmSET" } }, { listed, got.invalid_external_userid })
+    end)
+
+    it("upgrades only a customer who wrote to the account within 48 hours (40096 otherwise)", function()
+      local UP = "/cgi-bin/kf/customer/upgrade_service"
+      local function up(user)
+        return { open_kfid = KFID, external_userid = user, type = 1, member = { userid = "zhangsan" } }
+      end
+      wrote("wmOLD", 48 * 3600)
+      wrote("wmELSEWHERE", 60, "wkOTHER")
+      standin.set_session{ open_kfid = KFID, external_userid = "wmSET", service_state = 1 }
+      for _, user in ipairs{ "wmOLD", "wmELSEWHERE", "wmSET" } do
+        refused(40096, "invalid external userid", UP, up(user))
+      end
+      assert.equal(0, (codes(UP, up(TO))))
+    end)
+
+    it("upgrades only to a member or group chat of the configuration; cancels only for a recent customer", function()
       local UP = "/cgi-bin/kf/customer/upgrade_service"
       local base = { open_kfid = KFID, external_userid = TO }
       local function with(t)
@@ -373,8 +487,11 @@ describe("wecom stand-in: the KF desk", function()
       refused(40096, "invalid external userid", UP, { open_kfid = KFID, external_userid = "wmNOBODY", type = 1,
         member = { userid = "zhangsan" } })
       assert.equal(0, (codes("/cgi-bin/kf/customer/cancel_upgrade_service", base)))
-      refused(40096, "invalid external userid", "/cgi-bin/kf/customer/cancel_upgrade_service",
-        { open_kfid = KFID, external_userid = "wmNOBODY" })
+      wrote("wmOLD", 48 * 3600)
+      for _, user in ipairs{ "wmNOBODY", "wmOLD" } do
+        refused(40096, "invalid external userid", "/cgi-bin/kf/customer/cancel_upgrade_service",
+          { open_kfid = KFID, external_userid = user })
+      end
       refused(43001, "require GET method", "/cgi-bin/kf/customer/get_upgrade_service_config", "{}")
     end)
   end)

@@ -455,15 +455,23 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmOLD")) })
     end)
 
+    -- with window_strict the account and the customer must be known (95004, 40096) before the window is looked at
+    local function known_elsewhere(user)
+      standin.kf_account{ open_kfid = "wkKF" }
+      standin.sync{ messages = { { open_kfid = "wkOTHER", external_userid = user } } }
+    end
+
     it("opens no window for events and servicer messages", function()
       local token = standin.token()
       wrote("wmS", os.time(), 5)
+      known_elsewhere("wmS")
       assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
         { post(SEND, token, text_to("wmS")) })
     end)
 
     it("answers 95031 to a customer it never saw write, as WeCom; config window_strict false lets one pass", function()
       local token = standin.token()
+      known_elsewhere("wmNEW")
       assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
         { post(SEND, token, text_to("wmNEW")) })
       standin.config{ window_strict = false }
@@ -488,6 +496,32 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, '{"errcode":0,"errmsg":"ok","next_cursor":"SC0","has_more":0,"msg_list":[]}' },
         { post(SYNC, token, "{}") })
       assert.are.same({ [GETTOKEN] = 1, [SEND] = 9, [SYNC] = 1 }, standin.counts())
+    end)
+
+    it("answers 95004 for an account and 40096 for a customer it does not know (window_strict)", function()
+      local token = standin.token()
+      assert.are.same({ 200, err(95004, "open_kfid not exist") }, { post(SEND, token, text_to("wmNOBODY")) })
+      standin.kf_account{ open_kfid = "wkKF" }
+      assert.are.same({ 200, err(40096, "invalid external userid") }, { post(SEND, token, text_to("wmNOBODY")) })
+      -- a customer's message makes both known; a deleted account is gone again
+      wrote("wmNOBODY", os.time())
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmNOBODY")) })
+      standin.sync{ messages = { { open_kfid = "wkNEW", external_userid = "wmNOBODY" } } }
+      local new_kf = '{"touser":"wmNOBODY","open_kfid":"wkNEW","msgtype":"text","text":{"content":"x"}}'
+      assert.are.same({ 200, ok_msgid("standin-msg-2") }, { post(SEND, token, new_kf) })
+      assert.are.same({ 200, '{"errcode":0,"errmsg":"ok"}' },
+        { post("/cgi-bin/kf/account/del", token, '{"open_kfid":"wkKF"}') })
+      assert.are.same({ 200, err(95004, "open_kfid not exist") }, { post(SEND, token, text_to("wmNOBODY")) })
+      assert.are.equal(2, #standin.delivered())
+    end)
+
+    it("refuses an open_kfid over 64 bytes with 95000, as the account calls do", function()
+      local token = standin.token()
+      local body = '{"touser":"wmU","open_kfid":"' .. rep("k", 65) .. '","msgtype":"text","text":{"content":"x"}}'
+      assert.are.same({ 200, err(95000, "invalid open_kfid") }, { post(SEND, token, body) })
+      standin.wrote(rep("k", 64), "wmU")
+      body = '{"touser":"wmU","open_kfid":"' .. rep("k", 64) .. '","msgtype":"text","text":{"content":"x"}}'
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, body) })
     end)
   end)
 
@@ -630,6 +664,10 @@ describe("wecom stand-in", function()
         { { cursor = 3 }, err(40058, "invalid cursor") },
         { { cursor = "SC" .. rep("1", 63) }, err(40058, "invalid cursor") },
         { { token = rep("t", 129) }, err(95007, "invalid token") },
+        -- only a token of a callback the stand-in sent
+        { { token = rep("t", 128) }, err(95007, "invalid token") },
+        { { token = "standin-sync-token-1" }, err(95007, "invalid token") },
+        { { token = "" }, err(95007, "invalid token") },
         { { limit = 0 }, err(40058, "invalid limit") },
         { { limit = 1001 }, err(40058, "invalid limit") },
         { { limit = 1.5 }, err(40058, "invalid limit") },
@@ -639,7 +677,8 @@ describe("wecom stand-in", function()
       for _, case in ipairs(cases) do
         assert.are.same({ 200, case[2] }, { post(SYNC, token, cjson.encode(case[1])) })
       end
-      local ok = pull(token, { token = rep("t", 128), limit = 1000, voice_format = 1, open_kfid = "wkKF" })
+      local ok = pull(token, { token = standin.sync_token("wkKF"), limit = 1000, voice_format = 1,
+        open_kfid = "wkKF" })
       assert.are.same({ 0, 0 }, { ok.errcode, ok.has_more })
     end)
   end)

@@ -99,12 +99,13 @@ describe("kf.sync_all", function()
 
       it("sends token, limit, voice_format and open_kfid on every page", function()
         queue(1, 5, 100)
-        local got = pull_ids({ token = "CALLBACK_TOKEN", limit = 2, voice_format = 1 })
+        local token = standin.sync_token("wkA") -- from the callback that told the bot to pull
+        local got = pull_ids({ token = token, limit = 2, voice_format = 1 })
         assert.are.same(ids(1, 5), got)
         assert.are.same({
-          { token = "CALLBACK_TOKEN", limit = 2, voice_format = 1, open_kfid = "wkA" },
-          { token = "CALLBACK_TOKEN", limit = 2, voice_format = 1, open_kfid = "wkA", cursor = "SC2" },
-          { token = "CALLBACK_TOKEN", limit = 2, voice_format = 1, open_kfid = "wkA", cursor = "SC4" },
+          { token = token, limit = 2, voice_format = 1, open_kfid = "wkA" },
+          { token = token, limit = 2, voice_format = 1, open_kfid = "wkA", cursor = "SC2" },
+          { token = token, limit = 2, voice_format = 1, open_kfid = "wkA", cursor = "SC4" },
         }, standin.bodies(SYNC))
       end)
 

@@ -129,6 +129,25 @@ describe("kf.window", function()
           "bad argument #1 to 'get' (the client was made without the window option)")
       end)
 
+      if name == "redis" then
+        it("learns a page in one store call per customer and per event, not one per message", function()
+          local function evals()
+            local info = assert(redis.command(PORT, "INFO", "commandstats"))
+            return tonumber(info:match("cmdstat_eval:calls=(%d+)")) or 0
+          end
+          local message, event, t = cases.customer_message, cases.event, os.time()
+          standin.sync{ messages = { message("wmP1", t - 30), message("wmP1", t - 20), message("wmP2", t - 20),
+            message("wmP1", t - 10), event("wmP2", { event_type = "enter_session" }), message("wmP2", t - 5),
+            message("wmP2", t - 8) } }
+          local before = evals()
+          assert.are.equal(7, pull(client))
+          -- wmP1: its newest message; wmP2: its message before the event, the event, its newest one after it
+          assert.are.equal(4, evals() - before)
+          assert.are.same({ remaining = 5, expires_at = t - 10 + 48 * 3600 }, window.get(client, "kf", KFID, "wmP1"))
+          assert.are.same({ remaining = 5, expires_at = t - 5 + 48 * 3600 }, window.get(client, "kf", KFID, "wmP2"))
+        end)
+      end
+
       it("gives the count back after a failed TLS handshake: nothing reached WeCom", function()
         standin.sync{ messages = { cases.customer_message("wmTLS") } }
         assert.are.equal(1, pull(client))

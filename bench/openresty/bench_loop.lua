@@ -4,7 +4,9 @@
 -- "bare" is the hand-written twin of kf.send_text inside nginx: what a user writes with ngx.socket.tcp,
 -- setkeepalive and cjson and nothing else: the body a Lua table encoded by cjson, the request made by
 -- concatenation, the head read up to the empty line, Content-Length found with a pattern, the body read and decoded,
--- errcode checked. It checks nothing else (no chunked answers, no status, no size limit, no retries).
+-- errcode checked. Like the library's sends, each carries its own msgid (the stand-in, like WeCom, refuses a
+-- repeated one and does the same work for both lanes): a per-worker prefix and a counter, the cheapest unique
+-- msgid a user would write. It checks nothing else (no chunked answers, no status, no size limit, no retries).
 -- luacheck: globals ngx, read globals BENCH_CLIENT
 local cjson = require "cjson.safe"
 local kf = require "wechat.work.kf"
@@ -21,14 +23,18 @@ local TO, KFID, CONTENT = "wmBENCH", "wkBENCH", "bench"
 local host, port, authority
 local token
 
+local msgid_prefix, msgid_seq = nil, 0
+
 local function bare_send(to, open_kfid, content)
+  msgid_seq = msgid_seq + 1
   local sock = ngx.socket.tcp()
   sock:settimeouts(10000, 10000, 10000)
   local ok, err = sock:connect(host, port)
   if not ok then
     return nil, err
   end
-  local body = cjson.encode{ touser = to, open_kfid = open_kfid, msgtype = "text", text = { content = content } }
+  local body = cjson.encode{ touser = to, open_kfid = open_kfid, msgid = msgid_prefix .. msgid_seq, msgtype = "text",
+    text = { content = content } }
   ok, err = sock:send(concat{ "POST /cgi-bin/kf/send_msg?access_token=", token, " HTTP/1.1\r\nHost: ", authority,
     "\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ", #body, "\r\n\r\n", body })
   if not ok then
@@ -67,6 +73,7 @@ local function setup()
     authority = match(client.base_url, "^https?://([^/]+)")
     host, port = match(authority, "^([^:]+):(%d+)$")
     port = tonumber(port)
+    msgid_prefix = string.format("b%d-%d-", ngx.worker.pid(), math.floor(ngx.now() * 1000) % 1e8)
   end
 end
 

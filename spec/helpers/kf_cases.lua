@@ -128,13 +128,23 @@ M.cases = {
   case("send_menu_on_event", "send_menu_on_event", SEND_MSG_ON_EVENT,
     on_event("WELCOME_CODE_4", "c16", "msgmenu", MENU), ok("c16"),
     "WELCOME_CODE_4", MENU, "c16"),
+  -- the token of a callback the stand-in sent (the case's setup), as WeCom takes no other
   case("sync_msg with every option", "sync_msg", SYNC_MSG,
-    { cursor = "SC0", token = "CALLBACK_TOKEN", limit = 100, voice_format = 1, open_kfid = KFID },
+    { cursor = "SC0", token = "standin-sync-token-1", limit = 100, voice_format = 1, open_kfid = KFID },
     { errcode = 0, errmsg = "ok", next_cursor = "SC0", has_more = 0, msg_list = {} },
-    { cursor = "SC0", token = "CALLBACK_TOKEN", limit = 100, voice_format = 1, open_kfid = KFID }),
+    { cursor = "SC0", token = "standin-sync-token-1", limit = 100, voice_format = 1, open_kfid = KFID }),
   case("sync_msg without options", "sync_msg", SYNC_MSG,
     {}, { errcode = 0, errmsg = "ok", next_cursor = "SC0", has_more = 0, msg_list = {} }),
 }
+
+-- What a case needs of the stand-in before it runs (after a reset): setup(standin).
+for _, c in ipairs(M.cases) do
+  if c.name == "sync_msg with every option" then
+    c.setup = function(standin)
+      assert(standin.sync_token(KFID) == "standin-sync-token-1")
+    end
+  end
+end
 
 -- v with every media placeholder replaced by ids[placeholder] (tables copied, v itself left alone); each placeholder
 -- met is passed to seen.

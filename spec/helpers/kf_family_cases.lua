@@ -52,8 +52,10 @@ local function human_session(standin)
   standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 3, servicer_userid = SERVICER }
 end
 
+-- the customer wrote (WeCom knows customers by their messages of the last 48 hours) and the assistant took it
 local function customer(standin)
   account(standin, { SERVICER })
+  standin.sync{ messages = { { open_kfid = KFID, external_userid = TO, msgtype = "text", text = { content = "在吗" } } } }
   standin.set_session{ open_kfid = KFID, external_userid = TO, service_state = 1 }
   standin.upgrade_config{ userid_list = { SERVICER }, department_id_list = { 2 }, chat_id_list = { "wrCHAT" } }
 end
@@ -102,7 +104,10 @@ M.cases = {
     '{"open_kfid":"wkKF01","scene":"spring_sale-1"}',
     ok{ url = "https://work.weixin.qq.com/kf/kfcstandin1?enc_scene=ENCd2tLRjAxfHNwcmluZ19zYWxlLTE" },
     KFID, "spring_sale-1"),
-  case("servicer.add", "servicer", "add", function(standin) account(standin, { "lisi" }) end,
+  case("servicer.add", "servicer", "add", function(standin)
+      account(standin, { "lisi" })
+      standin.visible_range{ userid_list = { "zhangsan", "lisi" }, department_id_list = { 2 } }
+    end,
     "/cgi-bin/kf/servicer/add", '{"open_kfid":"wkKF01","userid_list":["zhangsan","lisi"],"department_id_list":[2]}',
     ok{ result_list = {
       { userid = "zhangsan", errcode = 0, errmsg = "success" },

@@ -321,6 +321,24 @@ function M.kf_account(spec)
   control("POST", "/_standin/kf_account", spec)
 end
 
+-- A sync_msg token the stand-in issued for open_kfid, as a kf_msg_or_event callback carries one (WeCom takes no
+-- other, and one for 10 minutes): a customer_writes with no messages to a callback URL nobody listens on (port 9),
+-- so the callback fails and only the token is left.
+function M.sync_token(open_kfid)
+  return control("POST", "/_standin/customer_writes", { callback_url = "http://127.0.0.1:9/", token = "standin",
+    encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", open_kfid = open_kfid }).token
+end
+
+-- The app's visible range, the members and departments servicer/add takes: { userid_list =, department_id_list = }.
+function M.visible_range(spec)
+  control("POST", "/_standin/visible_range", spec)
+end
+
+-- A servicer's reception status for every account: 0 receiving, 1 stopped (stop_type 0 stopped, 1 suspended).
+function M.servicer_status(userid, status, stop_type)
+  control("POST", "/_standin/servicer_status", { userid = userid, status = status, stop_type = stop_type })
+end
+
 -- Sets a session's state, as a servicer or the customer would: { open_kfid =, external_userid =,
 -- service_state =, servicer_userid = (exactly for 3) }.
 function M.set_session(spec)

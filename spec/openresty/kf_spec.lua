@@ -120,6 +120,9 @@ describe("KF operations inside nginx content handlers #openresty", function()
 
   for i, c in ipairs(cases.cases) do
     it(c.name .. ": the exact body at the stand-in, the exact answer back", function()
+      if c.setup then
+        c.setup(standin)
+      end
       local ids = cases.media_ids(c, standin.media_id)
       local before = standin.counts()
       local out = run_case(i, "http", ids)

@@ -160,16 +160,38 @@ local function integer(v)
   return type(v) == "number" and v == floor(v) and v or nil
 end
 
+-- The customer messages of a page, kept per customer until they must reach the backend: only the newest counts
+-- (`open` ignores an older send_time, and of two in one second the later one wins), so a page costs one store
+-- round trip per customer instead of one per message. An event of a customer sends that customer's open first,
+-- so the backend sees each customer's messages and events in their order.
+local function pend_open(pending, key, t, msgid)
+  local p = pending[key]
+  if not p then
+    pending[#pending + 1] = key
+    pending[key] = { t = t, msgid = msgid }
+  elseif t >= p.t then
+    p.t, p.msgid = t, msgid
+  end
+end
+
+local function flush_open(backend, pending, key, t_now)
+  local p = pending[key]
+  if p then
+    pending[key] = false
+    backend:open(key, p.t, p.msgid, t_now)
+  end
+end
+
 -- One message of a sync_msg page.
-local function observe_one(client, backend, msg, t_now)
+local function observe_one(client, backend, msg, t_now, pending)
   if type(msg) ~= "table" then
     return
   end
   if msg.origin == 3 then
     local open_kfid, user = customer_of(msg)
     if open_kfid then
-      local msgid = type(msg.msgid) == "string" and msg.msgid or nil
-      backend:open(key_of(client, open_kfid, user), integer(msg.send_time) or t_now, msgid, t_now)
+      pend_open(pending, key_of(client, open_kfid, user), integer(msg.send_time) or t_now,
+        type(msg.msgid) == "string" and msg.msgid or nil)
     end
     return
   end
@@ -182,6 +204,7 @@ local function observe_one(client, backend, msg, t_now)
     return      -- servicer_status_change names no customer: no session's state follows from it
   end
   local key = key_of(client, open_kfid, user)
+  flush_open(backend, pending, key, t_now)
   local kind = event.event_type
   if kind == "enter_session" then
     -- the customer opened the chat without writing: state 4 (not started), unless a window is open already
@@ -210,9 +233,12 @@ function M.observe(client, data)
   if type(list) ~= "table" then
     return
   end
-  local t_now = now()
+  local t_now, pending = now(), {}
   for _, msg in ipairs(list) do
-    observe_one(client, backend, msg, t_now)
+    observe_one(client, backend, msg, t_now, pending)
+  end
+  for i = 1, #pending do
+    flush_open(backend, pending, pending[i], t_now)
   end
 end
 

@@ -292,6 +292,10 @@ function M.customer_writes(body, obj, queue_messages)
     return nil, status, message
   end
   local token = "standin-sync-token-" .. state.next_id("sync_token")
+  local issued, err = state.issue_sync_token(token)
+  if not issued then
+    return nil, 500, "cannot store the sync token: " .. err
+  end
   local id
   id, status, message = send_event(cb, obj, {
     ToUserName = obj.corp_id or DEFAULT_CORP_ID,

@@ -339,6 +339,19 @@ local function string_list(v)
   return true
 end
 
+-- A list of department ids (positive integers).
+local function id_list(v)
+  if type(v) ~= "table" then
+    return false
+  end
+  for i = 1, #v do
+    if not (is_integer(v[i]) and v[i] > 0) then
+      return false
+    end
+  end
+  return true
+end
+
 -- The body as a decoded object with only known keys, or nil after answering 400 ("unknown <what> key: k").
 local function keyed_body(body, known, what)
   local obj = object_body(body)
@@ -445,6 +458,56 @@ local function seed_account(_, body)
   return http.json(OK)
 end
 
+local SERVICER_STATUS_KEYS = { userid = true, status = true, stop_type = true }
+
+-- A servicer's reception status, as the servicer sets it in the KF tool.
+local function set_servicer_status(_, body)
+  local obj = keyed_body(body, SERVICER_STATUS_KEYS, "servicer_status")
+  if not obj then
+    return
+  end
+  if not is_string(obj.userid) then
+    return http.control_error(400, "userid must be a non-empty string")
+  end
+  if obj.status ~= 0 and obj.status ~= 1 then
+    return http.control_error(400, "status must be 0 (receiving) or 1 (stopped)")
+  end
+  local stop_type = obj.stop_type
+  if obj.status == 1 and stop_type == nil then
+    stop_type = 0
+  end
+  if (obj.status == 1) ~= (stop_type == 0 or stop_type == 1) then
+    return http.control_error(400, "stop_type must be 0 or 1, and only with status 1")
+  end
+  local ok, err = kf_account.set_servicer_status(obj.userid, obj.status, stop_type)
+  if not ok then
+    return http.control_error(500, "cannot store the status: " .. err)
+  end
+  return http.json(OK)
+end
+
+local VISIBLE_KEYS = { userid_list = true, department_id_list = true }
+
+-- The app's visible range: the members and departments servicer/add takes.
+local function set_visible_range(_, body)
+  local obj = keyed_body(body, VISIBLE_KEYS, "visible_range")
+  if not obj then
+    return
+  end
+  local users, departments = obj.userid_list or {}, obj.department_id_list or {}
+  if not string_list(users) then
+    return http.control_error(400, "userid_list must be a list of strings")
+  end
+  if not id_list(departments) then
+    return http.control_error(400, "department_id_list must be a list of ids")
+  end
+  local stored, err = kf_account.set_visible_range({ userid_list = users, department_id_list = departments })
+  if not stored then
+    return http.control_error(500, "cannot store the visible range: " .. err)
+  end
+  return http.json(OK)
+end
+
 local UPGRADE_KEYS = { userid_list = true, department_id_list = true, chat_id_list = true }
 
 local function set_upgrade_config(_, body)
@@ -455,13 +518,8 @@ local function set_upgrade_config(_, body)
   local config = {}
   for name in pairs(UPGRADE_KEYS) do
     local list = obj[name] or {}
-    local ok = name == "department_id_list" and type(list) == "table" or string_list(list)
-    if ok and name == "department_id_list" then
-      for i = 1, #list do
-        ok = ok and is_integer(list[i]) and list[i] > 0
-      end
-    end
-    if not ok then
+    local check = name == "department_id_list" and id_list or string_list
+    if not check(list) then
       return http.control_error(400, name .. " must be a list of " .. (name == "department_id_list" and "ids" or
         "strings"))
     end
@@ -494,6 +552,8 @@ local ROUTES = {
   ["/_standin/session"] = { GET = get_session, POST = set_session },
   ["/_standin/kf_account"] = { POST = seed_account },
   ["/_standin/upgrade_config"] = { POST = set_upgrade_config },
+  ["/_standin/servicer_status"] = { POST = set_servicer_status },
+  ["/_standin/visible_range"] = { POST = set_visible_range },
 }
 
 function M.handle()

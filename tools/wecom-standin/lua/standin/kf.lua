@@ -24,6 +24,7 @@ local MAX_MENU_ITEMS = 10
 local MAX_MENU_TEXT = 1024
 local MAX_MINIPROGRAM_TITLE = 64
 local MAX_MSGID = 32
+local MAX_OPEN_KFID = 64
 local MAX_CURSOR = 64
 local MAX_SYNC_TOKEN = 128
 local MAX_LIMIT = 1000
@@ -326,8 +327,21 @@ function M.send_msg(method, args, body)
       if absent(obj.open_kfid) or obj.open_kfid == "" then
         return 95000, "open_kfid missing"
       end
-      if type(obj.open_kfid) ~= "string" then
+      if type(obj.open_kfid) ~= "string" or #obj.open_kfid > MAX_OPEN_KFID then
         return 95000, "invalid open_kfid"
+      end
+    end,
+    function()
+      -- WeCom knows its accounts and customers (95004, 40096); the kinder default lets specs that never said
+      -- a customer wrote send anyway (tools/wecom-standin/README.md)
+      if not state.config("window_strict") then
+        return
+      end
+      if not session.known_account(obj.open_kfid) then
+        return 95004, "open_kfid not exist"
+      end
+      if not session.known_customer(obj.touser) then
+        return 40096, "invalid external userid"
       end
     end,
     function() return check_typed(body, obj, SEND_TYPES) end,
@@ -458,7 +472,9 @@ function M.sync_msg(method, args, body)
       return http.wecom_error(40058, "invalid cursor")
     end
   end
-  if not absent(sync_token) and (type(sync_token) ~= "string" or #sync_token > MAX_SYNC_TOKEN) then
+  -- only a token of a callback this stand-in sent, within its 10 minutes (WeCom: "msgtoken有时效性")
+  if not absent(sync_token) and (type(sync_token) ~= "string" or #sync_token > MAX_SYNC_TOKEN
+      or not state.live_sync_token(sync_token)) then
     return http.wecom_error(95007, "invalid token")
   end
   if not absent(limit) and not (is_integer(limit) and limit >= 1 and limit <= MAX_LIMIT) then

@@ -160,6 +160,7 @@ function M.del(method, args, body)
   DICT:delete("acct:" .. open_kfid)
   DICT:delete("svc:" .. open_kfid)
   DICT:incr("acct:live", -1, 0)
+  DICT:delete("kfid:" .. open_kfid) -- a deleted account is gone for send_msg too (standin/session.lua)
   return ok_with()
 end
 
@@ -258,6 +259,25 @@ function M.is_servicer(open_kfid, userid)
   return false
 end
 
+--- Sets a servicer's reception status, for every account (the control API): 0 receiving (接待中), 1 stopped
+-- (停止接待) with stop_type 0 stopped or 1 suspended (暂时挂起). Returns true or nil, err.
+function M.set_servicer_status(userid, status, stop_type)
+  if status == 0 then
+    DICT:delete("svcstop:" .. userid)
+    return true
+  end
+  return DICT:safe_set("svcstop:" .. userid, stop_type)
+end
+
+--- A servicer's status and, when it is 1, stop_type (servicer/list's fields). Receiving (0) unless set.
+function M.servicer_status(userid)
+  local stop_type = DICT:get("svcstop:" .. userid)
+  if stop_type == nil then
+    return 0
+  end
+  return 1, stop_type
+end
+
 --- Adds servicers by userid (the control API seeds them this way). Returns true or nil, err.
 function M.seed_servicers(open_kfid, userids)
   local list = servicers(open_kfid)
@@ -265,6 +285,23 @@ function M.seed_servicers(open_kfid, userids)
     list[#list + 1] = { userid = userid }
   end
   return DICT:safe_set("svc:" .. open_kfid, cjson.encode(list))
+end
+
+--- Sets the app's visible range (the control API): { userid_list = {...}, department_id_list = {...} }.
+function M.set_visible_range(range)
+  return DICT:safe_set("visible", cjson.encode(range))
+end
+
+-- True when the user or department (field "userid" or "department_id") is in the app's visible range, which is
+-- empty until the control API sets it: WeCom takes as servicers only members the app can see (kf-family.md).
+local function visible(field, id)
+  local range = cjson.decode(DICT:get("visible") or "{}")
+  for _, v in ipairs(range[field .. "_list"] or {}) do
+    if v == id then
+      return true
+    end
+  end
+  return false
 end
 
 -- userid_list / department_id_list of a servicer body: the lists, or nil, errcode, errmsg.
@@ -310,6 +347,10 @@ local function change_servicers(method, args, body, adding)
   local current = servicers(open_kfid)
   local results = {}
   local function change(field, id)
+    if adding and not visible(field, id) then
+      results[#results + 1] = cjson.encode({ [field] = id, errcode = 60011, errmsg = "not in the app's visible range" })
+      return
+    end
     local at
     for i, s in ipairs(current) do
       if s[field] == id then
@@ -357,7 +398,8 @@ function M.servicer_list(method, args)
   local items = {}
   for _, s in ipairs(servicers(open_kfid)) do
     if s.userid then
-      items[#items + 1] = cjson.encode({ userid = s.userid, status = 0 })
+      local status, stop_type = M.servicer_status(s.userid)
+      items[#items + 1] = cjson.encode({ userid = s.userid, status = status, stop_type = stop_type })
     else
       items[#items + 1] = cjson.encode({ department_id = s.department_id })
     end

@@ -9,6 +9,7 @@ local kf = require "standin.kf"
 local kf_account = require "standin.kf_account"
 local session = require "standin.session"
 local state = require "standin.state"
+local window = require "standin.window"
 
 local ngx = ngx
 local type, ipairs, floor = type, ipairs, math.floor
@@ -75,7 +76,13 @@ function M.trans(method, args, body)
     return http.wecom_error(40058, "servicer_userid only with service_state 3")
   end
   local msg_code, code, msg = session.trans(kfid, user, to, servicer, function(userid)
-    return kf_account.is_servicer(kfid, userid)
+    if not kf_account.is_servicer(kfid, userid) then
+      return 95014, "user is not servicer"
+    end
+    -- the servicer must be receiving (接待中), kf-family.md §3
+    if kf_account.servicer_status(userid) ~= 0 then
+      return 95019, "servicer has stopped receiving or is suspended"
+    end
   end)
   if msg_code == false then
     return http.wecom_error(code, msg)
@@ -102,7 +109,8 @@ function M.batchget(method, args, body)
     if type(id) ~= "string" or id == "" then
       return http.wecom_error(40058, "invalid external_userid_list")
     end
-    if session.known_customer(id) then
+    -- WeCom: only customers who wrote within 48 hours; the others are invalid (kf-family.md §4)
+    if window.wrote_lately(nil, id) then
       local c = { external_userid = id, nickname = "standin-" .. id, avatar = "", gender = 0, unionid = "" }
       if context == 1 then
         c.enter_session_context = { scene = "", scene_param = "" }
@@ -158,7 +166,7 @@ function M.upgrade_service(method, args, body)
   if not obj then
     return http.wecom_error(kfid, user)
   end
-  if not session.known_customer(user) then
+  if not window.wrote_lately(kfid, user) then
     return http.wecom_error(40096, "invalid external userid")
   end
   local kind = obj.type
@@ -192,7 +200,7 @@ function M.cancel_upgrade_service(method, args, body)
   if not obj then
     return http.wecom_error(kfid, user)
   end
-  if not session.known_customer(user) then
+  if not window.wrote_lately(kfid, user) then
     return http.wecom_error(40096, "invalid external userid")
   end
   DICT:delete("upgrade:" .. kfid .. "\0" .. user)

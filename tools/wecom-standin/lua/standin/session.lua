@@ -4,6 +4,7 @@
 -- 2 queue, 3 human, 4 ended / not started.
 local cjson = require "cjson.safe"
 local state = require "standin.state"
+local window = require "standin.window"
 
 local ngx = ngx
 local type, tonumber = type, tonumber
@@ -37,15 +38,25 @@ local function key(open_kfid, external_userid)
   return "sess:" .. open_kfid .. "\0" .. external_userid
 end
 
---- The session's state and servicer (servicer_userid "" unless human), or nil when the stand-in was never told
--- of that session.
-function M.get(open_kfid, external_userid)
+-- The state as last set, not aged.
+local function stored(open_kfid, external_userid)
   local rec = DICT:get(key(open_kfid, external_userid))
   if not rec then
     return nil
   end
   local s, servicer = rec:match("^(%d)|(.*)$")
   return tonumber(s), servicer
+end
+
+--- The session's state and servicer (servicer_userid "" unless human), or nil when the stand-in was never told
+-- of that session. A session lasts 48 hours from the customer's last message (kf-family.md §3): after that it is
+-- 4, whatever it was.
+function M.get(open_kfid, external_userid)
+  local s, servicer = stored(open_kfid, external_userid)
+  if s and s ~= M.ENDED and window.over(open_kfid, external_userid) then
+    return M.ENDED, ""
+  end
+  return s, servicer
 end
 
 --- Sets a session's state (and servicer, for 3). Returns true, or nil, err when the dict is full.
@@ -56,6 +67,8 @@ function M.set(open_kfid, external_userid, service_state, servicer_userid)
     return nil, err
   end
   DICT:safe_add("cust:" .. external_userid, open_kfid)
+  -- a session on an account means WeCom has that account (customers write only to accounts that exist)
+  DICT:safe_add("kfid:" .. open_kfid, true)
   return true
 end
 
@@ -74,30 +87,40 @@ function M.known_customer(external_userid)
   return DICT:get("cust:" .. external_userid) ~= nil
 end
 
+--- True when the KF account exists for the stand-in: made by account/add or /_standin/kf_account, or a
+-- session on it is known (a customer wrote to it, a control call or trans set one).
+function M.known_account(open_kfid)
+  return DICT:get("acct:" .. open_kfid) ~= nil or DICT:get("kfid:" .. open_kfid) ~= nil
+end
+
 --- nil when the API may send to this session now, else errcode, errmsg. A session the stand-in was never told
 -- of is not refused here: whether the customer wrote (95031 when not) is standin/window.lua's, with the
 -- 48-hour / 5-message window.
 function M.check_send(open_kfid, external_userid)
-  local s = M.get(open_kfid, external_userid)
+  -- not aged: a session ended by the 48 hours is answered by the window's own 95002 (standin/window.lua)
+  local s = stored(open_kfid, external_userid)
   if s == nil or SENDABLE[s] then
     return nil
   end
   return 95018, "send msg session status invalid"
 end
 
---- Moves a session as service_state/trans does. `is_servicer(userid)` says whether a userid may receive the
--- account's sessions. Returns the msg_code (nil when the move gives none), or false, errcode, errmsg.
--- A session never seen counts as ended (WeCom's 4, "not started", as service_state/get answers), so nothing moves
--- it until the customer writes. msg_code comes on a move to 2 or 4, and to 3 from another state
--- (a hand-over 3 -> 3 gives none): WeCom's "初次变更为2和3时 ... 为4时".
-function M.trans(open_kfid, external_userid, to, servicer_userid, is_servicer)
+--- Moves a session as service_state/trans does. `check_servicer(userid)` answers nil when a userid may receive
+-- the account's sessions now, else errcode, errmsg. Returns the msg_code (nil when the move gives none), or
+-- false, errcode, errmsg. A session never seen counts as ended (WeCom's 4, "not started", as service_state/get
+-- answers), so nothing moves it until the customer writes. msg_code comes on a move to 2 or 4, and to 3 from
+-- another state (a hand-over 3 -> 3 gives none): WeCom's "初次变更为2和3时 ... 为4时".
+function M.trans(open_kfid, external_userid, to, servicer_userid, check_servicer)
   local from, servicer = M.get(open_kfid, external_userid)
   from = from or M.ENDED
   if not MOVES[from][to] or (from == M.HUMAN and to == M.HUMAN and servicer == servicer_userid) then
     return false, 95016, format("invalid service state transition %d -> %d", from, to)
   end
-  if to == M.HUMAN and not is_servicer(servicer_userid) then
-    return false, 95014, "user is not servicer"
+  if to == M.HUMAN then
+    local code, msg = check_servicer(servicer_userid)
+    if code then
+      return false, code, msg
+    end
   end
   local ok, err = M.set(open_kfid, external_userid, to, servicer_userid)
   if not ok then

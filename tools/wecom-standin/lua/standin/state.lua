@@ -198,6 +198,17 @@ function M.use_code(code)
   return nil, err
 end
 
+-- sync_msg tokens, each from a kf_msg_or_event callback (customer_writes): WeCom takes one for 10 minutes.
+local SYNC_TOKEN_LIFE = 600
+
+function M.issue_sync_token(token)
+  return DICT:safe_set("synctok:" .. token, true, SYNC_TOKEN_LIFE)
+end
+
+function M.live_sync_token(token)
+  return DICT:get("synctok:" .. token) ~= nil
+end
+
 -- Tokens. Every token remembers the generation it was issued in; expire_tokens starts a new generation, which
 -- makes every older token answer 42001 without walking them all.
 local function generation()

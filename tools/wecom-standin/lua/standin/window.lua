@@ -29,7 +29,28 @@ function M.customer_wrote(open_kfid, user, send_time)
   end
   -- a new count for the new window: sends still counting against the old one cannot touch it
   DICT:incr("win:g:" .. k, 1, 0)
+  -- the customer's last message to any account, for the calls that name no account (customer/batchget)
+  if send_time > (DICT:get("win:c:" .. user) or -1) then
+    DICT:safe_set("win:c:" .. user, send_time)
+  end
   return true
+end
+
+--- True when the customer wrote to the account (open_kfid, or any account when nil) within the last 48 hours.
+function M.wrote_lately(open_kfid, user)
+  local t = DICT:get(open_kfid and "win:t:" .. key(open_kfid, user) or "win:c:" .. user)
+  return t ~= nil and ngx.time() < t + WINDOW
+end
+
+--- The send_time of the customer's last message to the account, or nil when none is known.
+function M.last_message(open_kfid, user)
+  return DICT:get("win:t:" .. key(open_kfid, user))
+end
+
+--- True when the customer's last message to the account is 48 hours old or older (WeCom's session and window end).
+function M.over(open_kfid, user)
+  local t = M.last_message(open_kfid, user)
+  return t ~= nil and ngx.time() >= t + WINDOW
 end
 
 -- Counts a send to the customer: nil when it may go (then a count was taken: give it back with `give_back` if
