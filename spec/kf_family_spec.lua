@@ -233,8 +233,14 @@ describe("the KF desk over libcurl", function()
         "bad argument #3 to 'get_corp_statistic' (query.open_kfid: string expected, got nil)" },
       { "statistic", "get_corp_statistic", { Q{ end_time = 0 } },
         "bad argument #3 to 'get_corp_statistic' (query.end_time: must not be before query.start_time)" },
-      { "statistic", "get_corp_statistic", { Q{ end_time = 86400 + 31 * 86400 + 1 } }, "bad argument #3 to "
-        .. "'get_corp_statistic' (query.end_time: at most 2678400 s (31 days) after query.start_time, got 2678401 s)" },
+      -- start 1970-01-02 08:00 China time (day 1): day 32 is 32 days counting both
+      { "statistic", "get_corp_statistic", { Q{ end_time = 86400 + 31 * 86400 } }, "bad argument #3 to "
+        .. "'get_corp_statistic' (query.end_time: at most 31 days counting query.start_time's and its own (China "
+        .. "time), got 32)" },
+      -- China midnight to China midnight 31 days later: 32 days, though 31 * 86400 s apart
+      { "statistic", "get_corp_statistic", { Q{ start_time = 2 * 86400 - 28800, end_time = 33 * 86400 - 28800 } },
+        "bad argument #3 to 'get_corp_statistic' (query.end_time: at most 31 days counting query.start_time's and "
+        .. "its own (China time), got 32)" },
       { "statistic", "get_corp_statistic", { Q{ servicer_userid = "u" } },
         "bad argument #3 to 'get_corp_statistic' (query: unknown key 'servicer_userid')" },
       { "statistic", "get_servicer_statistic", { Q{ start_time = 1.5 } },

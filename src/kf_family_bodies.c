@@ -373,10 +373,17 @@ static void rule_upgrade(const fam_ctx *c, fam_body *b)
     b->nest = member ? "member" : "groupchat";
 }
 
-/* statistics: end_time not before start_time, at most 31 days after it. */
+/* The start of the China Standard Time day (UTC+8) that holds t: WeCom floors statistic times to it. */
+static long long fam_cst_day(long long t)
+{
+    return (t + 8 * 3600) / FAM_DAY; /* t is a uint32 here: no negative division */
+}
+
+/* statistics: end_time not before start_time; the closed range of days, counted as WeCom does (China time, both
+ * ends included, so midnight to midnight 31 days later is 32), at most 31. */
 static void rule_statistic(const fam_ctx *c, fam_body *b)
 {
-    char a[JW_NUMBUF], d[JW_NUMBUF];
+    char d[JW_NUMBUF];
     const fam_field *fields = c->op->args[0].fields;
     fam_val *q = b->v[0];
     int last = 0;
@@ -384,9 +391,10 @@ static void rule_statistic(const fam_ctx *c, fam_body *b)
     /* start_time comes just before end_time in both field lists */
     long long start = q[last - 1].num.i, end = q[last].num.i;
     if (end < start) fam_fail(c, &q[last], 0, 0, "must not be before query.start_time");
-    if (end - start > FAM_MAX_SPAN_DAYS * FAM_DAY)
-        fam_fail(c, &q[last], 0, 0, "at most %s s (%d days) after query.start_time, got %s s",
-                 jw_int_text(a, FAM_MAX_SPAN_DAYS * FAM_DAY), FAM_MAX_SPAN_DAYS, jw_int_text(d, end - start));
+    long long days = fam_cst_day(end) - fam_cst_day(start) + 1;
+    if (days > FAM_MAX_SPAN_DAYS)
+        fam_fail(c, &q[last], 0, 0, "at most %d days counting query.start_time's and its own (China time), got %s",
+                 FAM_MAX_SPAN_DAYS, jw_int_text(d, days));
 }
 
 /* ---------------------------------------------------------------------------------------------------------------

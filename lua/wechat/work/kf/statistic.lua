@@ -1,6 +1,6 @@
 --- KF statistics, one entry a day. `query` is `{ open_kfid =, start_time =, end_time = }` (Unix seconds; WeCom
--- floors them to days), end_time not before start_time and at most 31 days after it. Both are reads, so they may
--- be retried. Errors as in `wechat.work.kf.message`.
+-- floors them to days, China time), end_time not before start_time, at most 31 days counting both ends. Both are
+-- reads, so they may be retried. Errors as in `wechat.work.kf.message`.
 local operations = require "wechat.work.kf.operations"
 
 local M = {}
