@@ -49,7 +49,7 @@ cleanup() {
   if [[ $started_standin = 1 ]]; then
     "$standin" stop >/dev/null || true
   elif [[ $configured_standin = 1 ]]; then
-    curl -fsS -o /dev/null -X POST -d '{"record":true,"window_strict":true}' "$WECOM_STANDIN_URL/_standin/config" ||
+    curl -fsS -o /dev/null -X POST -d '{"record":true,"window_strict":true,"msgid_dedup":true}' "$WECOM_STANDIN_URL/_standin/config" ||
       true
   fi
   rm -rf "$tmp"
@@ -128,9 +128,10 @@ need_standin() {
     export WECOM_STANDIN_URL
   fi
   # window_strict false: thousands of sends to one customer who never wrote (WeCom would take 5); what is counted
-  # is the exchange, not the window. A stand-in that was running gets the defaults back at the end.
+  # is the exchange, not the window; msgid_dedup false: more msgids than the stand-in's dedup store holds. A
+  # stand-in that was running gets the defaults back at the end.
   [[ $started_standin = 1 ]] || configured_standin=1
-  curl -fsS -o /dev/null -X POST -d '{"record":false,"window_strict":false}' "$WECOM_STANDIN_URL/_standin/config"
+  curl -fsS -o /dev/null -X POST -d '{"record":false,"window_strict":false,"msgid_dedup":false}' "$WECOM_STANDIN_URL/_standin/config"
 }
 
 echo "instructions a call (callgrind, $lua), code of $label"

@@ -43,7 +43,7 @@ stop_app() {
 }
 cleanup() {
   stop_app
-  curl -fsS -o /dev/null -X POST -d '{"record":true,"window_strict":true}' "$WECOM_STANDIN_URL/_standin/config" || true
+  curl -fsS -o /dev/null -X POST -d '{"record":true,"window_strict":true,"msgid_dedup":true}' "$WECOM_STANDIN_URL/_standin/config" || true
   if [[ $started_standin = 1 ]]; then "$standin" stop >/dev/null || true; fi
 }
 trap cleanup EXIT
@@ -67,7 +67,9 @@ done
 curl -fsS -o /dev/null -X POST "$WECOM_STANDIN_URL/_standin/reset"
 # window_strict false: the bench sends thousands of messages to one customer, who never wrote (WeCom
 # would take 5); what is measured is the exchange, not the window (spec/window_spec.lua has that)
-curl -fsS -o /dev/null -X POST -d '{"record":false,"window_strict":false}' "$WECOM_STANDIN_URL/_standin/config"
+# msgid_dedup false: hundreds of thousands of msgids, more than the stand-in's dedup store holds (a full
+# one answers -1); every lane sends its own msgids all the same, as the library does
+curl -fsS -o /dev/null -X POST -d '{"record":false,"window_strict":false,"msgid_dedup":false}' "$WECOM_STANDIN_URL/_standin/config"
 
 # One call first: the token is fetched and the keep-alive connection opened before the clock runs.
 first=$(curl -fsS "http://127.0.0.1:$port/send") || die "the app's /send failed: $(tail -n 5 "$prefix/error.log")"

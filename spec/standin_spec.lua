@@ -117,7 +117,7 @@ describe("wecom stand-in", function()
 
     it("issues already expired tokens when expires_in is 0", function()
       assert.are.same({ expires_in = 0, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_now = 0, media_strict = true, record = true, statistic_now = 0,
+        media_now = 0, media_strict = true, msgid_dedup = true, record = true, statistic_now = 0,
         window_strict = true }, standin.config({ expires_in = 0 }))
       local status, body = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
       assert.are.equal(200, status)
@@ -368,6 +368,19 @@ describe("wecom stand-in", function()
         { touser = "wmUSER", open_kfid = "wkKF", msgtype = "text", text = { content = "twice" }, msgid = "order-18" },
       }, standin.delivered())
       assert.are.equal(3, standin.counts()[SEND])
+    end)
+
+    it("with config msgid_dedup false (benches only) delivers a repeated msgid again, and looks at none", function()
+      local send, event = msgid_senders(standin.token())
+      standin.config{ msgid_dedup = false }
+      assert.are.same({ 200, ok_msgid("again") }, { send("wkKF", "again") })
+      assert.are.same({ 200, ok_msgid("again") }, { send("wkKF", "again") })
+      assert.are.same({ 200, ok_msgid("again") }, { event("C1", "again") })
+      assert.are.same({ "again", "again", "again" }, { standin.delivered()[1].msgid, standin.delivered()[2].msgid,
+        standin.delivered()[3].msgid })
+      standin.config{ msgid_dedup = true }
+      assert.are.same({ 200, ok_msgid("kept") }, { send("wkKF", "kept") })
+      assert.are.same({ 200, err(40058, "duplicate msgid kept") }, { send("wkKF", "kept") })
     end)
 
     it("keeps msgids per open_kfid: another KF account may use the same one", function()
@@ -854,7 +867,7 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "{}" }, { req("GET", "/_standin/counts") })
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/delivered") })
       assert.are.same({ expires_in = 7200, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_now = 0, media_strict = true, record = true, statistic_now = 0,
+        media_now = 0, media_strict = true, msgid_dedup = true, record = true, statistic_now = 0,
         window_strict = true },
         cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
     end)

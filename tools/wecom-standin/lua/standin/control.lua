@@ -97,6 +97,9 @@ local CONFIG_CHECKS = {
   record = function(v)
     return type(v) == "boolean", "record must be a boolean"
   end,
+  msgid_dedup = function(v)
+    return type(v) == "boolean", "msgid_dedup must be a boolean"
+  end,
   window_strict = function(v)
     return type(v) == "boolean", "window_strict must be a boolean"
   end,

@@ -361,7 +361,8 @@ function M.send_msg(method, args, body)
   end
   -- "msgid must be unique within the KF account, 否则接口返回错误": a repeat is refused, neither delivered nor
   -- counted against the customer's window; send_msg_on_event's msgids (any account) count as used too
-  local msgid_key = msgid and obj.open_kfid .. "\0" .. msgid
+  local dedup = msgid and state.config("msgid_dedup")
+  local msgid_key = dedup and obj.open_kfid .. "\0" .. msgid
   if msgid_key and (state.seen_msgid(msgid_key) or state.seen_msgid(msgid)) then
     return duplicate(msgid)
   end
@@ -370,7 +371,7 @@ function M.send_msg(method, args, body)
   if code then
     return http.wecom_error(code, msg)
   end
-  if msgid then
+  if dedup then
     -- for send_msg_on_event, whose body names no account: "\0msgid" (no open_kfid is empty) is used on some account
     local marked, err = state.mark_msgid(ANY_ACCOUNT .. msgid)
     if not marked then
@@ -386,7 +387,7 @@ function M.send_msg(method, args, body)
     return ok_msgid(msgid)
   end
   state.deliver(nil, body, false)
-  return ok_msgid(generated_msgid())
+  return ok_msgid(msgid or generated_msgid())
 end
 
 local EVENT_TYPES = { text = true, msgmenu = true }
@@ -410,7 +411,8 @@ function M.send_msg_on_event(method, args, body)
   end
   -- A repeated msgid is refused before the code is looked at (a retry's code was used by the first try). No
   -- open_kfid here: on-event msgids are unique across all of them, send_msg's of every account included (stricter).
-  if msgid and (state.seen_msgid(msgid) or state.seen_msgid(ANY_ACCOUNT .. msgid)) then
+  local dedup = msgid and state.config("msgid_dedup")
+  if dedup and (state.seen_msgid(msgid) or state.seen_msgid(ANY_ACCOUNT .. msgid)) then
     return duplicate(msgid)
   end
   -- a msg_code of service_state/trans answers only while its session is in the state it was given for, and a
@@ -427,7 +429,7 @@ function M.send_msg_on_event(method, args, body)
   if not fresh then
     return http.wecom_error(95018, "code already used")
   end
-  if msgid then
+  if dedup then
     local delivered
     delivered, err = state.deliver(msgid, body, true)
     if not delivered then
@@ -436,7 +438,7 @@ function M.send_msg_on_event(method, args, body)
     return ok_msgid(msgid)
   end
   state.deliver(nil, body, false)
-  return ok_msgid(generated_msgid())
+  return ok_msgid(msgid or generated_msgid())
 end
 
 -- Cursors carry the position in the queue after the last message handed out.

@@ -24,6 +24,8 @@ M.DEFAULTS = {
   window_strict = true,     -- send_msg to a customer never seen writing answers 95031 (standin/window.lua), as WeCom
   media_cut_after = -1,     -- >= 0: media/get stops after this many bytes of the body and closes the connection
   media_framing = "length", -- media/get's body: "length" (Content-Length), "chunked", or "close" (ends at close)
+  msgid_dedup = true,       -- a repeated msgid is refused, as WeCom; false (benches only: they send more msgids than
+                            -- standin_msgids holds, and a full store answers -1) delivers every send
   media_strict = true,      -- send_msg refuses a media_id the stand-in never issued (40007), as WeCom
   media_now = 0,            -- > 0: the time media ids age by (3 days), and uploads are created at (0: the clock)
   statistic_now = 0,        -- > 0: the time the statistics' range check takes as now (0: the clock)
