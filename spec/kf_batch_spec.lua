@@ -93,6 +93,7 @@ describe("kf.batch (libcurl multi)", function()
     client = new_client{ timeout = 1 }
     local image = standin.media_id("image")
     local before = standin.counts()
+    standin.welcome_code("USED")
     assert(message.send_text_on_event(client, "kf", "USED", "welcome", "w0")) -- the code is used up
     -- every sync_msg is held past the client's timeout, until released at the end
     standin.script(SYNC_MSG, { delay = 60, until_released = true }, -1)

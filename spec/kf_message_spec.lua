@@ -55,6 +55,7 @@ describe("wechat.work.kf.message over libcurl", function()
     assert.truthy(kf.send_mini_program(client, cases.AGENT, "wm1", "wk1",
       { appid = "wx1", thumb_media_id = thumb, pagepath = "p" }, { msgid = "m1" }))
     assert.truthy(kf.send_menu(client, cases.AGENT, "wm1", "wk1", { head_content = "稍等" }, { msgid = "h1" }))
+    standin.welcome_code("CODE9")
     assert.truthy(kf.send_menu_on_event(client, cases.AGENT, "CODE9", { tail_content = "谢谢" }, "t1"))
     local sent = standin.requests("/cgi-bin/kf/send_msg")
     assert.equal('{"touser":"wm1","open_kfid":"wk1","msgid":"m1","msgtype":"miniprogram","miniprogram":{"appid":"wx1",'

@@ -423,6 +423,10 @@ describe("retries that cannot duplicate a message (libcurl)", function()
   end)
 
   describe("send_msg_on_event", function()
+    before_each(function()
+      standin.welcome_code("WELCOME_CODE")
+    end)
+
     it("with its msg_id, retried after a reset mid-response: the code is used once", function()
       local client = new_client()
       standin.script(SEND_MSG_ON_EVENT, { truncate = true }, 1)

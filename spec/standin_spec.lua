@@ -33,13 +33,14 @@ local function ok_msgid(msgid)
 end
 
 -- send(open_kfid, msgid) and event(code, msgid): a text to wmUSER through send_msg and send_msg_on_event, with
--- that msgid; each returns status, body.
+-- that msgid (the code issued as a welcome code first); each returns status, body.
 local function msgid_senders(token)
   local function send(kfid, msgid)
     return post(SEND, token, format('{"touser":"wmUSER","open_kfid":"%s","msgtype":"text","text":{"content":"s"},'
       .. '"msgid":"%s"}', kfid, msgid))
   end
   local function event(code, msgid)
+    standin.welcome_code(code)
     return post(EVENT, token, format('{"code":"%s","msgid":"%s","msgtype":"text","text":{"content":"e"}}', code,
       msgid))
   end
@@ -116,9 +117,9 @@ describe("wecom stand-in", function()
     end)
 
     it("issues already expired tokens when expires_in is 0", function()
-      assert.are.same({ expires_in = 0, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_now = 0, media_strict = true, msgid_dedup = true, record = true, statistic_now = 0,
-        window_strict = true }, standin.config({ expires_in = 0 }))
+      assert.are.same({ code_now = 0, expires_in = 0, kf_secret_only = false, media_cut_after = -1,
+        media_framing = "length", media_now = 0, media_strict = true, msgid_dedup = true, record = true,
+        statistic_now = 0, window_strict = true }, standin.config({ expires_in = 0 }))
       local status, body = gettoken("corpid=wwCORP&corpsecret=KF_SECRET")
       assert.are.equal(200, status)
       local reply = cjson.decode(body)
@@ -446,6 +447,7 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, QUOTA }, { post(SEND, token, text_to("wmW")) })
       -- a repeated msgid is refused and not counted; send_msg_on_event is not counted
       wrote("wmW", os.time())
+      standin.welcome_code("C1")
       assert.are.same({ 200, ok_msgid("same") }, { post(SEND, token, text_to("wmW", "same")) })
       assert.are.same({ 200, err(40058, "duplicate msgid same") }, { post(SEND, token, text_to("wmW", "same")) })
       assert.are.same({ 200, ok_msgid("standin-msg-6") },
@@ -541,6 +543,7 @@ describe("wecom stand-in", function()
   describe("send_msg_on_event", function()
     it("takes a code once", function()
       local token = standin.token()
+      standin.welcome_code("WELCOME1")
       local body = '{"code":"WELCOME1","msgtype":"text","text":{"content":"welcome"}}'
       assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(EVENT, token, body) })
       assert.are.same({ 200, err(95018, "code already used") }, { post(EVENT, token, body) })
@@ -549,6 +552,7 @@ describe("wecom stand-in", function()
 
     it("refuses a retry with the same msgid as a repeat, before looking at the code", function()
       local token = standin.token()
+      standin.welcome_code("W2")
       local body = '{"code":"W2","msgid":"ev1","msgtype":"msgmenu","msgmenu":{"list":[{"type":"click",'
         .. '"click":{"id":"1","content":"yes"}}]}}'
       assert.are.same({ 200, ok_msgid("ev1") }, { post(EVENT, token, body) })
@@ -574,6 +578,7 @@ describe("wecom stand-in", function()
 
     it("checks code, msgtype and the typed object", function()
       local token = standin.token()
+      standin.welcome_code("C")
       local cases = {
         { '{"msgtype":"text","text":{"content":"w"}}', err(40058, "code missing") },
         { '{"code":5,"msgtype":"text","text":{"content":"w"}}', err(40058, "invalid code") },
@@ -591,6 +596,49 @@ describe("wecom stand-in", function()
       -- none of them used the code
       assert.are.same({ 200, ok_msgid("standin-msg-1") },
         { post(EVENT, token, '{"code":"C","msgtype":"text","text":{"content":"w"}}') })
+    end)
+
+    local function text_on(code)
+      return format('{"code":"%s","msgtype":"text","text":{"content":"w"}}', code)
+    end
+
+    it("takes only codes it issued: trans's msg_code, a queued event's welcome_code or msg_code", function()
+      local token = standin.token()
+      assert.are.same({ 200, err(95018, "invalid code") }, { post(EVENT, token, text_on("MADE-UP")) })
+      standin.sync{ messages = {
+        { open_kfid = "wkKF", external_userid = "wmE", origin = 4, msgtype = "event",
+          event = { event_type = "enter_session", open_kfid = "wkKF", external_userid = "wmE", welcome_code = "WC1" } },
+        { open_kfid = "wkKF", external_userid = "wmE", origin = 4, msgtype = "event",
+          event = { event_type = "session_status_change", open_kfid = "wkKF", external_userid = "wmE",
+            change_type = 3, old_servicer_userid = "zhangsan", msg_code = "MC1" } },
+      } }
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(EVENT, token, text_on("WC1")) })
+      assert.are.same({ 200, ok_msgid("standin-msg-2") }, { post(EVENT, token, text_on("MC1")) })
+      assert.are.same({ "standin-welcome-code-1", "standin-welcome-code-2" },
+        { standin.welcome_code(), standin.welcome_code() })
+      assert.are.same({ 200, ok_msgid("standin-msg-3") }, { post(EVENT, token, text_on("standin-welcome-code-2")) })
+      assert.are.same({ 200, err(95018, "invalid code") }, { post(EVENT, token, text_on("standin-welcome-code-3")) })
+      assert.are.equal(3, #standin.delivered())
+    end)
+
+    it("refuses a code 20 s after it was issued (95018, stand-in: 20 s for every code, the stricter reading)",
+      function()
+      local token = standin.token()
+      local t = 1700000000
+      standin.config{ code_now = t }
+      standin.welcome_code("ON-TIME")
+      standin.welcome_code("LATE")
+      standin.config{ code_now = t + 19 }
+      assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(EVENT, token, text_on("ON-TIME")) })
+      standin.config{ code_now = t + 20 }
+      assert.are.same({ 200, err(95018, "code expired") }, { post(EVENT, token, text_on("LATE")) })
+      -- an event's codes age from its send_time, not from when it was queued
+      standin.config{ code_now = 0 }
+      standin.sync{ messages = { { open_kfid = "wkKF", external_userid = "wmE", origin = 4, msgtype = "event",
+        send_time = os.time() - 30, event = { event_type = "enter_session", open_kfid = "wkKF",
+          external_userid = "wmE", welcome_code = "OLD-EVENT" } } } }
+      assert.are.same({ 200, err(95018, "code expired") }, { post(EVENT, token, text_on("OLD-EVENT")) })
+      assert.are.equal(1, #standin.delivered())
     end)
   end)
 
@@ -866,9 +914,9 @@ describe("wecom stand-in", function()
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/requests") })
       assert.are.same({ 200, "{}" }, { req("GET", "/_standin/counts") })
       assert.are.same({ 200, "[]" }, { req("GET", "/_standin/delivered") })
-      assert.are.same({ expires_in = 7200, kf_secret_only = false, media_cut_after = -1, media_framing = "length",
-        media_now = 0, media_strict = true, msgid_dedup = true, record = true, statistic_now = 0,
-        window_strict = true },
+      assert.are.same({ code_now = 0, expires_in = 7200, kf_secret_only = false, media_cut_after = -1,
+        media_framing = "length", media_now = 0, media_strict = true, msgid_dedup = true, record = true,
+        statistic_now = 0, window_strict = true },
         cjson.decode((select(2, standin.request("GET", "/_standin/config")))))
     end)
 

@@ -143,6 +143,11 @@ for _, c in ipairs(M.cases) do
     c.setup = function(standin)
       assert(standin.sync_token(KFID) == "standin-sync-token-1")
     end
+  elseif c.path == SEND_MSG_ON_EVENT then
+    -- WeCom takes only a code it issued: the event's welcome code, issued under the case's name for it
+    c.setup = function(standin)
+      assert(standin.welcome_code(c.body.code) == c.body.code)
+    end
   end
 end
 

@@ -329,6 +329,13 @@ function M.sync_token(open_kfid)
     encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", open_kfid = open_kfid }).token
 end
 
+-- A send_msg_on_event welcome code the stand-in issued now, as with an enter_session event the bot pulled (WeCom
+-- takes only codes it issued, within 20 s): `code` names it (default standin-welcome-code-N). Returns the code.
+-- trans's msg_code and the codes of events queued by sync / customer_writes are issued without this.
+function M.welcome_code(code)
+  return control("POST", "/_standin/welcome_code", { code = code }).code
+end
+
 -- The app's visible range, the members and departments servicer/add takes: { userid_list =, department_id_list = }.
 function M.visible_range(spec)
   control("POST", "/_standin/visible_range", spec)

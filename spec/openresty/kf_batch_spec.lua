@@ -147,6 +147,7 @@ describe("kf.batch inside nginx #openresty", function()
   end)
 
   it("gives each call what it alone would give: an answer, an API error, a timeout", function()
+    standin.welcome_code("USED")
     standin.script("/cgi-bin/kf/sync_msg", { delay = 60, until_released = true }, -1)
     local status, body = app:request("GET", "/mixed")
     assert.are.equal(200, status)

@@ -12,7 +12,7 @@ local state = require "standin.state"
 local window = require "standin.window"
 
 local ngx = ngx
-local type, pairs, tonumber, floor = type, pairs, tonumber, math.floor
+local type, pairs, ipairs, tonumber, floor = type, pairs, ipairs, tonumber, math.floor
 local concat = table.concat
 local format, sub, rep = string.format, string.sub, string.rep
 
@@ -118,6 +118,9 @@ local CONFIG_CHECKS = {
   statistic_now = function(v)
     return is_integer(v) and v >= 0, "statistic_now must be an integer >= 0"
   end,
+  code_now = function(v)
+    return is_integer(v) and v >= 0, "code_now must be an integer >= 0"
+  end,
 }
 
 -- GET /_standin/media?media_id=: what the stand-in keeps of an upload (its file's path, to compare bytes).
@@ -211,6 +214,28 @@ local function with_defaults(raw, msg, open_kfid)
   return json_raw.prepend(raw, concat(head, ","))
 end
 
+-- The codes an event carries (enter_session's welcome_code, session_status_change's msg_code) are issued when it
+-- is queued, or at its send_time when that is earlier (WeCom's 20 s run from the event): send_msg_on_event takes
+-- only issued codes. Returns true, or nil, message.
+local EVENT_CODES = { "welcome_code", "msg_code" }
+
+local function issue_event_codes(msg)
+  local event = msg.event
+  if type(event) ~= "table" then
+    return true
+  end
+  for _, name in ipairs(EVENT_CODES) do
+    local code = event[name]
+    if type(code) == "string" and code ~= "" then
+      local ok, err = state.issue_code(code, tonumber(msg.send_time))
+      if not ok then
+        return nil, "cannot issue " .. name .. ": " .. err
+      end
+    end
+  end
+  return true
+end
+
 -- A customer who writes starts (or restarts) a session, as on WeCom, and a window of 5 sends in 48 h from
 -- send_time (default now). Returns true, or nil, message.
 local function customer_wrote(open_kfid, external_userid, send_time)
@@ -247,6 +272,10 @@ local function queue_messages(body, obj, open_kfid)
     local ok, err = state.queue_message(with_defaults(raws[i], msg, open_kfid), kfid)
     if not ok then
       return nil, 500, "cannot queue message: " .. err
+    end
+    ok, err = issue_event_codes(msg)
+    if not ok then
+      return nil, 500, err
     end
     if kfid and type(msg.external_userid) == "string" and (msg.origin == nil or msg.origin == 3) then
       ok, err = customer_wrote(kfid, msg.external_userid, tonumber(msg.send_time))
@@ -367,6 +396,28 @@ local function keyed_body(body, known, what)
     return nil
   end
   return obj
+end
+
+local WELCOME_CODE_KEYS = { code = true }
+
+-- POST /_standin/welcome_code: a welcome code issued as with an enter_session event the bot got some other way
+-- (the spec's own name for it, or standin-welcome-code-N), so a spec of send_msg_on_event need not pull an event.
+local function welcome_code(_, body)
+  local obj = keyed_body(body ~= "" and body or "{}", WELCOME_CODE_KEYS, "welcome_code")
+  if not obj then
+    return
+  end
+  local code = obj.code
+  if code == nil then
+    code = "standin-welcome-code-" .. state.next_id("welcome_code")
+  elseif not is_string(code) then
+    return http.control_error(400, "code must be a non-empty string")
+  end
+  local ok, err = state.issue_code(code)
+  if not ok then
+    return http.control_error(500, "cannot issue the code: " .. err)
+  end
+  return http.json(cjson.encode({ ok = true, code = code }))
 end
 
 local WROTE_KEYS = { open_kfid = true, external_userid = true, send_time = true }
@@ -547,6 +598,7 @@ local ROUTES = {
   ["/_standin/sync"] = { POST = sync },
   ["/_standin/customer_writes"] = { POST = customer_writes },
   ["/_standin/customer_wrote"] = { POST = wrote },
+  ["/_standin/welcome_code"] = { POST = welcome_code },
   ["/_standin/auth_change"] = { POST = auth_change },
   ["/_standin/callback_again"] = { POST = callback_again },
   ["/_standin/callbacks"] = { GET = callbacks },

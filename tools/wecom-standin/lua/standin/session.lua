@@ -131,6 +131,10 @@ function M.trans(open_kfid, external_userid, to, servicer_userid, check_servicer
   end
   local code = format("standin-msg-code-%d", state.next_id("msg_code"))
   DICT:safe_set("msgcode:" .. code, cjson.encode({ open_kfid, external_userid, to }))
+  ok, err = state.issue_code(code)
+  if not ok then
+    return false, -1, "system busy: " .. err
+  end
   return code
 end
 

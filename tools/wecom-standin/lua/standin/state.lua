@@ -29,6 +29,7 @@ M.DEFAULTS = {
   media_strict = true,      -- send_msg refuses a media_id the stand-in never issued (40007), as WeCom
   media_now = 0,            -- > 0: the time media ids age by (3 days), and uploads are created at (0: the clock)
   statistic_now = 0,        -- > 0: the time the statistics' range check takes as now (0: the clock)
+  code_now = 0,             -- > 0: the time send_msg_on_event codes are issued at and age by (0: the clock)
 }
 
 function M.reset()
@@ -186,6 +187,27 @@ end
 
 function M.delivered()
   return items(LOG, "delivered")
+end
+
+-- The clock send_msg_on_event codes are issued at and age by: config code_now when set, so a spec can age one.
+function M.code_now()
+  local t = M.config("code_now")
+  if t > 0 then
+    return t
+  end
+  return ngx.now()
+end
+
+-- A send_msg_on_event code WeCom gave the bot (a trans msg_code, a queued event's welcome_code or msg_code), at
+-- `at` when earlier than now (an event's send_time), else now. Returns true, or nil, err when the dict is full.
+function M.issue_code(code, at)
+  local now = M.code_now()
+  return DICT:safe_set("issued:" .. code, at and at < now and at or now)
+end
+
+-- When `code` was issued (code clock), or nil when the stand-in never issued it.
+function M.code_issued_at(code)
+  return DICT:get("issued:" .. code)
 end
 
 -- One-time codes of send_msg_on_event. Returns false when used before.
