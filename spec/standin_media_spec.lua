@@ -120,6 +120,26 @@ describe("the stand-in's media calls", function()
     assert.equal(13, standin.counts()["/cgi-bin/media/upload"])
   end)
 
+  it("refuses voice over 60 s: more than 3000 AMR frames of 20 ms, each sized by its header's FT (40006, stand-in)",
+    function()
+    local q = "access_token=" .. token .. "&type=voice"
+    local function voice(name, frames)
+      local data = "#!AMR\n" .. frames
+      local res = upload(q, { form(write(name, data), #data, "media", name) })
+      return ("%d %s"):format(res.errcode, res.errmsg)
+    end
+    local MR102 = "\52" .. ("v"):rep(26)  -- FT 6: 27 bytes; 3000 of them straddle the stand-in's 64 KiB pieces
+    local NO_DATA = "\124"                -- FT 15: the header byte alone
+    assert.same({ "0 ", "40006 invalid voice length", "0 ", "40006 invalid voice length",
+      "40006 invalid voice length" }, {
+      voice("60s.amr", MR102:rep(3000)),
+      voice("60s20ms.amr", MR102:rep(3001)),
+      voice("silent60s.amr", NO_DATA:rep(3000)),
+      voice("silent60s20ms.amr", NO_DATA:rep(3001)),
+      voice("mixed.amr", MR102:rep(1500) .. NO_DATA:rep(1501)),
+    })
+  end)
+
   it("forgets a media_id 3 days after its upload (40007 on media/get, in send_msg, as an avatar)", function()
     local res = upload("type=image&access_token=" .. token, { form(png, 108, "media", "a.png") })
     local id, created_at = res.media_id, tonumber(res.created_at)

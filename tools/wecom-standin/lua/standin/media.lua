@@ -10,6 +10,7 @@ local token = require "standin.token"
 
 local ngx = ngx
 local ipairs, tonumber, io_open, os_remove = ipairs, tonumber, io.open, os.remove
+local byte, floor = string.byte, math.floor
 local concat = table.concat
 local format, match, sub = string.format, string.match, string.sub
 
@@ -48,6 +49,42 @@ local function format_ok(media_type, first)
     return sub(first, 5, 8) == "ftyp"
   end
   return true
+end
+
+-- Voice: WeCom takes at most 60 s. An AMR frame is 20 ms whatever its mode, so 3000 frames at most. A frame's
+-- bytes (its header byte included) by the FT field of that byte, bits 3..6 (RFC 4867 §5.3, storage format):
+-- AMR-NB after "#!AMR\n", AMR-WB after "#!AMR-WB\n"; reserved types count as a header byte alone.
+local MAX_VOICE_FRAMES = 3000
+local AMR_NB_BYTES = { [0] = 13, 14, 16, 18, 20, 21, 27, 32, 6, 7, 6, 6, 1, 1, 1, 1 }
+local AMR_WB_BYTES = { [0] = 18, 24, 33, 37, 41, 47, 51, 59, 61, 6, 1, 1, 1, 1, 1, 1 }
+
+-- The number of frames in the AMR file at `path`, read in pieces (a frame may straddle two); a last frame cut
+-- short counts. nil when the file cannot be read.
+local function amr_frames(path)
+  local file = io_open(path, "rb")
+  if not file then
+    return nil
+  end
+  local sizes, offset = AMR_NB_BYTES, 6
+  if file:read(9) == "#!AMR-WB\n" then
+    sizes, offset = AMR_WB_BYTES, 9
+  end
+  file:seek("set", offset)
+  local frames, skip = 0, 0
+  while true do
+    local piece = file:read(PIECE)
+    if not piece then
+      break
+    end
+    local i, n = skip + 1, #piece
+    while i <= n do
+      frames = frames + 1
+      i = i + sizes[floor(byte(piece, i) / 8) % 16]
+    end
+    skip = i - n - 1
+  end
+  file:close()
+  return frames
 end
 
 local function image_type(first)
@@ -196,6 +233,9 @@ function M.upload(method, args)
   end
   if not format_ok(media_type, part.first) then
     return refuse(40005, "invalid file type")
+  end
+  if media_type == "voice" and (amr_frames(file_path) or MAX_VOICE_FRAMES + 1) > MAX_VOICE_FRAMES then
+    return refuse(40006, "invalid voice length")
   end
   local created_at = now()
   local content_type = CONTENT_TYPES[media_type] or image_type(part.first)
