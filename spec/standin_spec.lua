@@ -487,8 +487,11 @@ describe("wecom stand-in", function()
     it("answers 95031 to a customer it never saw write, as WeCom; config window_strict false lets one pass", function()
       local token = standin.token()
       known_elsewhere("wmNEW")
+      -- a session never told of: only a customer's message opens a window, and it makes the session too
+      assert.are.same({}, { standin.session("wkKF", "wmNEW") })
       assert.are.same({ 200, err(95031, "customer has not written within 48 hours") },
         { post(SEND, token, text_to("wmNEW")) })
+      assert.are.same({}, standin.delivered())
       standin.config{ window_strict = false }
       assert.are.same({ 200, ok_msgid("standin-msg-1") }, { post(SEND, token, text_to("wmNEW")) })
     end)
