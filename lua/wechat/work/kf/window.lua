@@ -24,9 +24,6 @@ local LIMIT, WINDOW = rules.LIMIT, rules.WINDOW
 
 local M = {}
 
-M.LIMIT = LIMIT
-M.WINDOW = WINDOW
-
 local REFUSALS = {
   quota = "5 messages sent since the customer last wrote: wait for the customer's next message",
   expired = "48 hours passed since the customer last wrote: wait for the customer's next message",
@@ -266,14 +263,9 @@ function M.before_send(client, open_kfid, to, force, op)
   return { backend = backend, key = key }
 end
 
--- Whether a failed send surely did not reach WeCom, or WeCom refused it: then its count is given back. The client
--- says so on every failed send (`err.maybe_sent`, see Client:post), which this does not work out again.
-local function not_sent(err)
-  return not err.maybe_sent
-end
-
 --- After the send of a `before_send` ticket: learns from WeCom's answer, gives the count back when the send
--- surely did not count (see `not_sent`), counts a forced send WeCom accepted.
+-- surely did not count (WeCom refused it, or it never reached WeCom: the client says which on every failed send,
+-- `err.maybe_sent`, see Client:post), counts a forced send WeCom accepted.
 function M.after_send(ticket, res, err)
   if not ticket then
     return
@@ -288,7 +280,7 @@ function M.after_send(ticket, res, err)
   local what = err.kind == errors.API and WINDOW_CODES[err.errcode]
   if what then
     backend:mark(key, what, ticket.gen, t_now)
-  elseif ticket.gen and not_sent(err) then
+  elseif ticket.gen and not err.maybe_sent then
     backend:give_back(key, ticket.gen, t_now)
   end
 end

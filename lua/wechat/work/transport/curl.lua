@@ -64,7 +64,7 @@ local PAUSE = {}
 --- Makes one HTTP exchange.
 -- @param req `{method = "GET" | "POST", url = "http(s)://...", body = string | nil, fresh = boolean | nil}`; a POST
 --   is sent as `Content-Type: application/json; charset=utf-8`, a nil POST body as an empty one; `fresh = true`
---   sends it over a new connection, which libcurl never sends twice (not inside `run`, whose handles ignore it).
+--   sends it over a new connection, which libcurl never sends twice (inside `run` too).
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and a "transport" error whose
 --   `reason` is one of "connect", "timeout", "tls", "resolve", "too_large", "send", "recv", "other"; its
 --   message never holds the URL's query (where the access token is); `resent` (in either) is true when libcurl
