@@ -39,8 +39,8 @@ build = {
     ["wechat.core"] = {
       sources = {
         "src/wechat_core.c", "src/kf_bodies.c", "src/kf_family_bodies.c", "src/json_writer.c", "src/json_answer.c",
-        "src/curl_transport.c", "src/curl_multi.c", "src/curl_media.c", "src/multipart.c", "src/digest.c",
-        "src/callback_crypto.c", "src/random.c",
+        "src/curl_transport.c", "src/curl_direct.c", "src/http_answer.c", "src/curl_multi.c", "src/curl_media.c",
+        "src/multipart.c", "src/digest.c", "src/callback_crypto.c", "src/random.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto" },

@@ -1,6 +1,7 @@
-/* Fuzz target: the response handling of the libcurl transport (src/curl_transport.c): libcurl's HTTP parsing, the
- * bounded accumulation in the write callback, max_response, the reuse of the buffer between requests, and the
- * results and error messages of handle:request().
+/* Fuzz target: the response handling of the libcurl transport (src/curl_transport.c, src/curl_direct.c): the
+ * direct exchange's HTTP reading (src/http_answer.c) over a connection libcurl opened, the bounded accumulation of
+ * the body, max_response, the reuse of the buffer between requests, and the results and error messages of
+ * handle:request(); libcurl's own HTTP parsing through the write callback.
  *
  * In process and without a network: this file includes src/curl_transport.c, so it can point the easy handle of a
  * real core.curl_new() handle at an abstract unix socket of this process (CURLOPT_ABSTRACT_UNIX_SOCKET; the URL
@@ -340,6 +341,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         curl_easy_setopt(c->easy, CURLOPT_PROXY, "") != CURLE_OK ||
         curl_easy_setopt(c->easy, CURLOPT_VERBOSE, getenv("FZ_VERBOSE") != NULL ? 1L : 0L) != CURLE_OK)
         fz_die("curl_easy_setopt");
+    c->abstract_socket = socket_name; /* the direct exchange's connections too */
     if (pthread_create(&s.acceptor, NULL, acceptor, &s) != 0) fz_die("pthread_create");
 
     for (int i = 0; i < nreq; i++) {

@@ -233,6 +233,22 @@ response("framed_over", 0, 6, framed(1, "ab", 8193, 0))
 response("framed_chunked", 0, 7, framed(2, "{x}", 1000, 3, u16(100) .. char(2) .. u16(7) .. char(0)))
 response("two_requests_keep_buffer", 1, 10, framed(1, "01234567", 3000, 0, nil, 1), framed(3, "z", 10, 2))
 response("write_callback", 2, 4, u16(1000) .. char(0) .. u16(65535) .. char(1) .. u16(5) .. char(0))
+-- fuzz_http_answer: flags (bit 0: framed here, bits 1-2 its kind), a split seed, then the answer or the payload.
+local function answer(name, flags, seed, data)
+  write("fuzz_http_answer", name, char(flags, seed) .. data)
+end
+answer("content_length", 0, 3, "HTTP/1.1 200 OK\r\nContent-Length: " .. #OK .. "\r\n\r\n" .. OK)
+answer("chunked_ext_trailer", 0, 5, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\n{\"err\r\n"
+  .. string.format("%X", #OK - 5) .. "\r\n" .. OK:sub(6) .. "\r\n0\r\nX-T: 1\r\n\r\n")
+answer("interim_then_ok", 0, 1, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: x\r\n\r\n"
+  .. "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+answer("http10_keep_alive", 0, 2, "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}")
+answer("until_close", 0, 4, "HTTP/1.1 500 Oops\nServer: x\n\nboom")
+answer("bytes_after", 0, 6, "HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\nleftover!")
+answer("conflicting_lengths", 0, 7, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc")
+answer("framed_length", 1, 9, OK)
+answer("framed_chunked", 3, 11, string.rep(OK, 20))
+answer("framed_close", 5, 13, OK)
 -- Past findings (spec/fuzz_regressions_spec.lua says what each was), replayed first by every tools/fuzz run.
 local function regress(target, name, data)
   write(target, "regress-" .. name, data)

@@ -18,6 +18,7 @@
 #define KEEP_BUFFER (1024 * 1024)
 static void wcurl_forget_url(wcurl_url *u)
 {
+    wdirect_forget_url(u);
     curl_url_cleanup(u->parsed);
     u->parsed = NULL;
     free(u->text);
@@ -28,6 +29,7 @@ static void wcurl_forget_url(wcurl_url *u)
 static void wcurl_release(wcurl *c)
 {
     if (c->multi != NULL) wmulti_detach(c->multi, c);
+    wdirect_release(c);
     if (c->easy != NULL) {
         curl_easy_cleanup(c->easy);
         c->easy = NULL;
@@ -39,18 +41,17 @@ static void wcurl_release(wcurl *c)
     free(c->buf);
     c->buf = NULL;
     c->len = c->cap = 0;
+    free(c->user_agent);
+    free(c->cafile);
+    c->user_agent = c->cafile = NULL;
     if (c->global_ref) {
         c->global_ref = 0;
         curl_global_cleanup();
     }
 }
 
-/* Runs inside curl_easy_perform: raising here would longjmp across libcurl, so trouble is recorded and the
- * transfer stopped by returning a short count. */
-static size_t wcurl_write(char *data, size_t size, size_t nmemb, void *ud)
+size_t wcurl_take_body(wcurl *c, const char *data, size_t n)
 {
-    wcurl *c = ud;
-    size_t n = size * nmemb;
     if (n == 0) return 0;
     if (n > c->max_response - c->len) {
         c->too_large = 1;
@@ -72,6 +73,22 @@ static size_t wcurl_write(char *data, size_t size, size_t nmemb, void *ud)
     memcpy(c->buf + c->len, data, n);
     c->len += n;
     return n;
+}
+
+/* Runs inside curl_easy_perform: raising here would longjmp across libcurl, so trouble is recorded and the
+ * transfer stopped by returning a short count. */
+static size_t wcurl_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    return wcurl_take_body(ud, data, size * nmemb);
+}
+
+void wcurl_shrink(wcurl *c)
+{
+    if (c->cap > KEEP_BUFFER) {
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
 }
 
 static wcurl *wcurl_check(lua_State *L)
@@ -225,6 +242,10 @@ static int l_curl_new(lua_State *L)
     wcurl *c = lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
     c->max_response = max_response;
+    c->direct.sock = CURL_SOCKET_BAD;
+    c->ssl_verify = ssl_verify;
+    c->timeout_ms = (long long)(timeout * 1000.0 + 0.5);
+    c->connect_timeout = connect_timeout;
     /* The metatable goes on first: from here on any failure is cleaned up by __gc. */
     luaL_getmetatable(L, CURL_MT);
     lua_setmetatable(L, -2);
@@ -240,6 +261,9 @@ static int l_curl_new(lua_State *L)
         return 2;
     }
     c->global_ref = 1;
+    if ((user_agent != NULL && (c->user_agent = strdup(user_agent)) == NULL) ||
+        (cafile != NULL && (c->cafile = strdup(cafile)) == NULL))
+        goto no_memory;
     c->easy = curl_easy_init();
     if (c->easy == NULL) {
         wcurl_release(c);
@@ -350,37 +374,48 @@ static int wcurl_url_is_normal(CURLU *parsed, const char *url)
     return same;
 }
 
-/* Points the transfer at url: a parsed URL from the cache, or one parsed now into the least recently used slot,
- * with the flags libcurl itself parses CURLOPT_URL with, so the request is the same byte for byte. A URL that does
- * not parse, or not into its own normal form (odd escapes, a host with '%'), goes to libcurl as text, which then
- * does exactly what it did before: fail the transfer saying why, or send it. */
-static CURLcode wcurl_set_url(wcurl *c, const char *url, size_t len)
+/* The cache slot of url, parsed now into the least recently used slot when it is not there, with the flags libcurl
+ * itself parses CURLOPT_URL with, so the request is the same byte for byte. NULL for a URL that does not parse, or not
+ * into its own normal form (odd escapes, a host with '%'): it goes to libcurl as text, which then does exactly what
+ * it did before, fail the transfer saying why or send it. *rc is set when libcurl fails (then NULL too). */
+static wcurl_url *wcurl_find_url(wcurl *c, const char *url, size_t len, CURLcode *rc)
 {
     wcurl_url *slot = &c->urls[0];
+    *rc = CURLE_OK;
     c->url_clock++;
     for (int i = 0; i < URL_CACHE; i++) {
         wcurl_url *u = &c->urls[i];
         if (u->text != NULL && u->len == len && memcmp(u->text, url, len) == 0) {
             u->used = c->url_clock;
-            return curl_easy_setopt(c->easy, CURLOPT_CURLU, u->parsed);
+            return u;
         }
         if (u->text == NULL ? slot->text != NULL : slot->text != NULL && u->used < slot->used) slot = u;
     }
-    /* The easy handle may still point at the slot's URL: it is set anew below in every case. */
-    CURLcode rc = curl_easy_setopt(c->easy, CURLOPT_CURLU, (CURLU *)NULL);
-    if (rc != CURLE_OK) return rc;
+    /* The easy handle may still point at the slot's URL: it is set anew before its next transfer in every case. */
+    *rc = curl_easy_setopt(c->easy, CURLOPT_CURLU, (CURLU *)NULL);
+    if (*rc != CURLE_OK) return NULL;
     wcurl_forget_url(slot);
     slot->parsed = curl_url();
     slot->text = malloc(len + 1);
     if (slot->parsed != NULL && slot->text != NULL &&
         curl_url_set(slot->parsed, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-        wcurl_url_is_normal(slot->parsed, url)) {
+        wcurl_url_is_normal(slot->parsed, url) && wdirect_prepare_url(c, slot) == 0) {
         memcpy(slot->text, url, len + 1);
         slot->len = len;
         slot->used = c->url_clock;
-        return curl_easy_setopt(c->easy, CURLOPT_CURLU, slot->parsed);
+        return slot;
     }
     wcurl_forget_url(slot);
+    return NULL;
+}
+
+/* Points the transfer at url: the parsed URL of its cache slot, or the text when it has none. */
+static CURLcode wcurl_set_url(wcurl *c, const char *url, size_t len)
+{
+    CURLcode rc;
+    wcurl_url *u = wcurl_find_url(c, url, len, &rc);
+    if (rc != CURLE_OK) return rc;
+    if (u != NULL) return curl_easy_setopt(c->easy, CURLOPT_CURLU, u->parsed);
     return curl_easy_setopt(c->easy, CURLOPT_URL, url);
 }
 
@@ -452,11 +487,7 @@ int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc, int started)
         nret = 4;
     }
     c->len = 0;
-    if (c->cap > KEEP_BUFFER) {
-        free(c->buf);
-        c->buf = NULL;
-        c->cap = 0;
-    }
+    wcurl_shrink(c);
     return nret;
 }
 
@@ -496,8 +527,14 @@ static int l_curl_request(lua_State *L)
     size_t url_len, body_len;
     wcurl_check_request(L, "request", 0, &post, &url, &url_len, &body, &body_len);
     c->fresh = lua_toboolean(L, 5);
+    /* Our own exchange over a connection libcurl opened, unless the URL is one only libcurl writes right, or a
+     * proxy from the environment must carry the request. */
+    CURLcode rc;
+    wcurl_url *u = wcurl_find_url(c, url, url_len, &rc);
+    if (u != NULL && u->origin != NULL && (c->direct.easy != NULL || !wdirect_proxy_in_env(u)))
+        return wdirect_request(L, c, u, post, body, body_len);
     /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
-    CURLcode rc = wcurl_begin(c, post, url, url_len, body, body_len);
+    rc = wcurl_begin(c, post, url, url_len, body, body_len);
     if (rc != CURLE_OK) return wcurl_finish(L, c, rc, 0);
     return wcurl_finish(L, c, curl_easy_perform(c->easy), 1);
 }

@@ -5,6 +5,7 @@
 
 #include <curl/curl.h>
 
+#include "http_answer.h"
 #include "wechat_core.h"
 
 #define CURL_MT "wechat.curl"
@@ -21,7 +22,28 @@ typedef struct {
     char *text; /* NULL: slot unused */
     size_t len;
     unsigned long used; /* for evicting the least recently used */
+    /* For the direct exchange (curl_direct.c), when the URL is one it can send exactly as libcurl would (origin
+     * NULL otherwise): the connection's origin, and the request heads written out once. */
+    char *origin;       /* "scheme://host:port/" */
+    size_t origin_len;
+    char *post_head;    /* "POST target HTTP/1.1\r\n...Content-Length: " */
+    size_t post_head_len;
+    char *get_head;     /* the whole head of a GET */
+    size_t get_head_len;
 } wcurl_url;
+
+/* The direct exchange: one connection libcurl opens (CURLOPT_CONNECT_ONLY, TLS included) and we write requests to
+ * and read answers from ourselves, with curl_easy_send/curl_easy_recv. */
+typedef struct {
+    CURL *easy;           /* the connection's handle, NULL when none is open */
+    curl_socket_t sock;
+    char *origin;         /* of the open connection (a copy) */
+    size_t origin_len;
+    char *in;             /* receive buffer (DIRECT_IN bytes), kept while the transport lives */
+    char *out;            /* a request's head and body when they fit (DIRECT_OUT bytes) */
+    http_answer answer;
+    int off;              /* a proxy is set in the environment: every request goes through curl_easy_perform */
+} wdirect;
 
 typedef struct {
     CURL *easy;                 /* NULL once closed */
@@ -38,6 +60,15 @@ typedef struct {
     int fresh;                  /* the transfer under way goes over a new connection (never resent by libcurl) */
     int kept;                   /* the last transfer left its connection open for the next one */
     struct wmulti *multi;       /* the multi handle running this transfer, NULL when none */
+    /* the options, kept for the connections of the direct exchange */
+    char *user_agent, *cafile;  /* copies; NULL: ours, the system's */
+    int ssl_verify;
+    long long timeout_ms;
+    double connect_timeout;
+    wdirect direct;
+    /* An abstract unix socket the direct exchange connects to instead of the URL's host: set only by the in-process
+     * fuzzer (fuzz/fuzz_response.c), whose server lives there. */
+    const char *abstract_socket;
 } wcurl;
 
 
@@ -68,6 +99,30 @@ const char *wcurl_reason(CURL *easy, CURLcode rc);
 /* Pushes libcurl's failure message, cut at a '?' (or a line break) so that a URL's query, where the access token
  * is, never reaches a log line. */
 void wcurl_push_message(lua_State *L, const char *msg);
+
+/* Appends n bytes of answer body to the handle's buffer, bounded by max_response; returns n, or 0 when it cannot
+ * (too_large or no_memory set). */
+size_t wcurl_take_body(wcurl *c, const char *data, size_t n);
+
+/* Gives back a buffer grown past KEEP_BUFFER for one large answer, so an idle transport stays small. */
+void wcurl_shrink(wcurl *c);
+
+/* Prepares slot u (just parsed into u->parsed from u->text) for the direct exchange: sets u->origin and the heads,
+ * or leaves u->origin NULL when the URL must go through curl_easy_perform. Returns 0, or -1 without memory. */
+int wdirect_prepare_url(wcurl *c, wcurl_url *u);
+
+/* Frees what wdirect_prepare_url made. */
+void wdirect_forget_url(wcurl_url *u);
+
+/* Whether the environment names a proxy libcurl would use for u's scheme: then the request goes through
+ * curl_easy_perform, which speaks to proxies. */
+int wdirect_proxy_in_env(const wcurl_url *u);
+
+/* Makes one exchange of the request at u over the direct connection; pushes what wcurl_finish pushes. */
+int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *body, size_t body_len);
+
+/* Closes the direct connection and frees its buffers. */
+void wdirect_release(wcurl *c);
 
 /* Called by wcurl_release for a handle still in a multi handle (curl_multi.c). */
 void wmulti_detach(struct wmulti *m, wcurl *c);
