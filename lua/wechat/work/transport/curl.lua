@@ -1,6 +1,10 @@
---- The libcurl transport: one HTTP exchange per `request`, over one libcurl easy handle that keeps its
--- connection alive between requests. Blocking: for plain Lua programs, not for OpenResty request handlers
--- (use `wechat.work.transport.cosocket` there). It never retries and knows nothing of access tokens.
+--- The libcurl transport: one HTTP exchange per `request`, over a connection kept alive between requests.
+-- libcurl opens the connection (DNS, TCP, TLS and its checks); the request is written and its answer read by
+-- wechat.core itself over that connection, byte for byte the request libcurl would write (a third of the work of
+-- curl_easy_perform). With a proxy in the environment (`http_proxy`, `https_proxy`, `all_proxy`), for URLs only
+-- libcurl writes right, and inside `run`, libcurl makes the whole exchange. Blocking: for plain Lua programs, not
+-- for OpenResty request handlers (use `wechat.work.transport.cosocket` there). It never retries and knows nothing
+-- of access tokens.
 local core = require "wechat.core"
 local errors = require "wechat.work.errors"
 local request = require "wechat.work.transport.request"
@@ -67,8 +71,9 @@ local PAUSE = {}
 --   sends it over a new connection, which libcurl never sends twice (inside `run` too).
 -- @return `{status = N, body = "..."}` for any HTTP answer (any status), or nil and a "transport" error whose
 --   `reason` is one of "connect", "timeout", "tls", "resolve", "too_large", "send", "recv", "other"; its
---   message never holds the URL's query (where the access token is); `resent` (in either) is true when libcurl
---   may have sent the request twice (a kept-alive connection died under it), so the client does not retry it.
+--   message never holds the URL's query (where the access token is); `resent` (in either) is true when the
+--   request may have gone out twice: a kept-alive connection died under it after a byte of it was written, and it
+--   went once more over a new connection, as libcurl does; the client then does not retry it.
 -- @raise on a wrong request table, or when the transport is closed
 function Transport:request(req)
   if self.closed then
