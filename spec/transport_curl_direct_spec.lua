@@ -233,6 +233,21 @@ describe("wechat.work.transport.curl, direct exchange", function()
         assert.same({ ["/cgi-bin/kf/sync_msg"] = 1 }, standin.counts())
       end)
 
+      it("speaks HTTP/1.1 over TLS to a server that offers h2 (ALPN agrees on http/1.1)", function()
+        local dir = standin.cafile():match("^(.*)/[^/]*$")
+        local h2 = nginx.start{ name = "curl-direct-h2", port = 18193, workers = 1, listen = "ssl http2",
+          log_level = "warn", server = "ssl_certificate " .. dir .. "/server.pem;\n"
+            .. "ssl_certificate_key " .. dir .. "/server.key;\n"
+            .. 'location = /version { return 200 "$server_protocol"; }' }
+        t = assert(curl.new{ cafile = standin.cafile() })
+        local res, err = t:request{ method = "GET", url = "https://127.0.0.1:18193/version" }
+        local again = t:request{ method = "GET", url = "https://127.0.0.1:18193/version" }
+        h2:stop()
+        assert.same({ status = 200, body = "HTTP/1.1" }, res, tostring(err))
+        assert.same({ status = 200, body = "HTTP/1.1" }, again)
+        assert.same({ requests = 2, connects = 1 }, t:stats())
+      end)
+
       it("reads HTTPS answers over the connection libcurl verified", function()
         t = assert(curl.new{ cafile = standin.cafile() })
         local req = sync_msg()

@@ -196,6 +196,9 @@ static CURLcode direct_connect(wcurl *c, wcurl_url *u, long long left_ms, const 
     }
     CURLcode rc = wcurl_common_opts(d->easy, c->errbuf, c->user_agent, c->ssl_verify, c->cafile, c->connect_timeout);
     if (rc == CURLE_OK) rc = curl_easy_setopt(d->easy, CURLOPT_CONNECT_ONLY, 1L);
+    /* HTTP/1.1 is what we write: TLS must not agree on h2 (ALPN), after which libcurl 7.88 writes HTTP/2's
+     * preface on the connection itself, and its curl_easy_recv was seen to crash */
+    if (rc == CURLE_OK) rc = curl_easy_setopt(d->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     if (rc == CURLE_OK) rc = curl_easy_setopt(d->easy, CURLOPT_TCP_KEEPALIVE, 1L);
     if (rc == CURLE_OK) rc = curl_easy_setopt(d->easy, CURLOPT_TIMEOUT_MS, (long)(left_ms > 0 ? left_ms : 1));
     if (rc == CURLE_OK) rc = curl_easy_setopt(d->easy, CURLOPT_URL, u->origin);
