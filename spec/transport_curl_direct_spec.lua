@@ -135,6 +135,16 @@ describe("wechat.work.transport.curl, direct exchange", function()
         .. "X-Trailer: t\r\n\r\n")))
     end)
 
+    it("reads the codings of two Transfer-Encoding lines as one list, chunked last, and sizes with leading zeros",
+      function()
+        t = assert(curl.new())
+        assert.same({ status = 200, body = "abc" }, t:request(raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n"
+          .. "Transfer-Encoding: chunked\r\n\r\n0000000000000003\r\nabc\r\n0\r\n\r\n")))
+        -- chunked not last: the body is what comes until the close, framing and all
+        assert.same({ status = 200, body = "3\r\nabc\r\n" }, t:request(raw("HTTP/1.1 200 OK\r\n"
+          .. "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n3\r\nabc\r\n")))
+      end)
+
     it("reads an HTTP/1.0 answer ended by the close, bare line ends too", function()
       t = assert(curl.new())
       assert.same({ status = 500, body = "boom\r\n" }, t:request(raw("HTTP/1.0 500 Oops\nServer: x\n\nboom\r\n")))

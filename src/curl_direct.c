@@ -97,6 +97,9 @@ int wdirect_prepare_url(wcurl *c, wcurl_url *u)
     for (const char *s = query != NULL ? query : ""; *s; s++)
         if ((unsigned char)*s <= ' ' || *s == 0x7f) goto done;
 
+    /* a host outside ASCII: libcurl would connect to and name its punycode form */
+    for (const char *h = host; *h; h++)
+        if ((unsigned char)*h >= 0x80) goto done;
     const char *colon = default_port ? "" : ":", *port_text = default_port ? "" : port;
     const char *qmark = query != NULL ? "?" : "", *query_text = query != NULL ? query : "";
     const char *agent = c->user_agent != NULL ? c->user_agent : WCURL_USER_AGENT;
@@ -147,7 +150,7 @@ static int env_set(const char *name)
 /* A proxy libcurl would take from the environment for this scheme (the names libcurl reads): the request must then
  * go through curl_easy_perform, which speaks to the proxy. NO_PROXY is not weighed: with any proxy set, libcurl
  * decides. */
-int wdirect_proxy_in_env(const wcurl_url *u)
+static int proxy_in_env(const wcurl_url *u)
 {
     int https = u->origin[4] == 's';
     return env_set(https ? "https_proxy" : "http_proxy") || (https && env_set("HTTPS_PROXY")) ||
@@ -222,6 +225,7 @@ static CURLcode direct_connect(wcurl *c, wcurl_url *u, long long left_ms, const 
     }
     if (rc != CURLE_OK) {
         *reason = wcurl_reason(d->easy, rc);
+        if (c->errbuf[0] == '\0') snprintf(c->errbuf, sizeof c->errbuf, "%s", curl_easy_strerror(rc));
         direct_close(d);
         return rc;
     }
@@ -256,20 +260,36 @@ static CURLcode direct_wait(wcurl *c, short events, long long deadline)
     }
 }
 
-static CURLcode direct_send(wcurl *c, const char *p, size_t n, long long deadline, size_t *sent)
+/* The way to wait after CURLE_AGAIN: for the way the call goes, unless the socket was ready that way and the call
+ * still could not go on; then TLS waits for the other way (a handshake message in the middle of the stream). */
+static short next_wait(short usual, short last, int was_ready)
 {
+    if (!was_ready) return usual;
+    return last == POLLIN ? POLLOUT : POLLIN;
+}
+
+/* *touched: a byte of the request may have gone out; over TLS even a write that reports none may have sent part
+ * of a record. */
+static CURLcode direct_send(wcurl *c, const char *p, size_t n, long long deadline, int *touched)
+{
+    short wait = POLLOUT;
+    int was_ready = 0;
     while (n > 0) {
         size_t k = 0;
+        *touched = 1;
         CURLcode rc = curl_easy_send(c->direct.easy, p, n, &k);
         if (rc == CURLE_AGAIN) {
-            rc = direct_wait(c, POLLOUT, deadline);
+            wait = next_wait(POLLOUT, wait, was_ready);
+            rc = direct_wait(c, wait, deadline);
             if (rc != CURLE_OK) return rc;
+            was_ready = 1;
             continue;
         }
         if (rc != CURLE_OK) return rc;
         p += k;
         n -= k;
-        *sent += k;
+        was_ready = 0;
+        wait = POLLOUT;
     }
     return CURLE_OK;
 }
@@ -296,15 +316,21 @@ static CURLcode direct_recv(wcurl *c, long long deadline, int *how)
      * before was read to its last byte) */
     CURLcode rc = direct_wait(c, POLLIN, deadline);
     if (rc != CURLE_OK) return rc;
+    short wait = POLLIN;
+    int was_ready = 1;
     for (;;) {
         size_t k = 0;
         rc = curl_easy_recv(d->easy, d->in, DIRECT_IN, &k);
         if (rc == CURLE_AGAIN) {
-            rc = direct_wait(c, POLLIN, deadline);
+            wait = next_wait(POLLIN, wait, was_ready);
+            rc = direct_wait(c, wait, deadline);
             if (rc != CURLE_OK) return rc;
+            was_ready = 1;
             continue;
         }
         if (rc != CURLE_OK) return rc;
+        was_ready = 0;
+        wait = POLLIN;
         size_t used = 0;
         ha_result r = k == 0 ? ha_eof(&d->answer) : ha_feed(&d->answer, d->in, k, &used, take, c);
         if (r == HA_MORE && d->answer.has_length && d->answer.length > c->max_response) {
@@ -332,24 +358,31 @@ static CURLcode direct_recv(wcurl *c, long long deadline, int *how)
 
 /* Writes the request: head and body in one piece when they fit in d->out, else the head, then the body. */
 static CURLcode direct_write_request(wcurl *c, wcurl_url *u, int post, const char *body, size_t body_len,
-                                     long long deadline, size_t *sent)
+                                     long long deadline, int *touched)
 {
     wdirect *d = &c->direct;
-    if (!post) return direct_send(c, u->get_head, u->get_head_len, deadline, sent);
+    if (!post) return direct_send(c, u->get_head, u->get_head_len, deadline, touched);
+    /* the Content-Length digits, then the blank line */
     char length[32];
-    int ln = snprintf(length, sizeof length, "%zu\r\n\r\n", body_len);
-    if (ln < 0 || (size_t)ln >= sizeof length) return CURLE_FAILED_INIT;
-    size_t head = u->post_head_len + (size_t)ln;
+    char *end = length + sizeof length, *q = end - 4;
+    memcpy(q, "\r\n\r\n", 4);
+    size_t v = body_len;
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    size_t ln = (size_t)(end - q);
+    size_t head = u->post_head_len + ln;
     int whole = head + body_len <= DIRECT_OUT;
     /* head <= DIRECT_OUT: wdirect_prepare_url takes no URL whose head would not fit */
     memcpy(d->out, u->post_head, u->post_head_len);
-    memcpy(d->out + u->post_head_len, length, (size_t)ln);
+    memcpy(d->out + u->post_head_len, q, ln);
     if (whole) {
         memcpy(d->out + head, body, body_len);
-        return direct_send(c, d->out, head + body_len, deadline, sent);
+        return direct_send(c, d->out, head + body_len, deadline, touched);
     }
-    CURLcode rc = direct_send(c, d->out, head, deadline, sent);
-    if (rc == CURLE_OK) rc = direct_send(c, body, body_len, deadline, sent);
+    CURLcode rc = direct_send(c, d->out, head, deadline, touched);
+    if (rc == CURLE_OK) rc = direct_send(c, body, body_len, deadline, touched);
     return rc;
 }
 
@@ -365,7 +398,7 @@ static int push_failure(lua_State *L, wcurl *c, const char *reason, int maybe_re
 }
 
 /* The reason and message of a failed exchange (rc from sending or reading), in libcurl's words. */
-static const char *failure(wcurl *c, CURLcode rc, int how, size_t sent, long long started)
+static const char *failure(wcurl *c, CURLcode rc, int how, int touched, long long started)
 {
     const http_answer *a = &c->direct.answer;
     switch (rc) {
@@ -373,7 +406,7 @@ static const char *failure(wcurl *c, CURLcode rc, int how, size_t sent, long lon
         snprintf(c->errbuf, sizeof c->errbuf, "Operation timed out after %lld milliseconds with %llu bytes received",
                  now_ms() - started, a->body_bytes);
         /* as libcurl has it: a timeout before any byte of the request went out is a connect failure */
-        return sent == 0 ? "connect" : "timeout";
+        return touched ? "timeout" : "connect";
     case CURLE_WRITE_ERROR:
         if (c->too_large) {
             snprintf(c->errbuf, sizeof c->errbuf, "response too large (over %d bytes)", (int)c->max_response);
@@ -406,11 +439,17 @@ static const char *failure(wcurl *c, CURLcode rc, int how, size_t sent, long lon
 int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *body, size_t body_len)
 {
     wdirect *d = &c->direct;
+    if (d->easy != NULL &&
+        (c->fresh || d->origin_len != u->origin_len || memcmp(d->origin, u->origin, u->origin_len) != 0))
+        direct_close(d);
+    /* the server closed it while idle (or sent what nobody asked for): nothing was sent on it */
+    if (d->easy != NULL && !direct_alive(d)) direct_close(d);
+    /* a new connection where the environment names a proxy: libcurl's to make, with the whole exchange */
+    if (d->easy == NULL && proxy_in_env(u)) return 0;
     long long started = now_ms();
     long long deadline = started + c->timeout_ms;
     c->requests++;
-    c->len = 0;
-    c->too_large = c->no_memory = 0;
+    c->fresh = 0;
     c->errbuf[0] = '\0';
     int maybe_resent = 0;
     if (d->in == NULL) d->in = malloc(DIRECT_IN);
@@ -419,17 +458,9 @@ int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *
         snprintf(c->errbuf, sizeof c->errbuf, "not enough memory");
         return push_failure(L, c, "other", 0);
     }
-    if (d->easy != NULL &&
-        (c->fresh || d->origin_len != u->origin_len || memcmp(d->origin, u->origin, u->origin_len) != 0))
-        direct_close(d);
-    c->fresh = 0;
 
     for (int attempt = 0;; attempt++) {
         int reused = d->easy != NULL;
-        if (reused && !direct_alive(d)) {
-            direct_close(d);
-            reused = 0;
-        }
         if (d->easy == NULL) {
             const char *reason = "other";
             if (direct_connect(c, u, deadline - now_ms(), &reason) != CURLE_OK)
@@ -437,21 +468,21 @@ int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *
         }
         ha_reset(&d->answer);
         c->len = 0;
+        c->too_large = c->no_memory = 0;
         c->errbuf[0] = '\0';
-        size_t sent = 0;
-        int how = READ_OK;
-        CURLcode rc = direct_write_request(c, u, post, body, body_len, deadline, &sent);
+        int touched = 0, how = READ_OK;
+        CURLcode rc = direct_write_request(c, u, post, body, body_len, deadline, &touched);
         if (rc == CURLE_OK) rc = direct_recv(c, deadline, &how);
         if (rc == CURLE_OK) break;
         /* libcurl's rule: a reused connection that died before any byte of the answer came gets the request once
-         * more, on a new connection; it may have reached the server when a byte of it went out */
-        int died = rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || (rc == CURLE_PARTIAL_FILE && !d->answer.saw_bytes);
+         * more, on a new connection; it may have reached the server, since a write was made */
+        int died = rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || how == READ_EOF_EARLY;
         if (reused && attempt == 0 && died && !d->answer.saw_bytes) {
-            if (sent > 0) maybe_resent = 1;
+            maybe_resent = touched;
             direct_close(d);
             continue;
         }
-        const char *reason = failure(c, rc, how, sent, started);
+        const char *reason = failure(c, rc, how, touched, started);
         direct_close(d);
         c->len = 0;
         return push_failure(L, c, reason, maybe_resent);

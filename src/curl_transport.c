@@ -409,23 +409,15 @@ static wcurl_url *wcurl_find_url(wcurl *c, const char *url, size_t len, CURLcode
     return NULL;
 }
 
-/* Points the transfer at url: the parsed URL of its cache slot, or the text when it has none. */
-static CURLcode wcurl_set_url(wcurl *c, const char *url, size_t len)
-{
-    CURLcode rc;
-    wcurl_url *u = wcurl_find_url(c, url, len, &rc);
-    if (rc != CURLE_OK) return rc;
-    if (u != NULL) return curl_easy_setopt(c->easy, CURLOPT_CURLU, u->parsed);
-    return curl_easy_setopt(c->easy, CURLOPT_URL, url);
-}
-
-CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const char *body, size_t body_len)
+/* Sets up a transfer to url, whose cache slot u was looked up already (NULL: none, the text goes to libcurl). */
+static CURLcode wcurl_begin_at(wcurl *c, int post, wcurl_url *u, const char *url, const char *body, size_t body_len)
 {
     c->len = 0;
     c->too_large = c->no_memory = 0;
     c->errbuf[0] = '\0';
     c->post = post;
-    CURLcode rc = wcurl_set_url(c, url, url_len);
+    CURLcode rc = u != NULL ? curl_easy_setopt(c->easy, CURLOPT_CURLU, u->parsed)
+                            : curl_easy_setopt(c->easy, CURLOPT_URL, url);
     /* c->fresh: over a new connection, which libcurl never sends again by itself (it resends on a reused one) */
     if (rc == CURLE_OK) rc = curl_easy_setopt(c->easy, CURLOPT_FRESH_CONNECT, c->fresh ? 1L : 0L);
     if (rc != CURLE_OK) return rc;
@@ -439,6 +431,14 @@ CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const 
     }
     if (rc == CURLE_OK) c->requests++;
     return rc;
+}
+
+CURLcode wcurl_begin(wcurl *c, int post, const char *url, size_t url_len, const char *body, size_t body_len)
+{
+    CURLcode rc;
+    wcurl_url *u = wcurl_find_url(c, url, url_len, &rc);
+    if (rc != CURLE_OK) return rc;
+    return wcurl_begin_at(c, post, u, url, body, body_len);
 }
 
 int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc, int started)
@@ -531,10 +531,12 @@ static int l_curl_request(lua_State *L)
      * proxy from the environment must carry the request. */
     CURLcode rc;
     wcurl_url *u = wcurl_find_url(c, url, url_len, &rc);
-    if (u != NULL && u->origin != NULL && (c->direct.easy != NULL || !wdirect_proxy_in_env(u)))
-        return wdirect_request(L, c, u, post, body, body_len);
+    if (u != NULL && u->origin != NULL) {
+        int nret = wdirect_request(L, c, u, post, body, body_len);
+        if (nret > 0) return nret;
+    }
     /* The body stays on the Lua stack for the whole transfer, so libcurl need not copy it. */
-    rc = wcurl_begin(c, post, url, url_len, body, body_len);
+    if (rc == CURLE_OK) rc = wcurl_begin_at(c, post, u, url, body, body_len);
     if (rc != CURLE_OK) return wcurl_finish(L, c, rc, 0);
     return wcurl_finish(L, c, curl_easy_perform(c->easy), 1);
 }

@@ -42,7 +42,6 @@ typedef struct {
     char *in;             /* receive buffer (DIRECT_IN bytes), kept while the transport lives */
     char *out;            /* a request's head and body when they fit (DIRECT_OUT bytes) */
     http_answer answer;
-    int off;              /* a proxy is set in the environment: every request goes through curl_easy_perform */
 } wdirect;
 
 typedef struct {
@@ -114,11 +113,9 @@ int wdirect_prepare_url(wcurl *c, wcurl_url *u);
 /* Frees what wdirect_prepare_url made. */
 void wdirect_forget_url(wcurl_url *u);
 
-/* Whether the environment names a proxy libcurl would use for u's scheme: then the request goes through
- * curl_easy_perform, which speaks to proxies. */
-int wdirect_proxy_in_env(const wcurl_url *u);
-
-/* Makes one exchange of the request at u over the direct connection; pushes what wcurl_finish pushes. */
+/* Makes one exchange of the request at u over the direct connection; pushes what wcurl_finish pushes and returns
+ * how many. Returns 0, having done nothing, when a new connection is needed and the environment names a proxy
+ * libcurl would use for u's scheme: then the request goes through curl_easy_perform, which speaks to proxies. */
 int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *body, size_t body_len);
 
 /* Closes the direct connection and frees its buffers. */

@@ -108,7 +108,7 @@ static ha_result parse_head(http_answer *a)
     if (status < 100) return bad(a, "Invalid status line");
     int http10 = p[7] == '0';
 
-    int close = 0, keep = 0, chunked = 0, other_coding = 0, has_length = 0;
+    int close = 0, keep = 0, coded = 0, chunked = 0, folded = 0, has_length = 0;
     unsigned long long length = 0;
     for (p = eol + 1; p < end;) {
         eol = memchr(p, '\n', (size_t)(end - p));
@@ -117,8 +117,12 @@ static ha_result parse_head(http_answer *a)
         const char *line = p;
         p = eol + 1;
         if (n == 0) break;
-        /* an obsolete folded line continues a field we do not read twice: skipped */
-        if (is_space((unsigned char)line[0])) continue;
+        /* an obsolete folded line continues the field before it, which may have been one we act on: read no
+         * further, but take no chance with the connection either */
+        if (is_space((unsigned char)line[0])) {
+            folded = 1;
+            continue;
+        }
         const char *colon = memchr(line, ':', n);
         if (colon == NULL) return bad(a, "Invalid header line in response");
         size_t name_len = (size_t)(colon - line);
@@ -137,9 +141,11 @@ static ha_result parse_head(http_answer *a)
             has_length = 1;
             length = value;
         } else if (same_word(line, name_len, "transfer-encoding")) {
+            /* the codings of all such lines make one list: the body is chunked when its last coding is */
             int last;
-            if (has_token(v, vn, "chunked", &last) && last) chunked = 1;
-            else other_coding = 1;
+            has_token(v, vn, "chunked", &last);
+            if (vn > 0) chunked = last;
+            coded = 1;
         } else if (same_word(line, name_len, "connection")) {
             if (has_token(v, vn, "close", NULL)) close = 1;
             if (has_token(v, vn, "keep-alive", NULL)) keep = 1;
@@ -154,13 +160,14 @@ static ha_result parse_head(http_answer *a)
     }
     a->status = status;
     a->keep_alive = http10 ? keep && !close : !close;
+    /* RFC 9112 6.1: after a coded HTTP/1.0 answer, or one with both framings (one of the two is a lie somebody
+     * was told), the connection is closed */
+    if (folded || (coded && (http10 || has_length))) a->keep_alive = 0;
     if (status == 204 || status == 304) {
         a->state = S_DONE;
-    } else if (chunked && !other_coding) {
-        /* with a Content-Length too, the length is a lie one of the two parties was told: not reused */
-        if (has_length) a->keep_alive = 0;
+    } else if (coded && chunked) {
         a->state = S_CHUNK_SIZE;
-    } else if (other_coding) {
+    } else if (coded) {
         a->keep_alive = 0;
         a->state = S_UNTIL_CLOSE;
     } else if (has_length) {
@@ -195,7 +202,10 @@ static ha_result take_head(http_answer *a, const char *data, size_t n, size_t *t
     /* the empty line ending the head: "\n\n" or "\n\r\n", possibly begun in an earlier piece */
     size_t from = before >= 2 ? before - 2 : 0;
     for (size_t i = from; i < a->head_len; i++) {
-        if (a->head[i] != '\n' || i == 0) continue;
+        const char *nl = memchr(a->head + i, '\n', a->head_len - i);
+        if (nl == NULL) break;
+        i = (size_t)(nl - a->head);
+        if (i == 0) continue;
         size_t e = 0;
         if (a->head[i - 1] == '\n') e = i + 1;
         else if (a->head[i - 1] == '\r' && i >= 2 && a->head[i - 2] == '\n') e = i + 1;
@@ -256,16 +266,20 @@ ha_result ha_feed(http_answer *a, const char *data, size_t n, size_t *used, ha_s
             int lc = lower(c);
             int v = c >= '0' && c <= '9' ? c - '0' : lc >= 'a' && lc <= 'f' ? lc - 'a' + 10 : -1;
             if (v >= 0 && !a->in_ext) {
-                if (++a->digits > CHUNK_DIGITS_MAX) return bad(a, "Chunk size too large");
-                a->remaining = a->remaining * 16 + (unsigned long long)v;
+                /* leading zeros count as read, not toward the size's digits */
+                a->saw_digit = 1;
+                if (a->remaining != 0 || v != 0) {
+                    if (++a->digits > CHUNK_DIGITS_MAX) return bad(a, "Chunk size too large");
+                    a->remaining = a->remaining * 16 + (unsigned long long)v;
+                }
             } else if (c == '\n') {
-                if (a->digits == 0) return bad(a, "Invalid chunk size");
+                if (!a->saw_digit) return bad(a, "Invalid chunk size");
                 a->state = a->remaining == 0 ? S_TRAILER : S_CHUNK_DATA;
                 a->line_len = 0;
-                a->digits = a->in_ext = 0;
+                a->digits = a->in_ext = a->saw_digit = 0;
             } else if (c == ';' || is_space(c) || c == '\r') {
                 /* an extension (skipped to the line end), or the line end's CR */
-                if (a->digits == 0) return bad(a, "Invalid chunk size");
+                if (!a->saw_digit) return bad(a, "Invalid chunk size");
                 a->in_ext = 1;
             } else if (!a->in_ext) {
                 return bad(a, "Invalid chunk size");

@@ -34,7 +34,8 @@ typedef struct {
     unsigned long long body_bytes;  /* body bytes handed to the sink */
     size_t line_len;                /* of the chunk size line or trailer line under way */
     size_t trailer_len;             /* of the trailer section so far */
-    int digits, in_ext, cr;         /* chunk size line: hex digits read, in an extension; a CR after chunk data */
+    int digits, saw_digit, in_ext;  /* chunk size line: its significant hex digits, any digit, in an extension */
+    int cr;                         /* a CR after chunk data */
     const char *message;            /* why HA_BAD (a constant) */
 } http_answer;
 
