@@ -4,6 +4,7 @@
 -- as the whole answer over the raw socket, whatever they are, and the stand-in for a connection dropped under a
 -- request. What it must keep from libcurl: the same request bytes, the same answers, the same words for failures,
 -- and a request sent twice only when a kept-alive connection died under it, said as `resent`.
+local core = require "wechat.core"
 local curl = require "wechat.work.transport.curl"
 local nginx = require "helpers.nginx"
 local standin = require "helpers.standin"
@@ -140,6 +141,11 @@ describe("wechat.work.transport.curl, direct exchange", function()
         t = assert(curl.new())
         assert.same({ status = 200, body = "abc" }, t:request(raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n"
           .. "Transfer-Encoding: chunked\r\n\r\n0000000000000003\r\nabc\r\n0\r\n\r\n")))
+        -- a line without a coding changes nothing
+        assert.same({ status = 200, body = "abc" }, t:request(raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+          .. "Transfer-Encoding: ,\r\n\r\n3\r\nabc\r\n0\r\n\r\n")))
+        assert.same({ status = 200, body = "abc" }, t:request(raw("HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n"
+          .. "Content-Length: 3\r\n\r\nabc")))
         -- chunked not last: the body is what comes until the close, framing and all
         assert.same({ status = 200, body = "3\r\nabc\r\n" }, t:request(raw("HTTP/1.1 200 OK\r\n"
           .. "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n3\r\nabc\r\n")))
@@ -256,6 +262,37 @@ describe("wechat.work.transport.curl, direct exchange", function()
         assert.same({ status = 200, body = "HTTP/1.1" }, res, tostring(err))
         assert.same({ status = 200, body = "HTTP/1.1" }, again)
         assert.same({ requests = 2, connects = 1 }, t:stats())
+      end)
+
+      it("posts 8 MiB over TLS 1.2 to a server that reads slowly, whole", function()
+        -- TLS 1.2 leaves nothing to read after the handshake, so a write held up waits for the socket to take more
+        -- and for nothing else
+        local dir = standin.cafile():match("^(.*)/[^/]*$")
+        local slow = nginx.start{ name = "curl-direct-tls12", port = 18194, workers = 1, listen = "ssl",
+          log_level = "warn", server = "ssl_certificate " .. dir .. "/server.pem;\n"
+            .. "ssl_certificate_key " .. dir .. "/server.key;\nssl_protocols TLSv1.2;\n" .. [[
+            location = /slow-read {
+              content_by_lua_block {
+                local sock = assert(ngx.req.socket())
+                local left, parts = tonumber(ngx.var.http_content_length), {}
+                while left > 0 do
+                  local piece = assert(sock:receive(math.min(left, 65536)))
+                  parts[#parts + 1] = piece
+                  left = left - #piece
+                  ngx.sleep(0.001)
+                end
+                local body = table.concat(parts)
+                ngx.print(#body, " ", (ngx.sha1_bin(body):gsub(".", function(c)
+                  return string.format("%02x", c:byte())
+                end)))
+              }
+            }
+          ]] }
+        t = assert(curl.new{ cafile = standin.cafile(), timeout = 30 })
+        local body = string.rep("0123456789abcdef", 524288)
+        local res, err = t:request{ method = "POST", url = "https://127.0.0.1:18194/slow-read", body = body }
+        slow:stop()
+        assert.same({ status = 200, body = #body .. " " .. core.sha1_hex(body) }, res, tostring(err))
       end)
 
       it("reads HTTPS answers over the connection libcurl verified", function()

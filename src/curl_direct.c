@@ -260,36 +260,25 @@ static CURLcode direct_wait(wcurl *c, short events, long long deadline)
     }
 }
 
-/* The way to wait after CURLE_AGAIN: for the way the call goes, unless the socket was ready that way and the call
- * still could not go on; then TLS waits for the other way (a handshake message in the middle of the stream). */
-static short next_wait(short usual, short last, int was_ready)
-{
-    if (!was_ready) return usual;
-    return last == POLLIN ? POLLOUT : POLLIN;
-}
-
 /* *touched: a byte of the request may have gone out; over TLS even a write that reports none may have sent part
  * of a record. */
 static CURLcode direct_send(wcurl *c, const char *p, size_t n, long long deadline, int *touched)
 {
-    short wait = POLLOUT;
-    int was_ready = 0;
     while (n > 0) {
         size_t k = 0;
         *touched = 1;
         CURLcode rc = curl_easy_send(c->direct.easy, p, n, &k);
+        /* Over TLS, CURLE_AGAIN after the socket was writable is the usual thing (part of a record went out), and
+         * the rare write that must read first (a renegotiation) goes on as soon as the peer's message is in: so the
+         * wait is always for writability, as libcurl's own example waits. */
         if (rc == CURLE_AGAIN) {
-            wait = next_wait(POLLOUT, wait, was_ready);
-            rc = direct_wait(c, wait, deadline);
+            rc = direct_wait(c, POLLOUT, deadline);
             if (rc != CURLE_OK) return rc;
-            was_ready = 1;
             continue;
         }
         if (rc != CURLE_OK) return rc;
         p += k;
         n -= k;
-        was_ready = 0;
-        wait = POLLOUT;
     }
     return CURLE_OK;
 }
@@ -316,21 +305,15 @@ static CURLcode direct_recv(wcurl *c, long long deadline, int *how)
      * before was read to its last byte) */
     CURLcode rc = direct_wait(c, POLLIN, deadline);
     if (rc != CURLE_OK) return rc;
-    short wait = POLLIN;
-    int was_ready = 1;
     for (;;) {
         size_t k = 0;
         rc = curl_easy_recv(d->easy, d->in, DIRECT_IN, &k);
         if (rc == CURLE_AGAIN) {
-            wait = next_wait(POLLIN, wait, was_ready);
-            rc = direct_wait(c, wait, deadline);
+            rc = direct_wait(c, POLLIN, deadline);
             if (rc != CURLE_OK) return rc;
-            was_ready = 1;
             continue;
         }
         if (rc != CURLE_OK) return rc;
-        was_ready = 0;
-        wait = POLLIN;
         size_t used = 0;
         ha_result r = k == 0 ? ha_eof(&d->answer) : ha_feed(&d->answer, d->in, k, &used, take, c);
         if (r == HA_MORE && d->answer.has_length && d->answer.length > c->max_response) {
@@ -477,7 +460,8 @@ int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *
         /* libcurl's rule: a reused connection that died before any byte of the answer came gets the request once
          * more, on a new connection; it may have reached the server, since a write was made */
         int died = rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || how == READ_EOF_EARLY;
-        if (reused && attempt == 0 && died && !d->answer.saw_bytes) {
+        /* (not when a proxy has come into the environment since: the new connection would be libcurl's to make) */
+        if (reused && attempt == 0 && died && !d->answer.saw_bytes && !proxy_in_env(u)) {
             maybe_resent = touched;
             direct_close(d);
             continue;

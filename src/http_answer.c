@@ -61,13 +61,12 @@ static int is_space(int c)
     return c == ' ' || c == '\t';
 }
 
-/* Whether a comma-separated token of the field value v[0..n) is w (ignoring case); *last (when not NULL) tells
- * whether the last non-empty token is. */
+/* Whether a comma-separated token of the field value v[0..n) is w (ignoring case); *last (when not NULL) is set
+ * to whether the last non-empty token is, and left as it was when there is none. */
 static int has_token(const char *v, size_t n, const char *w, int *last)
 {
     int any = 0;
     size_t i = 0;
-    if (last != NULL) *last = 0;
     while (i <= n) {
         size_t j = i;
         while (j < n && v[j] != ',') j++;
@@ -142,10 +141,13 @@ static ha_result parse_head(http_answer *a)
             length = value;
         } else if (same_word(line, name_len, "transfer-encoding")) {
             /* the codings of all such lines make one list: the body is chunked when its last coding is */
-            int last;
+            int last = -1;
             has_token(v, vn, "chunked", &last);
-            if (vn > 0) chunked = last;
-            coded = 1;
+            /* a line without a coding changes nothing */
+            if (last >= 0) {
+                chunked = last;
+                coded = 1;
+            }
         } else if (same_word(line, name_len, "connection")) {
             if (has_token(v, vn, "close", NULL)) close = 1;
             if (has_token(v, vn, "keep-alive", NULL)) keep = 1;
