@@ -456,24 +456,31 @@ end
 -- 40001/40014/42001 counts not at all, since WeCom refused it without acting on it. `tries.unknown` becomes true
 -- once an exchange's fate is unknown (see `call_ended`). A request that is not idempotent goes over a new
 -- connection, which the transport never sends twice.
-local function exchange_retrying(self, method, url, body, op, idempotent, tries, ...)
-  while true do
-    local data, err = exchange(self, method, url, body, op, not idempotent, ...)
-    tries.attempts = tries.attempts + 1
-    if data then
-      return data
-    end
-    err.attempts = tries.attempts
-    if fate_unknown(err) then
-      tries.unknown = true
-    end
-    if not token_refused(err) then
-      tries.sent = tries.sent + (err.resent and 2 or 1)
-    end
-    if tries.sent > self.retries or not may_retry(err, idempotent) then
-      return nil, err
-    end
+-- Counts the failed exchange err in tries; true when the request may go again.
+local function may_try_again(self, err, idempotent, tries)
+  err.attempts = tries.attempts
+  if fate_unknown(err) then
+    tries.unknown = true
   end
+  if not token_refused(err) then
+    tries.sent = tries.sent + (err.resent and 2 or 1)
+  end
+  return tries.sent <= self.retries and may_retry(err, idempotent)
+end
+
+local function exchange_retrying(self, method, url, body, op, idempotent, tries, ...)
+  -- The first exchange outside the loop: a loop entered once on every call is a loop LuaJIT keeps trying to
+  -- compile from, and gives up on, and then runs the functions around it interpreted for good.
+  local data, err = exchange(self, method, url, body, op, not idempotent, ...)
+  tries.attempts = tries.attempts + 1
+  while not data and may_try_again(self, err, idempotent, tries) do
+    data, err = exchange(self, method, url, body, op, not idempotent, ...)
+    tries.attempts = tries.attempts + 1
+  end
+  if data then
+    return data
+  end
+  return nil, err
 end
 
 local function fetch_token(self, agent, op)
@@ -618,32 +625,37 @@ end
 
 -- One call with the agent's access token, refreshed once when WeCom refuses it (40001, 40014, 42001). `query` is
 -- the escaped query string after the token ("" or "&k=v..."). `msgid`: the one the body carries, see `post`.
+-- One try of `call` with the agent's token as the store has it: the answer; or nil, the error and the token that
+-- was used (nil when none could be had).
+local function call_with_token(self, agent, method, path, query, body, op, idempotent, tries)
+  local token, err = self:token(agent.name, op)
+  if not token then
+    return nil, err
+  end
+  -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
+  if self.escaped_for ~= token then
+    self.escaped_token, self.escaped_for = url_escape(token), token
+  end
+  local url = self.base_url .. path .. "?access_token=" .. self.escaped_token .. query
+  local data
+  data, err = exchange_retrying(self, method, url, body, op, idempotent, tries, token, agent.secret)
+  return data, err, token
+end
+
 local function call(self, agent, method, path, query, body, op, idempotent, msgid)
-  local agent_name = agent.name
   local tries = { attempts = 0, sent = 0, msgid = msgid }
-  local acts = msgid ~= nil or not idempotent
-  local refreshed = false
-  while true do
-    local token, err = self:token(agent_name, op)
-    if not token then
-      return call_ended(err, tries, acts)
-    end
-    -- the token changes every two hours: escaping it once, not on every call, is a measurable share of a send
-    if self.escaped_for ~= token then
-      self.escaped_token, self.escaped_for = url_escape(token), token
-    end
-    local url = self.base_url .. path .. "?access_token=" .. self.escaped_token .. query
-    local data
-    data, err = exchange_retrying(self, method, url, body, op, idempotent, tries, token, agent.secret)
+  local data, err, token = call_with_token(self, agent, method, path, query, body, op, idempotent, tries)
+  if data then
+    return data
+  end
+  if token and token_refused(err) then
+    self:invalidate_token(agent.name, token)
+    data, err = call_with_token(self, agent, method, path, query, body, op, idempotent, tries)
     if data then
       return data
     end
-    if refreshed or not token_refused(err) then
-      return call_ended(err, tries, acts)
-    end
-    refreshed = true
-    self:invalidate_token(agent_name, token)
   end
+  return call_ended(err, tries, msgid ~= nil or not idempotent)
 end
 
 --- POSTs a JSON body to a WeCom API path with the agent's access token.

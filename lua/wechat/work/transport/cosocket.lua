@@ -424,15 +424,16 @@ local function exchange(self, sock, head, keep)
     return nil, e, stale
   end
 
-  local status, http11, headers, first
-  repeat
+  local status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES, KEPT_HEADERS)
+  -- 1xx interim answers come before the real one (a loop entered only then: see exchange_retrying in work.lua)
+  while status and status < 200 do
     status, http11, headers, first = read_headers(sock, MAX_HEADER_BYTES, KEPT_HEADERS)
-    if not status then
-      local stale = first and stale_receive(http11)
-      local _, e = io_fail(sock, "receive", http11, "recv")
-      return nil, e, stale
-    end
-  until status >= 200 -- 1xx interim answers come before the real one
+  end
+  if not status then
+    local stale = first and stale_receive(http11)
+    local _, e = io_fail(sock, "receive", http11, "recv")
+    return nil, e, stale
+  end
 
   local max = self.max_response
   local connection = lower(headers["connection"] or "")
