@@ -1,5 +1,6 @@
 -- Handlers of the bench app (bench/openresty/nginx.conf) for bench/lanes: sends timed inside one request.
 --   /loop?lane=ours|bare&n=N      N sends in a loop; prints "N seconds"
+--   /pair?n=N&blocks=B            N sends of each lane in B blocks taking turns; prints "ours/s bare/s"
 --   /latency?mode=serial|batch&n=N&c=C   N sends one by one or through kf.batch (concurrency C); prints seconds
 -- "bare" is the hand-written twin of kf.send_text inside nginx: what a user writes with ngx.socket.tcp,
 -- setkeepalive and cjson and nothing else: the body a Lua table encoded by cjson, the request made by
@@ -95,6 +96,40 @@ function M.loop()
   end
   ngx.update_time()
   ngx.print(n, " ", ngx.now() - t0)
+end
+
+-- /pair?n=N&blocks=B: both lanes in one request, in B blocks each, taking turns (ours first in odd blocks, bare
+-- first in even ones), so that both meet the same machine: a slow second of the host's falls on both. Prints
+-- "ours_per_s bare_per_s" over N sends each.
+function M.pair()
+  setup()
+  local n = tonumber(ngx.var.arg_n) or 10000
+  local blocks = tonumber(ngx.var.arg_blocks) or 20
+  local per = math.max(1, math.floor(n / blocks))
+  for _ = 1, 500 do
+    assert(ours_send(TO, KFID, CONTENT))
+    assert(bare_send(TO, KFID, CONTENT))
+  end
+  local spent = { ours = 0, bare = 0 }
+  local sends = { ours = ours_send, bare = bare_send }
+  for b = 1, blocks do
+    for i = 1, 2 do
+      local lane = (b + i) % 2 == 0 and "ours" or "bare"
+      local send = sends[lane]
+      ngx.update_time()
+      local t0 = ngx.now()
+      for _ = 1, per do
+        local res, err = send(TO, KFID, CONTENT)
+        if not res then
+          ngx.status = 500
+          return ngx.print(lane, ": ", tostring(err))
+        end
+      end
+      ngx.update_time()
+      spent[lane] = spent[lane] + (ngx.now() - t0)
+    end
+  end
+  ngx.print(string.format("%.1f %.1f", per * blocks / spent.ours, per * blocks / spent.bare))
 end
 
 function M.latency()
