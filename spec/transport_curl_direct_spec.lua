@@ -45,8 +45,10 @@ local function hex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
+-- Over a new connection each: nginx closes a connection after a raw-socket request, and a request sent on it in
+-- the meantime would be sent again (and said resent), as it should be, but not what these specs are about.
 local function raw(answer)
-  return { method = "GET", url = BASE .. "/raw?h=" .. hex(answer) }
+  return { method = "GET", url = BASE .. "/raw?h=" .. hex(answer), fresh = true }
 end
 
 local function sleep(seconds)

@@ -239,6 +239,8 @@ static CURLcode direct_connect(wcurl *c, wcurl_url *u, long long left_ms, const 
     memcpy(d->origin, u->origin, u->origin_len + 1);
     d->origin_len = u->origin_len;
     d->sock = sock;
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    d->read_first = v == NULL || v->version_num >= 0x080000;
     c->connects++;
     return CURLE_OK;
 }
@@ -301,9 +303,12 @@ enum { READ_OK = 0, READ_EOF_EARLY, READ_BAD };
 static CURLcode direct_recv(wcurl *c, long long deadline, int *how)
 {
     wdirect *d = &c->direct;
-    /* the answer cannot be there yet: wait before the first read (TLS holds no byte of it, since every answer
-     * before was read to its last byte) */
-    CURLcode rc = direct_wait(c, POLLIN, deadline);
+    /* The answer cannot be there yet: wait before the first read, which saves a read that would find nothing. That
+     * needs every byte that came to be where poll() sees it: true for libcurl before 8.0, which reads from the
+     * socket only what it is asked for (and OpenSSL one record at a time). Later ones may hold bytes in a buffer of
+     * their own, so there the first read comes first. */
+    CURLcode rc = CURLE_OK;
+    if (!d->read_first) rc = direct_wait(c, POLLIN, deadline);
     if (rc != CURLE_OK) return rc;
     for (;;) {
         size_t k = 0;

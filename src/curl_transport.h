@@ -42,6 +42,7 @@ typedef struct {
     char *in;             /* receive buffer (DIRECT_IN bytes), kept while the transport lives */
     char *out;            /* a request's head and body when they fit (DIRECT_OUT bytes) */
     http_answer answer;
+    int read_first;       /* read before waiting for an answer (libcurl may buffer what came: 8.0 and later) */
 } wdirect;
 
 typedef struct {
