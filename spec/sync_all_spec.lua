@@ -476,9 +476,10 @@ describe("kf.sync_all", function()
     it("refuses the cursor write of a puller whose lock ran out and was taken over: it stops, 'lost'", function()
       local store = redis_store.new{ port = PORT }
       queue(1, 6, 3)
-      local slow = kf.sync_all(new_client(), "kf", { open_kfid = "wkA", cursor_store = store, lock_ttl = 0.2 })
+      local slow = kf.sync_all(new_client(), "kf", { open_kfid = "wkA", cursor_store = store, lock_ttl = 30 })
       assert.are.equal("m1", slow().msgid)
       assert.are.equal("m2", slow().msgid)     -- m1 recorded; m2's handler now takes longer than the lock's ttl
+      server:call("PEXPIRE", LOCK, 1)          -- as if those 30 s had passed (a short lock_ttl races a slow machine)
       wait_expired()
       -- meanwhile another puller takes the lock, hands out m2 and m3 and is in the middle of m4
       local other = kf.sync_all(new_client(), "kf", { open_kfid = "wkA",
@@ -506,10 +507,11 @@ describe("kf.sync_all", function()
     it("stops before the next page when its lock expired meanwhile", function()
       local store = redis_store.new{ port = PORT }
       queue(1, 4, 2)
-      local pull = kf.sync_all(new_client(), "kf", { open_kfid = "wkA", cursor_store = store, lock_ttl = 0.1 })
+      local pull = kf.sync_all(new_client(), "kf", { open_kfid = "wkA", cursor_store = store, lock_ttl = 30 })
       assert.are.equal("m1", pull().msgid)
       assert.are.equal("m2", pull().msgid)
       assert.is_true(pull:ack())
+      server:call("PEXPIRE", LOCK, 1)          -- as if those 30 s had passed (0.1 s ran out under ASan before m1)
       wait_expired()
       assert.is_nil(pull())
       assert.are.equal("wechat: store error: lock " .. KEY .. " had expired in sync_all", tostring(pull.err))
