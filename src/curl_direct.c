@@ -285,15 +285,10 @@ static CURLcode direct_send(wcurl *c, const char *p, size_t n, long long deadlin
     return CURLE_OK;
 }
 
+/* A Content-Length over max_response is refused by direct_recv once the head is read. */
 static int take(void *ud, const char *data, size_t n)
 {
-    wcurl *c = ud;
-    const http_answer *a = &c->direct.answer;
-    if (a->has_length && a->length > c->max_response) {
-        c->too_large = 1;
-        return 1;
-    }
-    return wcurl_take_body(c, data, n) == n ? 0 : 1;
+    return wcurl_take_body(ud, data, n) == n ? 0 : 1;
 }
 
 /* What went wrong reading an answer, beyond a CURLcode: */
@@ -376,15 +371,6 @@ static CURLcode direct_write_request(wcurl *c, wcurl_url *u, int post, const cha
 
 /* --- one exchange ------------------------------------------------------------------------------------------ */
 
-static int push_failure(lua_State *L, wcurl *c, const char *reason, int maybe_resent)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, reason);
-    wcurl_push_message(L, c->errbuf[0] != '\0' ? c->errbuf : "transfer failed");
-    lua_pushboolean(L, maybe_resent);
-    return 4;
-}
-
 /* The reason and message of a failed exchange (rc from sending or reading), in libcurl's words. */
 static const char *failure(wcurl *c, CURLcode rc, int how, int touched, long long started)
 {
@@ -396,15 +382,8 @@ static const char *failure(wcurl *c, CURLcode rc, int how, int touched, long lon
         /* as libcurl has it: a timeout before any byte of the request went out is a connect failure */
         return touched ? "timeout" : "connect";
     case CURLE_WRITE_ERROR:
-        if (c->too_large) {
-            snprintf(c->errbuf, sizeof c->errbuf, "response too large (over %d bytes)", (int)c->max_response);
-            return "too_large";
-        }
-        snprintf(c->errbuf, sizeof c->errbuf, "not enough memory for the response");
-        return "other";
     case CURLE_OUT_OF_MEMORY:
-        snprintf(c->errbuf, sizeof c->errbuf, "not enough memory for the response");
-        return "other";
+        return wcurl_sink_failure(c);
     case CURLE_PARTIAL_FILE:
     case CURLE_WEIRD_SERVER_REPLY:
         if (ha_missing(a) > 0)
@@ -444,7 +423,7 @@ int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *
     if (d->out == NULL) d->out = malloc(DIRECT_OUT);
     if (d->in == NULL || d->out == NULL) {
         snprintf(c->errbuf, sizeof c->errbuf, "not enough memory");
-        return push_failure(L, c, "other", 0);
+        return wcurl_push_result(L, c, 0, "other", 0);
     }
 
     for (int attempt = 0;; attempt++) {
@@ -452,7 +431,7 @@ int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *
         if (d->easy == NULL) {
             const char *reason = "other";
             if (direct_connect(c, u, deadline - now_ms(), &reason) != CURLE_OK)
-                return push_failure(L, c, reason, maybe_resent);
+                return wcurl_push_result(L, c, 0, reason, maybe_resent);
         }
         ha_reset(&d->answer);
         c->len = 0;
@@ -473,14 +452,8 @@ int wdirect_request(lua_State *L, wcurl *c, wcurl_url *u, int post, const char *
         }
         const char *reason = failure(c, rc, how, touched, started);
         direct_close(d);
-        c->len = 0;
-        return push_failure(L, c, reason, maybe_resent);
+        return wcurl_push_result(L, c, 0, reason, maybe_resent);
     }
     if (!d->answer.keep_alive) direct_close(d);
-    lua_pushinteger(L, (lua_Integer)d->answer.status);
-    lua_pushlstring(L, c->buf != NULL ? c->buf : "", c->len);
-    lua_pushboolean(L, maybe_resent);
-    c->len = 0;
-    wcurl_shrink(c);
-    return 3;
+    return wcurl_push_result(L, c, d->answer.status, NULL, maybe_resent);
 }

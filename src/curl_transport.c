@@ -465,27 +465,37 @@ int wcurl_finish(lua_State *L, wcurl *c, CURLcode rc, int started)
     long status = 0;
     if (rc == CURLE_OK && curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
         rc = CURLE_FAILED_INIT;
-    int nret = 2;
-    if (rc == CURLE_OK) {
+    if (rc == CURLE_OK) return wcurl_push_result(L, c, status, NULL, maybe_resent);
+    if (rc == CURLE_FILESIZE_EXCEEDED) c->too_large = 1;
+    if (c->too_large || c->no_memory) return wcurl_push_result(L, c, 0, wcurl_sink_failure(c), maybe_resent);
+    if (c->errbuf[0] == '\0') snprintf(c->errbuf, sizeof c->errbuf, "%s", curl_easy_strerror(rc));
+    return wcurl_push_result(L, c, 0, wcurl_reason(c->easy, rc), maybe_resent);
+}
+
+const char *wcurl_sink_failure(wcurl *c)
+{
+    if (c->too_large) {
+        snprintf(c->errbuf, sizeof c->errbuf, "response too large (over %d bytes)", (int)c->max_response);
+        return "too_large";
+    }
+    snprintf(c->errbuf, sizeof c->errbuf, "not enough memory for the response");
+    return "other";
+}
+
+int wcurl_push_result(lua_State *L, wcurl *c, long status, const char *reason, int maybe_resent)
+{
+    int nret;
+    if (reason == NULL) {
         lua_pushinteger(L, (lua_Integer)status);
         lua_pushlstring(L, c->buf != NULL ? c->buf : "", c->len);
-        lua_pushboolean(L, maybe_resent);
         nret = 3;
     } else {
         lua_pushnil(L);
-        if (c->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-            lua_pushliteral(L, "too_large");
-            lua_pushfstring(L, "response too large (over %d bytes)", (int)c->max_response);
-        } else if (c->no_memory) {
-            lua_pushliteral(L, "other");
-            lua_pushliteral(L, "not enough memory for the response");
-        } else {
-            lua_pushstring(L, wcurl_reason(c->easy, rc));
-            wcurl_push_message(L, c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc));
-        }
-        lua_pushboolean(L, maybe_resent);
+        lua_pushstring(L, reason);
+        wcurl_push_message(L, c->errbuf[0] != '\0' ? c->errbuf : "transfer failed");
         nret = 4;
     }
+    lua_pushboolean(L, maybe_resent);
     c->len = 0;
     wcurl_shrink(c);
     return nret;

@@ -104,6 +104,13 @@ void wcurl_push_message(lua_State *L, const char *msg);
  * (too_large or no_memory set). */
 size_t wcurl_take_body(wcurl *c, const char *data, size_t n);
 
+/* Pushes how a request ended: status, body, maybe_resent when reason is NULL; else nil, reason, the message in
+ * c->errbuf (cut before any query), maybe_resent. Empties the body buffer. Returns how many values. */
+int wcurl_push_result(lua_State *L, wcurl *c, long status, const char *reason, int maybe_resent);
+
+/* The reason of a transfer the body sink stopped (too_large or no_memory set), its message written to c->errbuf. */
+const char *wcurl_sink_failure(wcurl *c);
+
 /* Gives back a buffer grown past KEEP_BUFFER for one large answer, so an idle transport stays small. */
 void wcurl_shrink(wcurl *c);
 

@@ -339,8 +339,3 @@ unsigned long long ha_missing(const http_answer *a)
 {
     return a->state == S_LEN ? a->remaining : 0;
 }
-
-int ha_in_body(const http_answer *a)
-{
-    return a->state != S_HEAD && a->state != S_DONE;
-}

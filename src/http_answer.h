@@ -56,7 +56,4 @@ ha_result ha_eof(http_answer *a);
 /* The body bytes still missing when ha_eof ended a Content-Length body early (for the message). */
 unsigned long long ha_missing(const http_answer *a);
 
-/* True when the head has been read and the body has a known length (Content-Length or chunked). */
-int ha_in_body(const http_answer *a);
-
 #endif
